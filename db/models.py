@@ -1,0 +1,72 @@
+"""The trend archive table.
+
+Columns and the ``(country, timestamp)`` index are the seed's ``trends_archive``; trendmap adds
+``topic_key`` (the topic's identity) and a unique natural key ``(country, topic_key, timestamp)``
+so that re-ingesting a record replaces it instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL stores ``TIMESTAMPTZ``. SQLite has no time zones, so values are stored as naive
+    UTC text in a fixed-width format, which keeps string order equal to time order.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: trendmap stores timezone-aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+SOURCES_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class TrendRecord(SQLModel, table=True):
+    """One observation: how much a topic trended in a country at a moment."""
+
+    __tablename__ = "trends_archive"
+    __table_args__ = (
+        sa.UniqueConstraint("country", "topic_key", "timestamp", name="uq_trends_natural_key"),
+        sa.Index("idx_trends_country_timestamp", "country", "timestamp"),
+        sa.Index("idx_trends_timestamp", "timestamp"),
+        sa.CheckConstraint("count >= 1", name="ck_trends_count_positive"),
+        sa.CheckConstraint(
+            "confidence >= 0 AND confidence <= 1", name="ck_trends_confidence_range"
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(ID_TYPE, primary_key=True))
+    timestamp: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    country: str = Field(sa_column=sa.Column(sa.String(2), nullable=False))
+    topic_label: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    topic_key: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    count: int = Field(sa_column=sa.Column(sa.Integer(), nullable=False))
+    confidence: float = Field(sa_column=sa.Column(sa.Float(), nullable=False))
+    sources: list[str] | None = Field(default=None, sa_column=sa.Column(SOURCES_TYPE))
+
+
+trends_table: sa.Table = TrendRecord.__table__  # type: ignore[attr-defined]
+metadata: sa.MetaData = SQLModel.metadata
+
