@@ -1,0 +1,64 @@
+"""The ASGI application: ``create_app(settings)`` builds it; the lifespan opens its resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from graph import rest
+from graph.errors import TrendmapError
+from graph.limits import BodyLimitMiddleware
+from graph.log import RequestLogMiddleware, configure_logging, logger
+from graph.schema import Context, context_for, make_schema
+from graph.settings import Settings
+from graph.state import open_state
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry over Starlette, with our context on HTTP and WebSocket alike."""
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        return context_for(request)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The trendmap application; settings come from the environment when not given."""
+    settings = settings if settings is not None else Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with open_state(settings) as state:
+            logger.info("started", database=state.engine.url.render_as_string(hide_password=True))
+            yield {"trendmap": state}
+
+    graphql = GraphQLApp(
+        make_schema(),
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+    )
+    return Starlette(
+        routes=[
+            *rest.routes,
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        middleware=[
+            Middleware(RequestLogMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={TrendmapError: rest.domain_error, HTTPException: rest.http_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,56 @@
+"""Settings from the environment and ``.env``: every knob of the service, with its default."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Read once per process, in the app's lifespan or the CLI, never at import time."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./trendmap.db"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    auto_migrate: bool = True
+
+    redis_url: str | None = None
+    use_cache: bool = True
+    flows_refresh_seconds: float = Field(default=30.0, gt=0)
+    dry_run_apis: bool = False
+
+    flow_threshold: float = Field(default=0.5, ge=0, le=1)
+    heat_halflife_hours: float = Field(default=6.0, gt=0)
+    max_flows: int = Field(default=10_000, ge=1)
+    max_page_size: int = Field(default=1_000, ge=1)
+    default_page_size: int = Field(default=100, ge=1)
+
+    api_keys: CommaList = ()
+    read_api_keys: CommaList = ()
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(default=100_000, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", "read_api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level

@@ -1,0 +1,129 @@
+"""Fixtures: the app on SQLite and on a real PostgreSQL, and a way to make records.
+
+PostgreSQL is ``TEST_DATABASE_URL`` (default: the local server). Each test session works in a
+throwaway database it creates and drops. Tests that need PostgreSQL fail, never skip, when it
+is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from db.engine import make_engine
+from graph.app import create_app
+from graph.settings import Settings
+
+WRITE_KEY = "test-write-key"
+READ_KEY = "test-read-key"
+AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _admin(statement: str) -> None:
+    engine = make_engine(_admin_url())
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"trendmap_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(_admin_url()).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def schemaless_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database with no trendmap schema."""
+    name = f"trendmap_empty_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _reset(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            exists = await conn.run_sync(lambda c: sa.inspect(c).has_table("trends_archive"))
+            if exists:
+                await conn.execute(sa.text("TRUNCATE trends_archive RESTART IDENTITY"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each app test runs once on SQLite and once on PostgreSQL, on an empty archive."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'trendmap.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    asyncio.run(_reset(url))
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "api_keys": (WRITE_KEY,),
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(database_url))) as test_client:
+        yield test_client
+
+
+def write_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {WRITE_KEY}"}
+
+
+def record(
+    country: str = "US",
+    topic: str = "World Cup",
+    *,
+    hours_ago: float = 1.0,
+    count: int = 10,
+    confidence: float = 0.9,
+    sources: list[str] | None = None,
+    as_of: datetime = AS_OF,
+) -> dict[str, Any]:
+    """A valid record in the REST shape, placed relative to AS_OF."""
+    moment = as_of - timedelta(hours=hours_ago)
+    return {
+        "timestamp": moment.isoformat().replace("+00:00", "Z"),
+        "country": country,
+        "topic_label": topic,
+        "count": count,
+        "confidence": confidence,
+        "sources": sources,
+    }
