@@ -1,0 +1,139 @@
+"""The trendmap command: ingest files, write demo data, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import record
+
+from graph import cli
+from graph.params import TimeWindow
+from graph.service import FlowQuery, HotspotQuery
+from graph.settings import Settings
+from graph.state import open_state
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> Path:
+    """Run the command in an empty directory against the test database."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    return tmp_path
+
+
+def write_jsonl(path: Path, lines: list[Any]) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return path
+
+
+def test_ingest_jsonl_in_batches(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_jsonl(env / "r.jsonl", [record("US", f"T{i}") for i in range(7)] + [""])
+    assert cli.main(["ingest", str(path), "--batch-size", "3"]) == 0
+    assert "7 records read: 7 inserted, 0 updated, 0 unchanged" in capsys.readouterr().out
+    assert cli.main(["ingest", str(path)]) == 0
+    assert "0 inserted, 0 updated, 7 unchanged" in capsys.readouterr().out
+
+
+def test_ingest_stops_at_the_first_bad_batch(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines: list[Any] = [record("US", f"T{i}") for i in range(4)]
+    lines[2] = dict(lines[2], count=0)
+    lines.insert(3, "{broken")
+    path = write_jsonl(env / "r.jsonl", lines)
+    assert cli.main(["ingest", str(path), "--batch-size", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "line 3: count" in err and "--skip-invalid" in err
+    # The first batch (lines 1-2) was stored; nothing of the bad batch (lines 3-4) was.
+    assert cli.main(["ingest", str(path), "--batch-size", "2", "--skip-invalid"]) == 0
+    captured = capsys.readouterr()
+    assert "5 records read: 1 inserted, 0 updated, 2 unchanged, 2 invalid lines" in captured.out
+    assert "skipped line 3: count" in captured.err
+    assert "skipped line 4: line: not valid JSON" in captured.err
+
+
+def test_ingest_csv(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env / "r.csv"
+    path.write_text(
+        "timestamp,country,topic_label,count,confidence,sources\n"
+        "2026-11-20T10:00:00Z,us,World Cup,5,0.9,https://a.test|https://b.test\n"
+        '2026-11-20T11:00:00Z,BR,World Cup,3,1,"[""https://c.test""]"\n'
+        "2026-11-20T12:00:00Z,CO,Storm,2,0.5,\n"
+        "2026-11-20T12:00:00Z,CO,Storm 2,two,0.5,\n"
+    )
+    assert cli.main(["ingest", str(path)]) == 1
+    assert "line 5: count" in capsys.readouterr().err
+    assert cli.main(["ingest", str(path), "--skip-invalid"]) == 0
+    assert "3 inserted" in capsys.readouterr().out
+
+
+def test_csv_without_the_header(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env / "r.csv"
+    path.write_text("time,where\n1,2\n")
+    assert cli.main(["ingest", str(path)]) == 1
+    assert "header lacks" in capsys.readouterr().err
+
+
+def test_unknown_file_format(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env / "r.txt"
+    path.write_text("")
+    assert cli.main(["ingest", str(path)]) == 2
+    assert "--format" in capsys.readouterr().err
+    assert cli.main(["ingest", str(env / "missing.jsonl")]) == 2
+
+
+def test_demo_data_is_valid_input(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = env / "demo.jsonl"
+    assert cli.main(["demo-data", "-o", str(out), "--now", "2026-11-20T12:00:00Z"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) > 1000
+    assert cli.main(["ingest", str(out)]) == 0
+    assert f"{len(lines)} inserted" in capsys.readouterr().out
+
+
+def test_demo_data_to_stdout(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo-data", "--now", "2026-11-20T12:00:00Z"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert set(first) == {"timestamp", "country", "topic_label", "count", "confidence", "sources"}
+    assert cli.main(["demo-data", "--now", "yesterday"]) == 2
+
+
+def test_db_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["db", "upgrade"]) == 0
+    assert "revision 0001" in capsys.readouterr().out
+    assert cli.main(["db", "downgrade", "base"]) == 0
+    assert "revision base" in capsys.readouterr().out
+    assert cli.main(["db", "current"]) == 0
+    assert "revision base (head is 0001)" in capsys.readouterr().out
+    assert cli.main(["db", "upgrade", "head"]) == 0
+
+
+def test_bad_database_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "mysql://x@y/z")
+    assert cli.main(["db", "current"]) == 2
+    assert "unsupported database" in capsys.readouterr().err
+
+
+def test_serve_demo_data_gives_a_newcomer_hot_flows(env: Path) -> None:
+    """What `serve --demo` loads shows at least one flow at the default threshold, now."""
+
+    async def main() -> tuple[int, int, int]:
+        settings = Settings()
+        count = await cli.load_demo(settings)
+        async with open_state(settings) as state:
+            flows = await state.service.flows(
+                FlowQuery(TimeWindow.H24, None, settings.flow_threshold, None, None)
+            )
+            hotspots = await state.service.hotspots(HotspotQuery(TimeWindow.H24, None, None, None))
+        return count, len(flows.items), len(hotspots.items)
+
+    count, flows, hotspots = asyncio.run(main())
+    assert count > 1000
+    assert flows >= 1
+    assert hotspots >= 10

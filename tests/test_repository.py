@@ -1,0 +1,175 @@
+"""The repository on SQLite and PostgreSQL: atomic upserts, SQL aggregation, keyset pages."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+import sqlalchemy.exc
+
+from db import migrate
+from db.engine import make_engine
+from db.repository import AggregateRow, RecordFilter, RecordRow, TrendRepository
+
+T = TypeVar("T")
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def run(url: str, work: Callable[[TrendRepository], Awaitable[T]]) -> T:
+    async def main() -> T:
+        engine = make_engine(url)
+        try:
+            await migrate.upgrade(engine)
+            return await work(TrendRepository(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def row(country: str, key: str, minutes: int, count: int = 1, conf: float = 0.5) -> RecordRow:
+    return RecordRow(T0 + timedelta(minutes=minutes), country, key.title(), key, count, conf, None)
+
+
+def test_upsert_counts_and_dedupes_within_a_batch(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        first = await repo.upsert([row("US", "a", 0, 1), row("US", "a", 0, 5), row("US", "b", 0)])
+        assert (first.inserted, first.updated, first.unchanged) == (2, 0, 1)
+        page = await repo.page(RecordFilter(topic_key="a"), first=10)
+        assert [r.count for r in page.records] == [5]  # the last of the duplicates won
+        second = await repo.upsert([row("US", "a", 0, 5), row("US", "b", 0, 7), row("BR", "a", 0)])
+        assert (second.inserted, second.updated, second.unchanged) == (1, 1, 1)
+        empty = await repo.upsert([])
+        assert (empty.inserted, empty.updated, empty.unchanged) == (0, 0, 0)
+
+    run(database_url, work)
+
+
+def test_a_failing_batch_stores_nothing(database_url: str) -> None:
+    """A row that breaks a database constraint rolls the whole batch back."""
+
+    async def work(repo: TrendRepository) -> None:
+        batch = [row("US", f"t{i}", i) for i in range(10)] + [row("US", "bad", 0, count=0)]
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            await repo.upsert(batch)
+        assert (await repo.page(RecordFilter(), first=10)).total_count == 0
+
+    run(database_url, work)
+
+
+def test_large_batches_round_trip(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        batch = [row("US", f"t{i}", i % 600) for i in range(9_000)]
+        result = await repo.upsert(batch)
+        assert result.inserted == 9_000
+        again = await repo.upsert(batch)
+        assert again.unchanged == 9_000
+
+    run(database_url, work)
+
+
+def naive_aggregate(
+    rows: list[RecordRow], start: datetime, end: datetime, recent_after: datetime
+) -> set[AggregateRow]:
+    groups: dict[tuple[str, str], list[RecordRow]] = {}
+    for r in rows:
+        if start < r.timestamp <= end:
+            groups.setdefault((r.country, r.topic_key), []).append(r)
+    out = set()
+    for (country, key), members in groups.items():
+        earliest = min(members, key=lambda r: r.timestamp)
+        out.add(
+            AggregateRow(
+                country,
+                key,
+                earliest.topic_label,
+                sum(r.count for r in members),
+                round(sum(r.count * r.confidence for r in members), 6),
+                earliest.timestamp,
+                sum(r.count for r in members if r.timestamp > recent_after),
+            )
+        )
+    return out
+
+
+def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
+    rng = random.Random(3)
+    rows = [
+        RecordRow(
+            T0 + timedelta(minutes=rng.randrange(0, 48 * 60)),
+            rng.choice(["US", "BR", "CO", "JP"]),
+            rng.choice(["World Cup", "world cup", "Storm", "Election", "Anime"]),
+            "",
+            rng.randint(1, 500),
+            round(rng.random(), 3),
+            None,
+        )
+        for _ in range(400)
+    ]
+    rows = [
+        RecordRow(
+            r.timestamp,
+            r.country,
+            r.topic_label,
+            r.topic_label.casefold(),
+            r.count,
+            r.confidence,
+            None,
+        )
+        for r in rows
+    ]
+    unique = list({(r.country, r.topic_key, r.timestamp): r for r in rows}.values())
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(unique)
+        for hours in (1, 6, 12, 24):
+            end = T0 + timedelta(hours=30)
+            start, mid = end - timedelta(hours=hours), end - timedelta(hours=hours / 2)
+            got = await repo.aggregate_window(start, end, mid)
+            rounded = {
+                AggregateRow(
+                    a.country,
+                    a.topic_key,
+                    a.label,
+                    a.count,
+                    round(a.weighted_confidence, 6),
+                    a.first_seen,
+                    a.recent_count,
+                )
+                for a in got
+            }
+            assert len(got) == len(rounded)
+            assert rounded == naive_aggregate(unique, start, end, mid)
+
+    run(database_url, work)
+
+
+def test_pages_are_newest_first_with_ties_broken_by_id(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert([row("US", f"t{i}", i // 3) for i in range(9)])
+        seen: list[int] = []
+        after = None
+        while True:
+            page = await repo.page(RecordFilter(countries=["US"]), first=2, after=after)
+            seen += [r.id for r in page.records]
+            if not page.has_next:
+                break
+            last = page.records[-1]
+            after = (last.timestamp, last.id)
+        assert len(seen) == len(set(seen)) == 9
+        stamps = [(r.timestamp, r.id) for r in (await repo.page(RecordFilter(), first=9)).records]
+        assert stamps == sorted(stamps, reverse=True)
+
+    run(database_url, work)
+
+
+def test_ping(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> str:
+        await repo.ping()
+        return repo.dialect
+
+    assert run(database_url, work) in {"sqlite", "postgresql"}

@@ -1,0 +1,55 @@
+"""Settings come from the environment and .env, with documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from graph.settings import Settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.database_url == "sqlite:///./trendmap.db"
+    assert s.redis_url is None
+    assert (s.flow_threshold, s.heat_halflife_hours) == (0.5, 6.0)
+    assert s.use_cache is True and s.auto_migrate is True and s.dry_run_apis is False
+    assert s.api_keys == () and s.read_api_keys == ()
+    assert s.max_flows == 10_000
+
+
+def test_environment_and_comma_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("API_KEYS", " one, two ,,")
+    monkeypatch.setenv("FLOW_THRESHOLD", "0.25")
+    monkeypatch.setenv("USE_CACHE", "false")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    s = Settings()
+    assert s.api_keys == ("one", "two")
+    assert s.flow_threshold == 0.25
+    assert s.use_cache is False
+    assert s.log_level == "DEBUG"
+
+
+def test_dotenv_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("HEAT_HALFLIFE_HOURS=3\nREAD_API_KEYS=r1\n")
+    s = Settings()
+    assert s.heat_halflife_hours == 3
+    assert s.read_api_keys == ("r1",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FLOW_THRESHOLD", "1.5"), ("HEAT_HALFLIFE_HOURS", "0"), ("LOG_LEVEL", "LOUD")],
+)
+def test_bad_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
