@@ -69,4 +69,3 @@ class TrendRecord(SQLModel, table=True):
 
 trends_table: sa.Table = TrendRecord.__table__  # type: ignore[attr-defined]
 metadata: sa.MetaData = SQLModel.metadata
-

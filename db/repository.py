@@ -170,9 +170,9 @@ class TrendRepository:
                 sa.func.sum(_t.c.count).label("count"),
                 sa.func.sum(_t.c.count * _t.c.confidence).label("weighted_confidence"),
                 sa.func.min(_t.c.timestamp).label("first_seen"),
-                sa.func.sum(
-                    sa.case((_t.c.timestamp > recent_after, _t.c.count), else_=0)
-                ).label("recent_count"),
+                sa.func.sum(sa.case((_t.c.timestamp > recent_after, _t.c.count), else_=0)).label(
+                    "recent_count"
+                ),
             )
             .where(_t.c.timestamp > start, _t.c.timestamp <= end)
             .group_by(_t.c.country, _t.c.topic_key)
@@ -214,8 +214,13 @@ class TrendRepository:
         """Up to ``first`` records newest first, strictly after the cursor ``(timestamp, id)``."""
         clauses = where.clauses()
         stmt = sa.select(
-            _t.c.id, _t.c.timestamp, _t.c.country, _t.c.topic_label,
-            _t.c.count, _t.c.confidence, _t.c.sources,
+            _t.c.id,
+            _t.c.timestamp,
+            _t.c.country,
+            _t.c.topic_label,
+            _t.c.count,
+            _t.c.confidence,
+            _t.c.sources,
         ).where(*clauses)
         if after is not None:
             ts, ident = after

@@ -39,7 +39,8 @@ def configure_logging(level: str = "INFO") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        # Not cached, so a reconfiguration (log level, tests capturing logs) reaches every logger.
+        cache_logger_on_first_use=False,
     )
 
 

@@ -295,7 +295,9 @@ def _mask(error: GraphQLError) -> bool:
 
 def make_schema() -> strawberry.Schema:
     return strawberry.Schema(
-        query=Query, mutation=Mutation, extensions=[functools.partial(MaskErrors, should_mask_error=_mask)]
+        query=Query,
+        mutation=Mutation,
+        extensions=[functools.partial(MaskErrors, should_mask_error=_mask)],
     )
 
 
