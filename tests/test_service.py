@@ -13,12 +13,17 @@ from typing import Any
 
 import pytest
 from conftest import write_headers
+from reference import (
+    assert_flows_match,
+    assert_hotspots_match,
+    naive_flows,
+    naive_hotspots,
+    naive_window,
+)
 from starlette.testclient import TestClient
-from test_analytics import assert_flows_match, assert_hotspots_match, naive_flows, naive_hotspots
 
-from graph.analytics import Flow, Hotspot, TopicAggregate, TopTopic
+from graph.analytics import Flow, Hotspot, TopTopic
 from graph.params import Span, TimeWindow
-from graph.records import validate_batch
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 COUNTRIES = ["AR", "BR", "CO", "DE", "JP", "US"]
@@ -55,32 +60,6 @@ def random_records(seed: int) -> list[dict[str, Any]]:
                 "confidence": round(rng.random(), 4),
                 "sources": None,
             }
-        )
-    return out
-
-
-def naive_window(records: list[dict[str, Any]], span: Span) -> list[TopicAggregate]:
-    """The window's aggregates from raw records; later duplicates replace earlier ones."""
-    latest = {}
-    for row in validate_batch(records):
-        latest[(row.country, row.topic_key, row.timestamp)] = row
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for row in latest.values():
-        if span.start < row.timestamp <= span.as_of:
-            groups.setdefault((row.country, row.topic_key), []).append(row)
-    out = []
-    for (country, key), rows in groups.items():
-        first = min(rows, key=lambda r: r.timestamp)
-        out.append(
-            TopicAggregate(
-                country,
-                key,
-                first.topic_label,
-                sum(r.count for r in rows),
-                sum(r.count * r.confidence for r in rows),
-                first.timestamp,
-                sum(r.count for r in rows if r.timestamp > span.recent_after),
-            )
         )
     return out
 
