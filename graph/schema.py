@@ -8,14 +8,14 @@ Errors that are not domain errors are masked; domain errors carry ``extensions.c
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import Info
 
 from db.repository import RecordFilter
@@ -42,6 +42,7 @@ class Context:
 
     connection: HTTPConnection
     state: AppState
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def authorization(self) -> str | None:
@@ -180,6 +181,7 @@ class Query:
             limit=parse_count(limit, maximum=MAX_HOTSPOTS, field="limit"),
         )
         report = await ctx.state.service.hotspots(query)
+        ctx.warnings.extend(report.warnings)
         return [Hotspot.of(h) for h in report.items]
 
     @strawberry.field(description="Hot flows between countries, hottest first.")
@@ -203,6 +205,7 @@ class Query:
             limit=parse_count(limit, maximum=settings.max_flows, field="limit"),
         )
         report = await ctx.state.service.flows(query)
+        ctx.warnings.extend(report.warnings)
         return [Flow.of(f) for f in report.items]
 
     @strawberry.field(description="Stored records, newest first, in cursor pages.")
@@ -293,11 +296,20 @@ def _mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, TrendmapError)
 
 
+class Warnings(SchemaExtension):
+    """Carry the service's warnings (a truncated answer, ...) in the response's extensions."""
+
+    def get_results(self) -> dict[str, Any]:
+        context = self.execution_context.context
+        warnings = context.warnings if isinstance(context, Context) else []
+        return {"warnings": list(warnings)} if warnings else {}
+
+
 def make_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[functools.partial(MaskErrors, should_mask_error=_mask)],
+        extensions=[functools.partial(MaskErrors, should_mask_error=_mask), Warnings],
     )
 
 

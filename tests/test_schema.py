@@ -205,3 +205,23 @@ def test_graphql_over_get(client: TestClient) -> None:
     response = client.get("/graphql", params={"query": "{ hotspots { country } }"})
     assert response.status_code == 200
     assert response.json() == {"data": {"hotspots": []}}
+
+
+def test_a_truncated_answer_says_so(database_url: str) -> None:
+    """Beyond MAX_FLOWS the answer is cut, and both APIs say so in their warnings."""
+    with TestClient(create_app(make_settings(database_url, max_flows=1))) as client:
+        client.post(
+            "/v1/trends",
+            json=[record(c, "Shared", hours_ago=h) for c, h in [("US", 3), ("BR", 2), ("CO", 1)]],
+            headers=write_headers(),
+        )
+        params = {"as_of": AS_OF.isoformat(), "threshold": 0}
+        rest = client.get("/v1/flows", params=params).json()
+        assert len(rest["flows"]) == 1
+        assert rest["warnings"] and "truncated: 3 flows" in rest["warnings"][0]
+        query = '{ flows(threshold: 0, asOf: "' + AS_OF.isoformat() + '") { heat } }'
+        body = gql(client, query)
+        assert len(body["data"]["flows"]) == 1
+        assert "truncated: 3 flows" in body["extensions"]["warnings"][0]
+        limited = gql(client, query.replace("threshold: 0,", "threshold: 0, limit: 1,"))
+        assert "extensions" not in limited or not limited["extensions"].get("warnings")
