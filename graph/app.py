@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,9 +42,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_state(settings) as state:
-            logger.info("started", database=state.engine.url.render_as_string(hide_password=True))
-            yield {"trendmap": state}
+        async with open_state(settings) as state, asyncio.TaskGroup() as tasks:
+            publishing = tasks.create_task(state.publisher.run(), name="publisher")
+            listening = tasks.create_task(state.broadcaster.run(), name="broadcaster")
+            logger.info(
+                "started",
+                database=state.engine.url.render_as_string(hide_password=True),
+                store=state.store.kind,
+                cache=state.cache.status(),
+            )
+            try:
+                yield {"trendmap": state}
+            finally:
+                state.broadcaster.close()
+                publishing.cancel()
+                listening.cancel()
 
     graphql = GraphQLApp(
         make_schema(),

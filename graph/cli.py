@@ -22,7 +22,7 @@ from graph.recordfile import Line, detect_format, open_text, read_lines
 from graph.records import parse_timestamp, validate_batch
 from graph.service import TrendService
 from graph.settings import Settings
-from graph.state import open_state
+from graph.state import AppState, open_state
 
 DEFAULT_BATCH = 5_000
 
@@ -129,6 +129,12 @@ async def _ingest(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
     return 0
 
 
+async def _announce(state: AppState) -> None:
+    """Tell running servers' subscribers (through the shared store) about what was stored."""
+    if state.store.kind != "memory" and state.publisher.pending:
+        await state.publisher.publish_all()
+
+
 async def load_demo(settings: Settings, now: datetime | None = None) -> int:
     """Store the demo dataset (relative to now); returns how many records it holds."""
     records = generate_demo_records(now or datetime.now(UTC))
@@ -136,6 +142,7 @@ async def load_demo(settings: Settings, now: datetime | None = None) -> int:
     async with open_state(settings) as state:
         for start in range(0, len(rows), settings.max_batch_records):
             await state.service.ingest(rows[start : start + settings.max_batch_records])
+        await _announce(state)
     return len(rows)
 
 
@@ -168,6 +175,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
         access_log=False,
         proxy_headers=True,
+        # A peer that stopped reading can hold its connection open (ASGI cannot abort it):
+        # shutdown waits this long, then closes whatever is left.
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     return 0
 

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from db.repository import RecordFilter, StoredRecord
-from graph.analytics import Flow, Hotspot
+from db.repository import RecordFilter
 from graph.auth import require_read, require_write
+from graph.backends import StoreUnavailable
 from graph.errors import TrendmapError
 from graph.log import error_document, log_fields, request_id_of
 from graph.openapi import openapi_document
@@ -23,8 +23,9 @@ from graph.params import (
     parse_threshold,
     parse_time_window,
 )
+from graph.payloads import trend_json
 from graph.records import topic_key, validate_json_batch
-from graph.service import FlowQuery, HotspotQuery, Report, TrendQuery, encode_cursor
+from graph.service import Answer, FlowQuery, HotspotQuery, TrendQuery, encode_cursor
 from graph.state import AppState, app_state
 
 MAX_HOTSPOTS = 1_000
@@ -35,44 +36,6 @@ class JSONBody(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-def flow_json(flow: Flow) -> dict[str, Any]:
-    return {
-        "from_country": flow.from_country,
-        "to_country": flow.to_country,
-        "heat": flow.heat,
-        "shared_topics": list(flow.shared_topics),
-        "time_delta_hours": flow.time_delta_hours,
-        "similarity_score": flow.similarity_score,
-    }
-
-
-def hotspot_json(hotspot: Hotspot) -> dict[str, Any]:
-    return {
-        "country": hotspot.country,
-        "intensity": hotspot.intensity,
-        "topic_count": hotspot.topic_count,
-        "volume": hotspot.volume,
-        "velocity": hotspot.velocity,
-        "avg_confidence": hotspot.avg_confidence,
-        "top_topics": [
-            {"label": t.label, "count": t.count, "confidence": t.confidence}
-            for t in hotspot.top_topics
-        ],
-    }
-
-
-def trend_json(record: StoredRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "timestamp": record.timestamp.isoformat(),
-        "country": record.country,
-        "topic_label": record.topic_label,
-        "count": record.count,
-        "confidence": record.confidence,
-        "sources": record.sources,
-    }
 
 
 def _countries_param(request: Request) -> tuple[str, ...] | None:
@@ -86,16 +49,34 @@ def _authorise_read(request: Request, state: AppState) -> None:
     require_read(request.headers.get("authorization"), s.read_api_keys, s.api_keys)
 
 
-def _metadata(request: Request, report: Report[Any], **extra: Any) -> dict[str, Any]:
-    return {
+def _answer_response(
+    request: Request, name: str, answer: Answer, countries: tuple[str, ...] | None, **extra: Any
+) -> Response:
+    """The answer's cached payload bytes spliced into the envelope: only the small metadata
+    object is serialised per request."""
+    metadata = {
         "request_id": request_id_of(request.scope),
-        "time_window": report.span.window.value,
-        "countries": None,
-        "as_of": report.span.as_of.isoformat(),
+        "time_window": answer.span.window.value,
+        "countries": list(countries) if countries else None,
+        "as_of": answer.span.as_of.isoformat(),
         **extra,
-        "cache_hit": report.cache_hit,
-        "computed_at": report.computed_at.isoformat(),
+        "cache_hit": answer.cache_hit,
+        "computed_at": answer.computed_at.isoformat(),
     }
+    body = b"".join(
+        [
+            b'{"',
+            name.encode(),
+            b'":',
+            answer.payload,
+            b',"metadata":',
+            orjson.dumps(metadata),
+            b',"warnings":',
+            orjson.dumps(list(answer.warnings)),
+            b"}",
+        ]
+    )
+    return Response(body, media_type="application/json")
 
 
 async def get_flows(request: Request) -> Response:
@@ -109,25 +90,20 @@ async def get_flows(request: Request) -> Response:
         as_of=parse_as_of(q.get("as_of")),
         limit=parse_count(q.get("limit"), maximum=state.settings.max_flows, field="limit"),
     )
-    report = await state.service.flows(query)
+    answer = await state.service.flows(query)
     log_fields(request.scope).update(
-        cache_hit=report.cache_hit,
+        cache_hit=answer.cache_hit,
         countries=",".join(query.countries or ()) or None,
         time_window=query.window.value,
-        flow_count=len(report.items),
+        flow_count=answer.count,
     )
-    return JSONBody(
-        {
-            "flows": [flow_json(f) for f in report.items],
-            "metadata": _metadata(
-                request,
-                report,
-                countries=list(query.countries) if query.countries else None,
-                threshold=query.threshold,
-                flow_count=len(report.items),
-            ),
-            "warnings": report.warnings,
-        }
+    return _answer_response(
+        request,
+        "flows",
+        answer,
+        query.countries,
+        threshold=query.threshold,
+        flow_count=answer.count,
     )
 
 
@@ -141,19 +117,10 @@ async def get_hotspots(request: Request) -> Response:
         as_of=parse_as_of(q.get("as_of")),
         limit=parse_count(q.get("limit"), maximum=MAX_HOTSPOTS, field="limit"),
     )
-    report = await state.service.hotspots(query)
-    log_fields(request.scope).update(cache_hit=report.cache_hit, time_window=query.window.value)
-    return JSONBody(
-        {
-            "hotspots": [hotspot_json(h) for h in report.items],
-            "metadata": _metadata(
-                request,
-                report,
-                countries=list(query.countries) if query.countries else None,
-                hotspot_count=len(report.items),
-            ),
-            "warnings": report.warnings,
-        }
+    answer = await state.service.hotspots(query)
+    log_fields(request.scope).update(cache_hit=answer.cache_hit, time_window=query.window.value)
+    return _answer_response(
+        request, "hotspots", answer, query.countries, hotspot_count=answer.count
     )
 
 
@@ -217,15 +184,32 @@ async def health(_request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Readiness: 200 when the database answers, 503 when it does not."""
+    """Readiness: 200 when the database answers (the cache may be degraded), 503 when not."""
     state = app_state(request)
     database_ok = await state.service.database_ready()
+    store = state.store
+    if store.kind == "memory":
+        broker = "in-process"
+    else:
+        try:
+            await store.ping()
+            broker = "ok"
+        except StoreUnavailable:
+            broker = "unavailable"
+    cache = state.cache.status()
+    if cache == "ok" and broker == "unavailable":
+        cache = "degraded"
     body = {
         "status": "ready" if database_ok else "unavailable",
         "checks": {
             "database": "ok" if database_ok else "unavailable",
-            "cache": "in-process",
-            "broker": "in-process",
+            "cache": {"state": cache, "backend": store.kind},
+            "broker": {"state": broker, "backend": store.kind},
+            "subscriptions": {
+                "active": state.broadcaster.subscriber_count,
+                "delivered": state.broadcaster.delivered,
+                "dropped": state.broadcaster.dropped,
+            },
         },
     }
     return JSONBody(body, status_code=200 if database_ok else 503)

@@ -7,7 +7,10 @@ Errors that are not domain errors are masked; domain errors carry ``extensions.c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,11 +18,11 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import Info
 
 from db.repository import RecordFilter
-from graph import analytics
 from graph.auth import require_read, require_write
 from graph.errors import TrendmapError
 from graph.params import (
@@ -32,6 +35,16 @@ from graph.params import (
 from graph.records import topic_key, validate_batch
 from graph.service import FlowQuery, HotspotQuery, TrendQuery, encode_cursor
 from graph.state import AppState, app_state
+from graph.types import (
+    Flow,
+    Hotspot,
+    IngestResult,
+    PageInfo,
+    Trend,
+    TrendConnection,
+    TrendEdge,
+    TrendInput,
+)
 
 MAX_HOTSPOTS = 1_000
 
@@ -51,110 +64,6 @@ class Context:
     def authorise_read(self) -> None:
         s = self.state.settings
         require_read(self.authorization, s.read_api_keys, s.api_keys)
-
-
-@strawberry.type(description="A topic that makes a country hot.")
-class TopTopic:
-    label: str
-    count: int
-    confidence: float
-
-
-@strawberry.type(description="Where it is hot in the window, and why.")
-class Hotspot:
-    country: str
-    intensity: float
-    topic_count: int
-    volume: int
-    velocity: float
-    avg_confidence: float
-    top_topics: list[TopTopic]
-
-    @classmethod
-    def of(cls, h: analytics.Hotspot) -> Hotspot:
-        return cls(
-            country=h.country,
-            intensity=h.intensity,
-            topic_count=h.topic_count,
-            volume=h.volume,
-            velocity=h.velocity,
-            avg_confidence=h.avg_confidence,
-            top_topics=[
-                TopTopic(label=t.label, count=t.count, confidence=t.confidence)
-                for t in h.top_topics
-            ],
-        )
-
-
-@strawberry.type(description="Topics spreading from one country to another.")
-class Flow:
-    from_country: str
-    to_country: str
-    heat: float
-    shared_topics: list[str]
-    time_delta_hours: float
-    similarity_score: float
-
-    @classmethod
-    def of(cls, f: analytics.Flow) -> Flow:
-        return cls(
-            from_country=f.from_country,
-            to_country=f.to_country,
-            heat=f.heat,
-            shared_topics=list(f.shared_topics),
-            time_delta_hours=f.time_delta_hours,
-            similarity_score=f.similarity_score,
-        )
-
-
-@strawberry.type(description="One stored trend record.")
-class Trend:
-    id: strawberry.ID
-    timestamp: datetime
-    country: str
-    topic_label: str
-    count: int
-    confidence: float
-    sources: list[str] | None
-
-
-@strawberry.type
-class TrendEdge:
-    cursor: str
-    node: Trend
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
-
-
-@strawberry.type(description="A page of trend records, newest first.")
-class TrendConnection:
-    edges: list[TrendEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.input(description="A trend record to ingest.")
-class TrendInput:
-    timestamp: datetime
-    country: str
-    topic_label: str
-    count: int
-    confidence: float
-    sources: list[str] | None = None
-
-
-@strawberry.type(description="What an ingest did.")
-class IngestResult:
-    received: int
-    inserted: int
-    updated: int
-    unchanged: int
 
 
 def _context(info: Info[Context, None]) -> Context:
@@ -180,9 +89,9 @@ class Query:
             as_of=parse_as_of(as_of, field="asOf"),
             limit=parse_count(limit, maximum=MAX_HOTSPOTS, field="limit"),
         )
-        report = await ctx.state.service.hotspots(query)
-        ctx.warnings.extend(report.warnings)
-        return [Hotspot.of(h) for h in report.items]
+        answer = await ctx.state.service.hotspots(query)
+        ctx.warnings.extend(answer.warnings)
+        return [Hotspot.of(item) for item in answer.items()]
 
     @strawberry.field(description="Hot flows between countries, hottest first.")
     async def flows(
@@ -204,9 +113,9 @@ class Query:
             as_of=parse_as_of(as_of, field="asOf"),
             limit=parse_count(limit, maximum=settings.max_flows, field="limit"),
         )
-        report = await ctx.state.service.flows(query)
-        ctx.warnings.extend(report.warnings)
-        return [Flow.of(f) for f in report.items]
+        answer = await ctx.state.service.flows(query)
+        ctx.warnings.extend(answer.warnings)
+        return [Flow.of(item) for item in answer.items()]
 
     @strawberry.field(description="Stored records, newest first, in cursor pages.")
     async def trends(
@@ -279,6 +188,53 @@ class Mutation:
         )
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Each flow that newly reaches the threshold, once per crossing, as it happens."
+    )
+    async def hot_flows(
+        self,
+        info: Info[Context, None],
+        time_window: str = "24h",
+        countries: list[str] | None = None,
+        threshold: float | None = None,
+        include_current: bool = False,
+    ) -> AsyncGenerator[Flow, None]:
+        ctx = _context(info)
+        ctx.authorise_read()
+        window = parse_time_window(time_window, field="timeWindow")
+        wanted = parse_countries(countries)
+        level = parse_threshold(threshold, ctx.state.settings.flow_threshold)
+        connection = ctx.connection
+
+        def too_slow() -> None:
+            # Closed from its own task: the broadcaster never waits on a slow socket.
+            closing = asyncio.get_running_loop().create_task(_close_slow(connection))
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+
+        async with ctx.state.broadcaster.subscribe(window, wanted, level, on_drop=too_slow) as (
+            subscriber,
+            current,
+        ):
+            if include_current:
+                for item in current:
+                    yield Flow.of(item)
+            async for flow in subscriber:
+                yield flow
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _close_slow(connection: HTTPConnection) -> None:
+    """Close a dropped subscriber's socket; the frame goes out once its peer reads again."""
+    if isinstance(connection, WebSocket):
+        with contextlib.suppress(Exception):
+            await connection.close(code=1008, reason="subscriber too slow: dropped")
+
+
 def _record(t: TrendInput) -> dict[str, Any]:
     return {
         "timestamp": t.timestamp,
@@ -309,6 +265,7 @@ def make_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[functools.partial(MaskErrors, should_mask_error=_mask), Warnings],
     )
 

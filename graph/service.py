@@ -1,7 +1,7 @@
-"""The service: ingest, hotspots, flows and trend pages over the repository and the core.
+"""The service: ingest, hotspots, flows and trend pages over the repository, core and cache.
 
-REST, GraphQL and the CLI call these methods and nothing below them, so every door answers
-the same. Storage failures become :class:`DependencyUnavailable` here.
+REST, GraphQL, the CLI and the live publisher call these methods and nothing below them, so
+every door answers the same. Storage failures become :class:`DependencyUnavailable` here.
 """
 
 from __future__ import annotations
@@ -9,21 +9,31 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any
 
+import orjson
 import sqlalchemy.exc
 
-from db.repository import Page, RecordFilter, RecordRow, TrendRepository, UpsertResult
-from graph.analytics import Flow, Hotspot, TopicAggregate, compute_flows, compute_hotspots
+from db.repository import AggregateRow, Page, RecordFilter, RecordRow, TrendRepository, UpsertResult
+from graph.analytics import TopicAggregate, compute_flows, compute_hotspots
+from graph.cache import (
+    Entry,
+    ResponseCache,
+    flows_key,
+    hotspots_key,
+    trends_key,
+    trends_roster_key,
+)
 from graph.errors import DependencyUnavailable, InvalidParameter, PayloadTooLarge
 from graph.params import Span, TimeWindow
+from graph.payloads import flow_json, hotspot_json
 
 Clock = Callable[[], datetime]
-T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -48,14 +58,20 @@ class HotspotQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class Report(Generic[T]):
-    """A computed answer and how it was made."""
+class Answer:
+    """A computed (or cached) answer: a JSON array in the REST shape, and how it was made."""
 
-    items: list[T]
+    payload: bytes
+    count: int
     span: Span
     computed_at: datetime
-    cache_hit: bool = False
-    warnings: list[str] = field(default_factory=list)
+    cache_hit: bool
+    warnings: tuple[str, ...]
+
+    def items(self) -> list[dict[str, Any]]:
+        """The payload's items as dicts (snake_case keys)."""
+        items: list[dict[str, Any]] = orjson.loads(self.payload)
+        return items
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +113,32 @@ def decode_cursor(cursor: str, *, field: str = "after") -> tuple[datetime, int]:
     return moment, ident
 
 
+def _encode_rows(rows: Sequence[TopicAggregate]) -> bytes:
+    return orjson.dumps(
+        [
+            [r.topic_key, r.label, r.count, r.weighted_confidence, r.first_seen, r.recent_count]
+            for r in rows
+        ]
+    )
+
+
+def _decode_rows(country: str, payload: bytes) -> list[TopicAggregate]:
+    return [
+        TopicAggregate(country, key, label, n, w, datetime.fromisoformat(first), recent)
+        for key, label, n, w, first, recent in orjson.loads(payload)
+    ]
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """The aggregates of a sliding window, computed at ``span.as_of`` under ``token``."""
+
+    token: str
+    span: Span
+    made: float
+    aggregates: list[TopicAggregate]
+
+
 class TrendService:
     """What trendmap does, independent of how it is asked."""
 
@@ -104,16 +146,24 @@ class TrendService:
         self,
         repository: TrendRepository,
         *,
+        cache: ResponseCache,
         halflife_hours: float,
         max_flows: int,
         max_batch_records: int,
         clock: Clock = utcnow,
     ) -> None:
         self.repository = repository
+        self.cache = cache
         self.halflife_hours = halflife_hours
         self.max_flows = max_flows
         self.max_batch_records = max_batch_records
         self.clock = clock
+        self._listeners: list[Callable[[], None]] = []
+        self._sliding: dict[TimeWindow, _Snapshot] = {}
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every committed ingest that changed data."""
+        self._listeners.append(listener)
 
     async def ingest(self, rows: Sequence[RecordRow]) -> UpsertResult:
         """Store a validated batch, all or nothing."""
@@ -123,12 +173,23 @@ class TrendService:
                 " split it"
             )
         async with _storage("ingest"):
-            return await self.repository.upsert(rows)
+            result = await self.repository.upsert(rows)
+        if result.inserted or result.updated:
+            # Committed: retire every cached answer before the client hears back, so its next
+            # read (on any worker) sees what it wrote.
+            await self.cache.bump()
+            for listener in self._listeners:
+                listener()
+        return result
 
-    async def aggregates(self, span: Span) -> list[TopicAggregate]:
-        """The window's per-country topic sums, as the core takes them."""
+    def span(self, window: TimeWindow, as_of: datetime | None) -> Span:
+        return Span(window, as_of if as_of is not None else self.clock())
+
+    async def _from_database(self, span: Span) -> list[TopicAggregate]:
         async with _storage("aggregate"):
-            rows = await self.repository.aggregate_window(span.start, span.as_of, span.recent_after)
+            rows: list[AggregateRow] = await self.repository.aggregate_window(
+                span.start, span.as_of, span.recent_after
+            )
         return [
             TopicAggregate(
                 r.country,
@@ -142,35 +203,121 @@ class TrendService:
             for r in rows
         ]
 
-    def span(self, window: TimeWindow, as_of: datetime | None) -> Span:
-        return Span(window, as_of if as_of is not None else self.clock())
-
-    async def hotspots(self, query: HotspotQuery) -> Report[Hotspot]:
-        span = self.span(query.window, query.as_of)
-        items = compute_hotspots(await self.aggregates(span))
-        if query.countries is not None:
-            wanted = set(query.countries)
-            items = [h for h in items if h.country in wanted]
-        if query.limit is not None:
-            items = items[: query.limit]
-        return Report(items, span, self.clock())
-
-    async def flows(self, query: FlowQuery) -> Report[Flow]:
-        span = self.span(query.window, query.as_of)
-        items = compute_flows(
-            await self.aggregates(span),
-            threshold=query.threshold,
-            halflife_hours=self.halflife_hours,
-            countries=query.countries,
+    async def aggregates(self, span: Span, token: str | None = None) -> list[TopicAggregate]:
+        """The window's per-country topic sums: from the cache's ``trends:`` entries when they
+        were computed under the current token, else from the database (and stored)."""
+        if token is None or not self.cache.enabled:
+            return await self._from_database(span)
+        window, roster = span.window.value, trends_roster_key(span.as_of)
+        found = await self.cache.read_many([(roster, window)])
+        if found is not None and found[0] is not None:
+            header = Entry.decode(found[0])
+            if header.generation == token:
+                countries: list[str] = orjson.loads(header.payload)
+                keys = [(trends_key(c, span.as_of), window) for c in countries]
+                values = await self.cache.read_many(keys)
+                if values is not None and all(v is not None for v in values):
+                    entries = [Entry.decode(v) for v in values if v is not None]
+                    if all(e.generation == token for e in entries):
+                        return [
+                            row
+                            for country, e in zip(countries, entries, strict=True)
+                            for row in _decode_rows(country, e.payload)
+                        ]
+        aggregates = await self._from_database(span)
+        by_country: dict[str, list[TopicAggregate]] = {}
+        for a in aggregates:
+            by_country.setdefault(a.country, []).append(a)
+        now = self.clock()
+        writes = [
+            (trends_key(c, span.as_of), window, Entry(token, span.as_of, now, _encode_rows(rows)))
+            for c, rows in by_country.items()
+        ]
+        writes.append(
+            (roster, window, Entry(token, span.as_of, now, orjson.dumps(sorted(by_country))))
         )
-        warnings = []
-        cap = query.limit if query.limit is not None else self.max_flows
-        if len(items) > cap and query.limit is None:
-            warnings.append(
-                f"truncated: {len(items)} flows reach the threshold, the first {cap} are shown;"
-                " raise the threshold, filter countries or pass a limit"
+        await self.cache.write_many([(k, f, e.encode()) for k, f, e in writes])
+        return aggregates
+
+    async def _window(
+        self, window: TimeWindow, as_of: datetime | None, token: str
+    ) -> tuple[Span, list[TopicAggregate]]:
+        """A historical window's aggregates, or the current snapshot of a sliding one.
+
+        A sliding window's aggregates are shared in-process by every answer computed under the
+        same token within FLOWS_REFRESH_SECONDS (flows, hotspots, any threshold or filter).
+        """
+        if as_of is not None:
+            span = Span(window, as_of)
+            return span, await self.aggregates(span, token)
+        snap = self._sliding.get(window)
+        fresh = time.monotonic() - self.cache.refresh_seconds
+        if self.cache.enabled and snap is not None and snap.token == token and snap.made > fresh:
+            return snap.span, snap.aggregates
+        span = self.span(window, None)
+        aggregates = await self._from_database(span)
+        self._sliding[window] = _Snapshot(token, span, time.monotonic(), aggregates)
+        return span, aggregates
+
+    async def hotspots(self, query: HotspotQuery) -> Answer:
+        async def compute(token: str) -> Entry:
+            span, aggregates = await self._window(query.window, query.as_of, token)
+            items = compute_hotspots(aggregates)
+            if query.countries is not None:
+                wanted = set(query.countries)
+                items = [h for h in items if h.country in wanted]
+            if query.limit is not None:
+                items = items[: query.limit]
+            payload = orjson.dumps([hotspot_json(h) for h in items])
+            return Entry(token, span.as_of, self.clock(), payload, count=len(items))
+
+        field = f"{_as_of_field(query.as_of)}|{query.limit}"
+        key = hotspots_key(query.window.value, query.countries)
+        return await self._answer(key, field, query.window, query.as_of, compute)
+
+    async def flows(self, query: FlowQuery) -> Answer:
+        async def compute(token: str) -> Entry:
+            span, aggregates = await self._window(query.window, query.as_of, token)
+            items = compute_flows(
+                aggregates,
+                threshold=query.threshold,
+                halflife_hours=self.halflife_hours,
+                countries=query.countries,
             )
-        return Report(items[:cap], span, self.clock(), warnings=warnings)
+            warnings: tuple[str, ...] = ()
+            cap = query.limit if query.limit is not None else self.max_flows
+            if len(items) > cap and query.limit is None:
+                warnings = (
+                    f"truncated: {len(items)} flows reach the threshold, the first {cap} are"
+                    " shown; raise the threshold, filter countries or pass a limit",
+                )
+            items = items[:cap]
+            payload = orjson.dumps([flow_json(f) for f in items])
+            return Entry(token, span.as_of, self.clock(), payload, warnings, count=len(items))
+
+        field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"
+        key = flows_key(query.window.value, query.countries)
+        return await self._answer(key, field, query.window, query.as_of, compute)
+
+    async def _answer(
+        self,
+        key: str,
+        field: str,
+        window: TimeWindow,
+        as_of: datetime | None,
+        compute: Callable[[str], Any],
+    ) -> Answer:
+        entry, hit = await self.cache.get_or_compute(
+            key, field, sliding=as_of is None, compute=compute
+        )
+        return Answer(
+            payload=entry.payload,
+            count=entry.count,
+            span=Span(window, entry.as_of),
+            computed_at=entry.computed_at,
+            cache_hit=hit,
+            warnings=entry.warnings,
+        )
 
     async def trends(self, query: TrendQuery) -> Page:
         after = decode_cursor(query.after) if query.after is not None else None
@@ -184,3 +331,7 @@ class TrendService:
         except DependencyUnavailable:
             return False
         return True
+
+
+def _as_of_field(as_of: datetime | None) -> str:
+    return "now" if as_of is None else as_of.isoformat()

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     use_cache: bool = True
     flows_refresh_seconds: float = Field(default=30.0, gt=0)
+    cache_timeout_seconds: float = Field(default=0.25, gt=0)
+    subscriber_queue_size: int = Field(default=256, ge=1)
+    shutdown_timeout_seconds: int = Field(default=10, ge=1)
     dry_run_apis: bool = False
 
     flow_threshold: float = Field(default=0.5, ge=0, le=1)

@@ -1,4 +1,4 @@
-"""What the lifespan makes and every request reads: settings, engine and service."""
+"""What the lifespan makes and every request reads: settings, engine, store, cache, service."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from starlette.requests import HTTPConnection
 from db import migrate
 from db.engine import make_engine
 from db.repository import TrendRepository
+from graph.backends import Store, open_store
+from graph.cache import ResponseCache
+from graph.live import Broadcaster, Publisher
 from graph.service import TrendService
 from graph.settings import Settings
 
@@ -20,7 +23,11 @@ from graph.settings import Settings
 class AppState:
     settings: Settings
     engine: AsyncEngine
+    store: Store
+    cache: ResponseCache
     service: TrendService
+    publisher: Publisher
+    broadcaster: Broadcaster
 
 
 def app_state(conn: HTTPConnection) -> AppState:
@@ -32,7 +39,7 @@ def app_state(conn: HTTPConnection) -> AppState:
 
 @asynccontextmanager
 async def open_state(settings: Settings) -> AsyncIterator[AppState]:
-    """Open the engine (migrating when AUTO_MIGRATE) and the service; close them after."""
+    """Open the engine (migrating when AUTO_MIGRATE), the store and the service; close after."""
     engine = make_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -40,15 +47,32 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_timeout=settings.db_connect_timeout_seconds,
     )
+    store = open_store(settings.redis_url, socket_timeout=settings.cache_timeout_seconds)
     try:
         if settings.auto_migrate:
             await migrate.upgrade(engine)
+        cache = ResponseCache(
+            store if settings.use_cache else None, refresh_seconds=settings.flows_refresh_seconds
+        )
         service = TrendService(
             TrendRepository(engine),
+            cache=cache,
             halflife_hours=settings.heat_halflife_hours,
             max_flows=settings.max_flows,
             max_batch_records=settings.max_batch_records,
         )
-        yield AppState(settings=settings, engine=engine, service=service)
+        publisher = Publisher(service, store)
+        service.on_change(publisher.notify)
+        broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
+        yield AppState(
+            settings=settings,
+            engine=engine,
+            store=store,
+            cache=cache,
+            service=service,
+            publisher=publisher,
+            broadcaster=broadcaster,
+        )
     finally:
+        await store.close()
         await engine.dispose()

@@ -138,7 +138,7 @@ def test_serve_demo_data_gives_a_newcomer_hot_flows(env: Path) -> None:
                 FlowQuery(TimeWindow.H24, None, settings.flow_threshold, None, None)
             )
             hotspots = await state.service.hotspots(HotspotQuery(TimeWindow.H24, None, None, None))
-        return count, len(flows.items), len(hotspots.items)
+        return count, flows.count, hotspots.count
 
     count, flows, hotspots = asyncio.run(main())
     assert count > 1000
