@@ -308,3 +308,36 @@ def test_openapi_document_lists_every_endpoint(client: TestClient) -> None:
         "/health/ready",
     }
     assert set(document["paths"]["/v1/trends"]) == {"get", "post"}
+
+
+def test_answers_are_cached_until_the_next_ingest(client: TestClient) -> None:
+    ingest(client, spreading())
+    params = {"threshold": 0.1, "as_of": ISO_AS_OF}
+    first = client.get("/v1/flows", params=params).json()
+    assert first["flows"]
+    second = client.get("/v1/flows", params=params).json()
+    assert (first["metadata"]["cache_hit"], second["metadata"]["cache_hit"]) == (False, True)
+    assert second["flows"] == first["flows"]
+    assert second["metadata"]["request_id"] != first["metadata"]["request_id"]
+    ingest(client, [record("JP", "World Cup", hours_ago=1)])
+    third = client.get("/v1/flows", params=params).json()
+    assert third["metadata"]["cache_hit"] is False
+    assert third["flows"] != first["flows"]  # JP's World Cup changed the idf
+
+
+def test_historical_answers_are_cached_too(client: TestClient) -> None:
+    ingest(client, spreading())
+    params = {"as_of": ISO_AS_OF}
+    hits = [client.get("/v1/hotspots", params=params).json()["metadata"] for _ in range(2)]
+    assert [m["cache_hit"] for m in hits] == [False, True]
+    assert hits[1]["as_of"] == ISO_AS_OF
+
+
+def test_use_cache_false_computes_every_time(database_url: str) -> None:
+    with TestClient(create_app(make_settings(database_url, use_cache=False))) as client:
+        for _ in range(2):
+            body = client.get("/v1/flows").json()
+            assert body["metadata"]["cache_hit"] is False
+        ready = client.get("/health/ready").json()["checks"]
+        assert ready["cache"]["state"] == "disabled"
+        assert ready["broker"]["state"] == "in-process"
