@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -34,6 +34,8 @@ from scipy import sparse  # type: ignore[import-untyped, unused-ignore]
 from sklearn.feature_extraction.text import (  # type: ignore[import-untyped, unused-ignore]
     TfidfTransformer,
 )
+
+from db.repository import AggregateRow
 
 __all__ = [
     "HEAT_EPSILON",
@@ -65,17 +67,9 @@ _BLOCK_CELLS = 1 << 21  # cells per block of partners (16 MiB per int64 array)
 _DENSE_CELLS = 1 << 23  # matrices up to this many cells are held dense (64 MiB per int64 array)
 
 
-@dataclass(frozen=True, slots=True)
-class TopicAggregate:
-    """One country's activity on one topic key inside a window (what the database aggregates)."""
-
-    country: str
-    topic_key: str
-    label: str
-    count: int
-    weighted_confidence: float
-    first_seen: datetime
-    recent_count: int
+# One country's activity on one topic key inside a window. The core takes the repository's
+# rows as they come out of SQL (a plain frozen dataclass), so no copy is made of them.
+TopicAggregate = AggregateRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import sqlalchemy.exc
 
-from db.repository import AggregateRow, Page, RecordFilter, RecordRow, TrendRepository, UpsertResult
+from db.repository import Page, RecordFilter, RecordRow, TrendRepository, UpsertResult
 from graph.analytics import TopicAggregate, compute_flows, compute_hotspots
 from graph.cache import (
     Entry,
@@ -187,21 +187,7 @@ class TrendService:
 
     async def _from_database(self, span: Span) -> list[TopicAggregate]:
         async with _storage("aggregate"):
-            rows: list[AggregateRow] = await self.repository.aggregate_window(
-                span.start, span.as_of, span.recent_after
-            )
-        return [
-            TopicAggregate(
-                r.country,
-                r.topic_key,
-                r.label,
-                r.count,
-                r.weighted_confidence,
-                r.first_seen,
-                r.recent_count,
-            )
-            for r in rows
-        ]
+            return await self.repository.aggregate_window(span.start, span.as_of, span.recent_after)
 
     async def aggregates(self, span: Span, token: str | None = None) -> list[TopicAggregate]:
         """The window's per-country topic sums: from the cache's ``trends:`` entries when they

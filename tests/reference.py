@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from db.repository import RecordRow
 from graph.analytics import Flow, Hotspot, TopicAggregate, TopTopic
 from graph.params import Span
 from graph.records import validate_batch
@@ -136,27 +138,32 @@ def assert_hotspots_match(hotspots: list[Hotspot], expected: dict[str, Hotspot])
             assert math.isclose(got_topic.confidence, want_topic.confidence, rel_tol=1e-9)
 
 
-def naive_window(records: list[dict[str, Any]], span: Span) -> list[TopicAggregate]:
-    """The window's aggregates from raw records; later duplicates replace earlier ones."""
-    latest = {}
-    for row in validate_batch(records):
-        latest[(row.country, row.topic_key, row.timestamp)] = row
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for row in latest.values():
-        if span.start < row.timestamp <= span.as_of:
+def naive_aggregates(
+    rows: Iterable[RecordRow], start: datetime, end: datetime, recent_after: datetime
+) -> list[TopicAggregate]:
+    """What the SQL aggregation must give: per (country, topic key) in start < t <= end."""
+    groups: dict[tuple[str, str], list[RecordRow]] = {}
+    for row in rows:
+        if start < row.timestamp <= end:
             groups.setdefault((row.country, row.topic_key), []).append(row)
     out = []
-    for (country, key), rows in groups.items():
-        first = min(rows, key=lambda r: r.timestamp)
+    for (country, key), members in groups.items():
+        first = min(members, key=lambda r: r.timestamp)
         out.append(
             TopicAggregate(
                 country,
                 key,
                 first.topic_label,
-                sum(r.count for r in rows),
-                sum(r.count * r.confidence for r in rows),
+                sum(r.count for r in members),
+                sum(r.count * r.confidence for r in members),
                 first.timestamp,
-                sum(r.count for r in rows if r.timestamp > span.recent_after),
+                sum(r.count for r in members if r.timestamp > recent_after),
             )
         )
     return out
+
+
+def naive_window(records: list[dict[str, Any]], span: Span) -> list[TopicAggregate]:
+    """The window's aggregates from raw records; later duplicates replace earlier ones."""
+    latest = {(r.country, r.topic_key, r.timestamp): r for r in validate_batch(records)}
+    return naive_aggregates(latest.values(), span.start, span.as_of, span.recent_after)

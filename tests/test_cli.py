@@ -6,16 +6,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import record
+from conftest import free_port, record, wait_until_healthy
 
 from graph import cli
 from graph.params import TimeWindow
@@ -146,15 +144,9 @@ def test_serve_demo_data_gives_a_newcomer_hot_flows(env: Path) -> None:
     assert hotspots >= 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_demo_answers_over_http(tmp_path: Path) -> None:
     """The Quickstart's command: a real server on loopback, on an empty embedded database."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'q.db'}", "LOG_LEVEL": "WARNING"}
     env.pop("API_KEYS", None)
     server = subprocess.Popen(
@@ -167,16 +159,7 @@ def test_serve_demo_answers_over_http(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(base, server)
         flows = httpx.get(f"{base}/v1/flows", timeout=10).json()
         assert len(flows["flows"]) >= 1
         graph = httpx.post(f"{base}/graphql", json={"query": "{ hotspots { country } }"}).json()

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from conftest import WRITE_KEY, RedisServer, free_port, write_headers
+from conftest import WRITE_KEY, RedisServer, free_port, wait_until_healthy, write_headers
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from websockets.client import ClientProtocol
@@ -45,20 +45,6 @@ class Cluster:
     b: str
     redis: RedisServer
     processes: list[subprocess.Popen[str]]
-
-
-def _wait_healthy(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(process.communicate()[0])
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -90,7 +76,7 @@ def cluster(postgres_url: str, tmp_path: Any) -> Iterator[Cluster]:
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for base, process in zip(bases, processes, strict=True):
-            _wait_healthy(base, process)
+            wait_until_healthy(base, process)
         yield Cluster(bases[0], bases[1], server, processes)
     finally:
         for process in processes:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 import sqlalchemy.exc
+from reference import naive_aggregates
 
 from db import migrate
 from db.engine import make_engine
@@ -72,30 +73,6 @@ def test_large_batches_round_trip(database_url: str) -> None:
     run(database_url, work)
 
 
-def naive_aggregate(
-    rows: list[RecordRow], start: datetime, end: datetime, recent_after: datetime
-) -> set[AggregateRow]:
-    groups: dict[tuple[str, str], list[RecordRow]] = {}
-    for r in rows:
-        if start < r.timestamp <= end:
-            groups.setdefault((r.country, r.topic_key), []).append(r)
-    out = set()
-    for (country, key), members in groups.items():
-        earliest = min(members, key=lambda r: r.timestamp)
-        out.add(
-            AggregateRow(
-                country,
-                key,
-                earliest.topic_label,
-                sum(r.count for r in members),
-                round(sum(r.count * r.confidence for r in members), 6),
-                earliest.timestamp,
-                sum(r.count for r in members if r.timestamp > recent_after),
-            )
-        )
-    return out
-
-
 def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
     rng = random.Random(3)
     rows = [
@@ -143,7 +120,19 @@ def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
                 for a in got
             }
             assert len(got) == len(rounded)
-            assert rounded == naive_aggregate(unique, start, end, mid)
+            expected = {
+                AggregateRow(
+                    a.country,
+                    a.topic_key,
+                    a.label,
+                    a.count,
+                    round(a.weighted_confidence, 6),
+                    a.first_seen,
+                    a.recent_count,
+                )
+                for a in naive_aggregates(unique, start, end, mid)
+            }
+            assert rounded == expected
 
     run(database_url, work)
 
