@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
+from cross_web import HTTPException as GraphQLHTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,10 +23,23 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from graph import rest
 from graph.errors import TrendmapError
 from graph.limits import BodyLimitMiddleware
-from graph.log import RequestLogMiddleware, configure_logging, logger
+from graph.log import (
+    RequestLogMiddleware,
+    configure_logging,
+    error_document,
+    logger,
+    request_id_of,
+)
 from graph.schema import Context, context_for, make_schema
 from graph.settings import Settings
 from graph.state import open_state
+
+_GRAPHQL_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -33,6 +49,31 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         return context_for(request)
+
+    async def run(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """Strawberry's own HTTP errors (unparseable body, batching off, ...) in our format."""
+        try:
+            return await super().run(request, *args, **kwargs)
+        except GraphQLHTTPException as exc:
+            code = _GRAPHQL_HTTP_CODES.get(exc.status_code, "bad_request")
+            return Response(
+                error_document(code, exc.reason, request_id_of(request.scope)),
+                status_code=exc.status_code,
+                media_type="application/json",
+            )
+
+    def encode_json(self, data: object) -> str:
+        # orjson is several times faster than the stdlib; a str keeps WebSocket frames text.
+        return orjson.dumps(data).decode()
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Bodies, socket messages and `variables` are objects (arrays for batches); a bare
+        # scalar would crash Strawberry further in, so it is refused here as unreadable.
+        decoded = orjson.loads(data)
+        if not isinstance(decoded, dict | list):
+            text = data if isinstance(data, str) else data.decode(errors="replace")
+            raise json.JSONDecodeError("expected a JSON object", text, 0)
+        return decoded
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

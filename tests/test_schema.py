@@ -225,3 +225,19 @@ def test_a_truncated_answer_says_so(database_url: str) -> None:
         assert "truncated: 3 flows" in body["extensions"]["warnings"][0]
         limited = gql(client, query.replace("threshold: 0,", "threshold: 0, limit: 1,"))
         assert "extensions" not in limited or not limited["extensions"].get("warnings")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [(b"{", 400, "bad_request"), (b"[1, 2]", 400, "bad_request"), (b'"x"', 400, "bad_request")],
+)
+def test_unreadable_graphql_requests_use_the_error_format(
+    client: TestClient, body: bytes, status: int, code: str
+) -> None:
+    response = client.post(
+        "/graphql", content=body, headers={"content-type": "application/json", "X-Request-ID": "g1"}
+    )
+    assert response.status_code == status
+    assert response.json()["error"] == code
+    assert response.json()["request_id"] == "g1"
+    assert client.put("/graphql").json()["error"] == "method_not_allowed"
