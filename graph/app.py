@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,8 +43,56 @@ _GRAPHQL_HTTP_CODES = {
 }
 
 
+class _PayloadEncodings:
+    """The JSON of recent live payloads, by identity: a payload shared by a group's members
+    (see schema.SharedEventExecution) is encoded once, not once per subscriber."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self.encoded = 0
+        self.reused = 0
+        # Keeping the payload itself in the value keeps its id from being reused.
+        self._encoded: OrderedDict[int, tuple[object, str]] = OrderedDict()
+
+    def encode(self, payload: object) -> str:
+        found = self._encoded.get(id(payload))
+        if found is not None and found[0] is payload:
+            self.reused += 1
+            return found[1]
+        self.encoded += 1
+        text = orjson.dumps(payload).decode()
+        self._encoded[id(payload)] = (payload, text)
+        if len(self._encoded) > self._size:
+            self._encoded.popitem(last=False)
+        return text
+
+
+def _shared_payload(data: object) -> tuple[dict[str, Any], object] | None:
+    """A live `next` (graphql-transport-ws) or `data` (graphql-ws) message without errors, and
+    its result (the object shared by every member of a subscription group)."""
+    if not isinstance(data, dict) or data.get("type") not in ("next", "data"):
+        return None
+    payload = data.get("payload")
+    if (
+        not isinstance(payload, dict)
+        or set(payload) != {"data"}
+        or set(data)
+        != {
+            "id",
+            "type",
+            "payload",
+        }
+    ):
+        return None
+    return data, payload["data"]
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry over Starlette, with our context on HTTP and WebSocket alike."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.payloads = _PayloadEncodings()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -64,7 +113,15 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         # orjson is several times faster than the stdlib; a str keeps WebSocket frames text.
-        return orjson.dumps(data).decode()
+        shared = _shared_payload(data)
+        if shared is None:
+            return orjson.dumps(data).decode()
+        message, result = shared
+        return '{"id":%s,"type":%s,"payload":{"data":%s}}' % (  # noqa: UP031
+            orjson.dumps(message["id"]).decode(),
+            orjson.dumps(message["type"]).decode(),
+            self.payloads.encode(result),
+        )
 
     def decode_json(self, data: str | bytes) -> object:
         # Bodies, socket messages and `variables` are objects (arrays for batches); a bare

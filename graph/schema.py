@@ -20,6 +20,7 @@ from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
 from db.repository import RecordFilter
@@ -261,11 +262,41 @@ class Warnings(SchemaExtension):
         return {"warnings": list(warnings)} if warnings else {}
 
 
+class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
+    """Execute a live flow once per distinct operation, whoever subscribed to it.
+
+    Every member of a subscription group receives the same ``Flow`` object for an event
+    (graph.live builds it once per group); graphql-core then executes each member's selection
+    set on it. Members with the same operation text and variables would compute the very same
+    result, so it is computed once and shared (and encoded once, see GraphQLApp.encode_json).
+    The memo lives as long as the event object does.
+    """
+
+    executed = 0  # events executed (per distinct operation), across the process
+    shared = 0  # results reused for another subscriber
+
+    def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        event = self.root_value
+        if not isinstance(event, Flow) or self.operation.loc is None:
+            return super().execute_operation(*args, **kwargs)
+        variables = self.variable_values.coerced
+        key = (self.operation.loc.source.body, repr(sorted(variables.items())))
+        # Kept on the event itself: it goes when the event does (Flow is not hashable).
+        results: dict[tuple[str, str], Any] = event.__dict__.setdefault("_executions", {})
+        if key in results:
+            SharedEventExecution.shared += 1
+        else:
+            SharedEventExecution.executed += 1
+            results[key] = super().execute_operation(*args, **kwargs)
+        return results[key]
+
+
 def make_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        execution_context_class=SharedEventExecution,
         extensions=[functools.partial(MaskErrors, should_mask_error=_mask), Warnings],
     )
 

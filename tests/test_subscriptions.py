@@ -154,3 +154,42 @@ def test_shutdown_ends_subscriptions_cleanly(database_url: str) -> None:
         client.app_state["trendmap"].broadcaster.close()
         assert ws.receive_json() == {"id": "1", "type": "complete"}
         assert client.get("/health/ready").json()["checks"]["subscriptions"]["active"] == 0
+
+
+def test_a_group_executes_and_encodes_each_flow_once(client: TestClient) -> None:
+    """Three subscribers with one query: one execution and one encoding per new flow."""
+    from graph.schema import SharedEventExecution
+
+    app = client.app
+    view = next(r.endpoint for r in app.routes if r.path == "/graphql")  # type: ignore[attr-defined]
+    sockets = [
+        client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"])
+        for _ in range(3)
+    ]
+    opened = [s.__enter__() for s in sockets]
+    try:
+        for ws in opened:
+            ws.send_json({"type": "connection_init"})
+            ws.receive_json()
+            ws.send_json(
+                {
+                    "id": "s",
+                    "type": "subscribe",
+                    "payload": {"query": QUERY, "variables": variables()},
+                }
+            )
+        assert client.get("/health/ready").json()["checks"]["subscriptions"]["active"] == 3
+        executed, shared = SharedEventExecution.executed, SharedEventExecution.shared
+        encoded, reused = view.payloads.encoded, view.payloads.reused
+        ingest(client, spread("FR", "BE", ["Alpha"]))
+        texts = [ws.receive_text() for ws in opened]
+        assert len(set(texts)) == 1  # the same bytes, id included (each chose "s")
+        assert '"fromCountry":"FR"' in texts[0]
+        assert (SharedEventExecution.executed - executed, SharedEventExecution.shared - shared) == (
+            1,
+            2,
+        )
+        assert (view.payloads.encoded - encoded, view.payloads.reused - reused) == (1, 2)
+    finally:
+        for s in sockets:
+            s.__exit__(None, None, None)

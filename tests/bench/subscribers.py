@@ -42,6 +42,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.version import version as websockets_version
 
 TARGET_SECONDS = 1.0
 TARGET_FRACTION = 0.99
@@ -150,6 +151,7 @@ class Server:
 
     database_url: str
     redis_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
     process: subprocess.Popen[bytes] | None = None
@@ -159,11 +161,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = os.environ | {
+        env = {
+            **os.environ,
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "API_KEYS": API_KEY,
             "LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
         command = [sys.executable, "-m", "graph", "serve", "--port", str(self.port)]
         command += ["--workers", "1"]
@@ -382,7 +386,7 @@ async def measure(n: int, args: argparse.Namespace) -> Result:
     async with throwaway_database(args.admin_url) as database_url:
         with contextlib.ExitStack() as stack:
             redis_url = args.redis_url or stack.enter_context(throwaway_redis(args.redis_server))
-            server = Server(database_url, redis_url)
+            server = Server(database_url, redis_url, args.server_env)
             stack.callback(server.stop)
             server.start()
             limits = httpx.Limits(max_connections=4)
@@ -507,13 +511,17 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(
         f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}),"
         f" {platform.platform()}, Python {platform.python_version()},"
-        f" websockets {websockets.__version__}, client loop {args.loop_name}"
+        f" websockets {websockets_version}, client loop {args.loop_name}"
     )
     print(
         "server and client share those CPUs; latency = client receipt - just before the POST"
         " (an upper bound on the time since the commit, which happens inside the POST)"
     )
     print(f"subprotocol graphql-transport-ws, compression {args.compression}")
+    load = ", ".join(f"{x:.2f}" for x in args.load_before)
+    print(f"load average before the runs: {load} (other work on the machine skews the figures)")
+    if args.server_env:
+        print(f"extra server environment: {args.server_env}")
     print(f"target: {TARGET_FRACTION:.0%} of deliveries within {TARGET_SECONDS:.0f} s\n")
     print(HEADER)
     for r in results:
@@ -546,9 +554,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="offer permessage-deflate, as browsers do (default) or not",
     )
     parser.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL to create the db on")
-    parser.add_argument("--redis-url", help="use this Redis instead of a throwaway redis-server")
+    parser.add_argument(
+        "--redis-url",
+        help="use this Redis instead of a throwaway redis-server (pub/sub channels are"
+        " server-wide: another trendmap on it would see the benchmark's flows)",
+    )
     parser.add_argument("--redis-server", default="redis-server", help="redis-server binary")
+    parser.add_argument(
+        "--server-env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server, e.g. SUBSCRIBER_QUEUE_SIZE=64 (repeatable)",
+    )
     return parser
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -560,6 +587,7 @@ def raise_fd_limit(needed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.server_env = dict(args.server_env)
     if not 1 <= args.rounds <= len(PAIRS):
         raise SystemExit(f"--rounds must be 1..{len(PAIRS)}")
     if not args.redis_url and shutil.which(args.redis_server) is None:
@@ -574,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         runner = uvloop.run
         args.loop_name = "uvloop"
+
+    args.load_before = os.getloadavg()
 
     async def run_all() -> list[Result]:
         return [await measure(n, args) for n in args.subscribers]
