@@ -387,3 +387,62 @@ def test_a_slow_consumer_is_dropped_without_delaying_a_fast_one(cluster: Cluster
         print(f"fast subscriber got {expected} flows in {took:.2f} s while the slow one stalled")
 
     asyncio.run(main())
+
+
+def test_serve_with_two_workers_shares_cache_and_channel(
+    postgres_url: str, throwaway_redis: RedisServer, tmp_path: Any
+) -> None:
+    """`trendmap serve --workers 2`: subscribers land on either worker; all get every flow."""
+    from conftest import _reset
+
+    asyncio.run(_reset(postgres_url))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": throwaway_redis.url,
+        "API_KEYS": WRITE_KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "graph", "serve", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    async def main() -> None:
+        now = datetime.now(UTC)
+        ingest(base, spread("FR", "BE", ["Alpha", "Beta"], now))
+        listeners = [
+            Listener(base, protocol, current=True)
+            for protocol in [
+                WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL,
+                WebsocketsTransport.APOLLO_SUBPROTOCOL,
+            ]
+            * 3
+        ]
+        for listener in listeners:
+            listener.start()
+        # Each got the current flow: its subscription is registered, on whichever worker.
+        await _until(lambda: all(listener.received for listener in listeners))
+        for _ in range(6):  # the ingests land on either worker
+            ingest(base, spread("DE", "AT", ["Gamma"], now))
+        await _until(lambda: all(len(listener.received) == 2 for listener in listeners))
+        await asyncio.sleep(1)
+        for listener in listeners:
+            await listener.stop()
+            assert listener.received == [("FR", "BE"), ("DE", "AT")]
+        hits = [httpx.get(f"{base}/v1/flows").json()["metadata"]["cache_hit"] for _ in range(6)]
+        assert hits.count(True) >= 5  # one computation served both workers
+
+    try:
+        wait_until_healthy(base, server)
+        asyncio.run(main())
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode in (0, -15), output
