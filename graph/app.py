@@ -7,6 +7,7 @@ import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from cross_web import HTTPException as GraphQLHTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -23,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from graph import rest
 from graph.errors import TrendmapError
-from graph.limits import BodyLimitMiddleware
+from graph.limits import BodyLimitMiddleware, WebSocketLimitsMiddleware
 from graph.log import (
     RequestLogMiddleware,
     configure_logging,
@@ -157,8 +159,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 listening.cancel()
 
     graphql = GraphQLApp(
-        make_schema(),
+        make_schema(settings),
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        # GraphiQL goes with introspection: without it the IDE could not work anyway.
+        graphql_ide="graphiql" if settings.graphql_introspection else None,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
     )
     return Starlette(
         routes=[
@@ -169,7 +174,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(RequestLogMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(
+                WebSocketLimitsMiddleware,
+                max_connections=settings.ws_max_connections,
+                max_bytes=settings.ws_max_message_bytes,
+            ),
+            *_cors(settings),
         ],
         exception_handlers={TrendmapError: rest.domain_error, HTTPException: rest.http_error},
         lifespan=lifespan,
     )
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the configured origins only; none configured, no CORS headers at all."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy"],
+            max_age=600,
+        )
+    ]

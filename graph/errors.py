@@ -10,6 +10,7 @@
     ├── NotFound (404 not_found)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── RateLimited (429 rate_limited): carries ``retry_after`` seconds
+    ├── LimitExceeded (429 limit_exceeded): a per-connection limit, such as subscriptions
     └── DependencyUnavailable (503 dependency_unavailable): the database (or another store) is down
 
 REST maps them in one exception handler; GraphQL shows their message and ``extensions`` and
@@ -119,6 +120,11 @@ class RateLimited(TrendmapError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class LimitExceeded(TrendmapError):
+    status = 429
+    code = "limit_exceeded"
 
 
 class DependencyUnavailable(TrendmapError):

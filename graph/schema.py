@@ -20,12 +20,13 @@ from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
 from db.repository import RecordFilter
 from graph.auth import require_read, require_write
-from graph.errors import TrendmapError
+from graph.errors import LimitExceeded, TrendmapError
 from graph.params import (
     parse_as_of,
     parse_count,
@@ -33,8 +34,10 @@ from graph.params import (
     parse_threshold,
     parse_time_window,
 )
+from graph.query_limits import limit_extensions
 from graph.records import topic_key, validate_batch
 from graph.service import FlowQuery, HotspotQuery, TrendQuery, encode_cursor
+from graph.settings import Settings
 from graph.state import AppState, app_state
 from graph.types import (
     Flow,
@@ -57,6 +60,7 @@ class Context:
     connection: HTTPConnection
     state: AppState
     warnings: list[str] = field(default_factory=list)
+    subscriptions: int = 0  # live on this connection (one context per WebSocket)
 
     @property
     def authorization(self) -> str | None:
@@ -208,6 +212,9 @@ class Subscription:
         wanted = parse_countries(countries)
         level = parse_threshold(threshold, ctx.state.settings.flow_threshold)
         connection = ctx.connection
+        most = ctx.state.settings.ws_max_subscriptions
+        if ctx.subscriptions >= most:
+            raise LimitExceeded(f"a connection may hold at most {most} subscriptions")
 
         def too_slow() -> None:
             # Closed from its own task: the broadcaster never waits on a slow socket.
@@ -215,15 +222,19 @@ class Subscription:
             _closing.add(closing)
             closing.add_done_callback(_closing.discard)
 
-        async with ctx.state.broadcaster.subscribe(window, wanted, level, on_drop=too_slow) as (
-            subscriber,
-            current,
-        ):
-            if include_current:
-                for item in current:
-                    yield Flow.of(item)
-            async for flow in subscriber:
-                yield flow
+        ctx.subscriptions += 1
+        try:
+            async with ctx.state.broadcaster.subscribe(window, wanted, level, on_drop=too_slow) as (
+                subscriber,
+                current,
+            ):
+                if include_current:
+                    for item in current:
+                        yield Flow.of(item)
+                async for flow in subscriber:
+                    yield flow
+        finally:
+            ctx.subscriptions -= 1
 
 
 _closing: set[asyncio.Task[None]] = set()
@@ -291,13 +302,27 @@ class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
         return results[key]
 
 
-def make_schema() -> strawberry.Schema:
+def make_schema(settings: Settings) -> strawberry.Schema:
+    """The schema, with the configured limits (graph.query_limits) and error masking."""
+    batching = (
+        BatchingConfig(max_operations=settings.graphql_max_batch)
+        if settings.graphql_max_batch > 0
+        else None
+    )
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=SharedEventExecution,
-        extensions=[functools.partial(MaskErrors, should_mask_error=_mask), Warnings],
+        extensions=[
+            *limit_extensions(settings),
+            functools.partial(MaskErrors, should_mask_error=_mask),
+            Warnings,
+        ],
+        config=StrawberryConfig(
+            disable_field_suggestions=not settings.graphql_introspection,
+            batching_config=batching,
+        ),
     )
 
 

@@ -36,6 +36,19 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1_000, ge=1)
     default_page_size: int = Field(default=100, ge=1)
 
+    graphql_max_depth: int = Field(default=10, ge=1)
+    graphql_max_aliases: int = Field(default=30, ge=0)
+    graphql_max_tokens: int = Field(default=2_000, ge=10)
+    graphql_max_computing_fields: int = Field(default=4, ge=1)
+    graphql_max_batch: int = Field(default=0, ge=0)
+    graphql_introspection: bool = True
+    cors_origins: CommaList = ()
+
+    ws_init_timeout_seconds: float = Field(default=5.0, gt=0)
+    ws_max_subscriptions: int = Field(default=20, ge=1)
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_max_connections: int = Field(default=10_000, ge=1)
+
     api_keys: CommaList = ()
     read_api_keys: CommaList = ()
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -43,7 +56,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("api_keys", "read_api_keys", mode="before")
+    @field_validator("api_keys", "read_api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
