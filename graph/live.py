@@ -29,6 +29,7 @@ import orjson
 from graph.analytics import HEAT_EPSILON
 from graph.backends import Store, StoreUnavailable
 from graph.cache import TTL_SECONDS
+from graph.errors import DependencyUnavailable
 from graph.log import logger
 from graph.params import TimeWindow
 from graph.service import FlowQuery, TrendService
@@ -76,6 +77,8 @@ class Publisher:
         for window in TimeWindow:
             try:
                 await self.publish(window)
+            except DependencyUnavailable as exc:
+                logger.warning("flows not published", time_window=window.value, reason=exc.detail)
             except Exception:
                 logger.exception("publishing flows failed", time_window=window.value)
 

@@ -94,6 +94,11 @@ async def _storage(action: str) -> AsyncIterator[None]:
         TimeoutError,
     ) as exc:
         raise DependencyUnavailable(f"the database is unavailable ({action}); retry later") from exc
+    except sqlalchemy.exc.DBAPIError as exc:
+        # A connection that died mid-statement (the server went away) is an outage too.
+        if not exc.connection_invalidated:
+            raise
+        raise DependencyUnavailable(f"the database is unavailable ({action}); retry later") from exc
 
 
 def encode_cursor(timestamp: datetime, ident: int) -> str:

@@ -8,10 +8,13 @@ is not there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -216,3 +219,62 @@ def throwaway_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port, to stop and start in a test.
+
+    initdb refuses to run as root, so the cluster belongs to the `postgres` user (run through
+    `runuser` when the tests run as root) in a directory that user can reach.
+    """
+
+    def __init__(self) -> None:
+        self.bin = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1])
+        self.dir = Path(tempfile.mkdtemp(prefix="trendmap-pg-"))
+        self.dir.chmod(0o755)
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._run(
+            "initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "--no-sync"
+        )
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.dir / "data"),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, to stop and start again."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.remove()
