@@ -240,6 +240,64 @@ async def test_a_lock_expires_and_its_old_token_cannot_release_the_next_one(
     assert await store.acquire(key, 10) is None
 
 
+async def test_hits_add_up_within_a_window(store: Store, prefix: str) -> None:
+    key = f"{prefix}ratelimit"
+    count, reset = await store.hit(key, 60, 1)
+    assert count == 1
+    assert 59 < reset <= 60
+    count, reset = await store.hit(key, 60, 3)
+    assert count == 4
+    assert 0 < reset <= 60
+    # A decimal string, as INCRBY keeps it, in both stores.
+    assert await store.read([(key, None)]) == [b"4"]
+    assert (await store.hit(f"{prefix}other", 60, 2))[0] == 2
+
+
+async def test_a_hit_keeps_the_window_of_the_first(store: Store, prefix: str) -> None:
+    """A later hit with a shorter window neither shortens nor restarts the current one."""
+    key = f"{prefix}ratelimit"
+    await store.hit(key, 60, 1)
+    count, reset = await store.hit(key, 0.05, 1)
+    assert count == 2
+    assert reset > 59
+    await asyncio.sleep(0.15)
+    assert (await store.hit(key, 60, 1))[0] == 3
+
+
+async def test_a_window_that_ends_starts_the_count_over(store: Store, prefix: str) -> None:
+    key = f"{prefix}ratelimit"
+    assert (await store.hit(key, 0.05, 5))[0] == 5
+    await asyncio.sleep(0.15)
+    count, reset = await store.hit(key, 10, 1)
+    assert count == 1
+    assert 9 < reset <= 10
+
+
+async def test_concurrent_hits_are_each_counted_once(store: Store, prefix: str) -> None:
+    key = f"{prefix}ratelimit"
+    results = await asyncio.gather(*(store.hit(key, 60, 1) for _ in range(50)))
+    assert sorted(count for count, _ in results) == list(range(1, 51))
+
+
+async def test_a_hit_on_a_key_that_is_not_a_counter_is_a_store_error(
+    store: Store, prefix: str
+) -> None:
+    await store.write([(f"{prefix}hash", "f", b"v")], 60)
+    await store.set(f"{prefix}text", b"not a number", 60)
+    for key in (f"{prefix}hash", f"{prefix}text"):
+        with pytest.raises(StoreUnavailable):
+            await store.hit(key, 60, 1)
+
+
+@pytest.mark.parametrize(("window", "cost"), [(0, 1), (-1, 1), (float("inf"), 1), (60, 0)])
+async def test_hits_need_a_positive_window_and_cost(
+    store: Store, prefix: str, window: float, cost: int
+) -> None:
+    with pytest.raises(ValueError):
+        await store.hit(f"{prefix}ratelimit", window, cost)
+    assert await store.read([(f"{prefix}ratelimit", None)]) == [None]
+
+
 async def test_two_subscribers_receive_every_message_in_order(store: Store, prefix: str) -> None:
     channel = f"{prefix}updates"
     first: list[bytes] = []
@@ -278,6 +336,7 @@ async def test_close_ends_subscriptions_and_refuses_later_calls(store: Store, pr
         store.read([(f"{prefix}k", None)]),
         store.set(f"{prefix}k", b"v", 1),
         store.publish(channel, b"late"),
+        store.hit(f"{prefix}k", 60, 1),
     ):
         with pytest.raises(StoreUnavailable):
             await call
@@ -365,6 +424,7 @@ def calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "acquire": lambda: store.acquire("lock", 10),
         "release": lambda: store.release("lock", "token"),
         "publish": lambda: store.publish("channel", b"m"),
+        "hit": lambda: store.hit("counter", 60, 1),
         "ping": lambda: store.ping(),
     }
 

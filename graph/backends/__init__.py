@@ -26,7 +26,7 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
-    """What the cache, the locks and the broadcaster need from a store."""
+    """What the cache, the locks, the broadcaster and the rate limits need from a store."""
 
     kind: str
     """``"redis"`` or ``"memory"``."""
@@ -51,6 +51,14 @@ class Store(Protocol):
         """SET with an expiry to the millisecond (PX); NX with only_if_absent. True when written.
 
         ValueError for a ttl_seconds that is not positive.
+        """
+
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        """Add ``cost`` to the counter at ``key`` (INCRBY), starting its fixed window of
+        ``window_seconds`` if it has none, in one round trip.
+
+        The count after adding and the seconds until the window ends and the count starts over.
+        ValueError for a window that is not positive or a cost under 1.
         """
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:

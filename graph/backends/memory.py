@@ -118,6 +118,28 @@ class MemoryStore:
         self._keys[key] = _Key(value, now + ttl_seconds)
         return True
 
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        """Add ``cost`` to a counter kept as a decimal string, as Redis's INCRBY keeps it; a new
+        counter lives ``window_seconds``. The count and the seconds left in its window."""
+        self._check_open()
+        check_ttl(window_seconds)
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, not {cost!r}")
+        now = self._clock()
+        self._sweep(now)
+        entry = self._live(key, now)
+        if entry is None:
+            entry = _Key(b"0", now + window_seconds)
+        if not isinstance(entry.value, bytes):
+            raise _wrong_type(key)
+        try:
+            count = int(entry.value) + cost
+        except ValueError:
+            raise StoreUnavailable(f"{key!r}: value is not an integer or out of range") from None
+        entry.value = str(count).encode()
+        self._keys[key] = entry
+        return count, entry.expires_at - now
+
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """The lock's token, or None when someone else holds the lock."""
         token = secrets.token_hex(16)

@@ -37,6 +37,18 @@ end
 return 0
 """
 
+# Counts into a fixed window: the first hit (or a counter someone left without an expiry)
+# starts the window. A script rather than INCRBY + PEXPIRE NX, which needs Redis 7.
+_HIT = """
+local count = redis.call("INCRBY", KEYS[1], ARGV[1])
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl < 0 then
+    ttl = tonumber(ARGV[2])
+    redis.call("PEXPIRE", KEYS[1], ttl)
+end
+return {count, ttl}
+"""
+
 _RESUBSCRIBE_FIRST_SECONDS = 0.1
 _RESUBSCRIBE_MAX_SECONDS = 2.0
 # How long one wait for a message lasts: the subscription checks between two waits whether the
@@ -76,6 +88,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
         self._release_script = self._client.register_script(_RELEASE)
+        self._hit_script = self._client.register_script(_HIT)
         self._closed = False
         self._closing = asyncio.Event()
 
@@ -125,6 +138,17 @@ class RedisStore:
         with _translated("set"):
             written = await self._client.set(key, value, px=milliseconds, nx=only_if_absent)
         return bool(written)
+
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        """INCRBY, and PEXPIRE when the counter has no expiry yet, in one Lua script."""
+        self._check_open()
+        check_ttl(window_seconds)
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, not {cost!r}")
+        milliseconds = math.ceil(window_seconds * 1000)
+        with _translated("hit"):
+            count, ttl = await self._hit_script(keys=[key], args=[cost, milliseconds])
+        return int(count), int(ttl) / 1000
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """SET key <random token> NX PX: the token, or None when someone else holds the lock."""
