@@ -21,9 +21,14 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
+from strawberry.types.unset import UnsetType
 
 from graph import rest
+from graph.auth import credentials_for
 from graph.errors import TrendmapError
 from graph.limits import BodyLimitMiddleware, WebSocketLimitsMiddleware
 from graph.log import (
@@ -33,6 +38,7 @@ from graph.log import (
     logger,
     request_id_of,
 )
+from graph.ratelimit import RateLimiter, RateLimitMiddleware
 from graph.schema import Context, context_for, make_schema
 from graph.settings import Settings
 from graph.state import open_state
@@ -89,8 +95,31 @@ def _shared_payload(data: object) -> tuple[dict[str, Any], object] | None:
     return data, payload["data"]
 
 
+class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws, closing a refused connection with 4403 as graphql-transport-ws does.
+
+    Strawberry's own handler sends ``connection_error`` and closes with 1011 (what
+    subscriptions-transport-ws servers did); the error is kept, the close code is ours.
+    """
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        if payload is None or isinstance(payload, dict):
+            self.context.connection_params = payload
+            try:
+                await self.view.on_ws_connect(self.context)
+            except ConnectionRejectionError as exc:
+                await self.send_message({"type": "connection_error", "payload": exc.payload})
+                await self.websocket.close(code=4403, reason="Forbidden")
+                return
+        # Admitted (Strawberry checks once more, cheaply) or a malformed payload it refuses.
+        await super().handle_connection_init(message)
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry over Starlette, with our context on HTTP and WebSocket alike."""
+
+    graphql_ws_handler_class = _GraphQLWSHandler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,6 +129,14 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         return context_for(request)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Check the socket's credential at connection_init; refused, the socket closes 4403."""
+        try:
+            context.authorise_connection()
+        except TrendmapError as exc:
+            raise ConnectionRejectionError({"message": exc.detail, "code": exc.code}) from exc
+        return UnsetType()  # a plain connection_ack (UnsetType is a singleton: UNSET)
 
     async def run(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         """Strawberry's own HTTP errors (unparseable body, batching off, ...) in our format."""
@@ -139,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The trendmap application; settings come from the environment when not given."""
     settings = settings if settings is not None else Settings()
     configure_logging(settings.log_level)
+    credentials_for(settings)  # an unusable JWT configuration fails here, not on a request
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -173,13 +211,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(RequestLogMiddleware),
+            # CORS outside the limiters, so a browser can read their 429s and 413s too.
+            *_cors(settings),
+            Middleware(RateLimitMiddleware, limiter=RateLimiter()),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(
                 WebSocketLimitsMiddleware,
                 max_connections=settings.ws_max_connections,
                 max_bytes=settings.ws_max_message_bytes,
             ),
-            *_cors(settings),
         ],
         exception_handlers={TrendmapError: rest.domain_error, HTTPException: rest.http_error},
         lifespan=lifespan,

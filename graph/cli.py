@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from db import migrate
 from db.engine import UnsupportedDatabaseURL, make_engine
+from graph.auth import credentials_for
 from graph.demo import generate_demo_records
 from graph.errors import InvalidRecords, RecordProblem, TrendmapError
 from graph.recordfile import Line, detect_format, open_text, read_lines
@@ -161,6 +162,7 @@ async def _migrate(settings: Settings, action: str, revision: str) -> str | None
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    credentials_for(settings)  # a bad JWT configuration is an error line, not a traceback
     if args.demo:
         count = asyncio.run(load_demo(settings))
         print(f"demo data loaded: {count} records", file=sys.stderr)

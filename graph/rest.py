@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from db.repository import RecordFilter
-from graph.auth import require_read, require_write
+from graph.auth import credentials_for, require_read, require_write
 from graph.backends import StoreUnavailable
 from graph.errors import TrendmapError
 from graph.log import error_document, log_fields, request_id_of
@@ -46,7 +46,7 @@ def _countries_param(request: Request) -> tuple[str, ...] | None:
 
 def _authorise_read(request: Request, state: AppState) -> None:
     s = state.settings
-    require_read(request.headers.get("authorization"), s.read_api_keys, s.api_keys)
+    require_read(request.headers.get("authorization"), credentials_for(s))
 
 
 def _answer_response(
@@ -163,7 +163,7 @@ async def get_trends(request: Request) -> Response:
 async def post_trends(request: Request) -> Response:
     state = app_state(request)
     settings = state.settings
-    require_write(request.headers.get("authorization"), settings.api_keys, settings.read_api_keys)
+    require_write(request.headers.get("authorization"), credentials_for(settings))
     rows = validate_json_batch(await request.body())
     result = await state.service.ingest(rows)
     log_fields(request.scope).update(ingested=len(rows))

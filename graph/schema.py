@@ -25,7 +25,13 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
 from db.repository import RecordFilter
-from graph.auth import require_read, require_write
+from graph.auth import (
+    connection_authorization,
+    credentials_for,
+    require_connection,
+    require_read,
+    require_write,
+)
 from graph.errors import LimitExceeded, TrendmapError
 from graph.params import (
     parse_as_of,
@@ -62,13 +68,21 @@ class Context:
     warnings: list[str] = field(default_factory=list)
     subscriptions: int = 0  # live on this connection (one context per WebSocket)
 
+    # A WebSocket's connection_init payload; Strawberry sets it before on_ws_connect.
+    connection_params: dict[str, object] | None = None
+
     @property
     def authorization(self) -> str | None:
-        return self.connection.headers.get("authorization")
+        """The Authorization header, else (WebSocket) the connection_init payload's credential."""
+        header = self.connection.headers.get("authorization")
+        return header or connection_authorization(self.connection_params)
 
     def authorise_read(self) -> None:
-        s = self.state.settings
-        require_read(self.authorization, s.read_api_keys, s.api_keys)
+        require_read(self.authorization, credentials_for(self.state.settings))
+
+    def authorise_connection(self) -> None:
+        """At connection_init: a present credential must be valid, and one is needed to read."""
+        require_connection(self.authorization, credentials_for(self.state.settings))
 
 
 def _context(info: Info[Context, None]) -> Context:
@@ -182,7 +196,7 @@ class Mutation:
     ) -> IngestResult:
         ctx = _context(info)
         settings = ctx.state.settings
-        require_write(ctx.authorization, settings.api_keys, settings.read_api_keys)
+        require_write(ctx.authorization, credentials_for(settings))
         rows = validate_batch([_record(t) for t in trends], where="trends")
         result = await ctx.state.service.ingest(rows)
         return IngestResult(

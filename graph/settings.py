@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -51,8 +51,19 @@ class Settings(BaseSettings):
 
     api_keys: CommaList = ()
     read_api_keys: CommaList = ()
+    # JWTs for writes (and guarded reads): HS256 with the secret, RS256 with the public key
+    # (PEM text, or the path of a PEM file); issuer and audience are required with either.
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(default=100_000, ge=1)
+    rate_limit_enabled: bool = True
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    rate_limit_writes_per_minute: int = Field(default=60, ge=1)
+    trust_forwarded_for: bool = False
 
     log_level: str = "INFO"
 
