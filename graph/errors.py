@@ -23,6 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+_CLASSIFICATIONS = {
+    400: "BAD_USER_INPUT",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    413: "BAD_REQUEST",
+    429: "BAD_REQUEST",
+    503: "SERVICE_UNAVAILABLE",
+}
+
 
 class TrendmapError(Exception):
     """Base of every error a client may see."""
@@ -40,8 +50,15 @@ class TrendmapError(Exception):
 
     @property
     def extensions(self) -> dict[str, Any]:
-        """What GraphQL shows in the error's ``extensions`` (graphql-core reads this name)."""
-        return {"code": self.code, "status": self.status, **self.extra()}
+        """What GraphQL shows in the error's ``extensions`` (graphql-core reads this name):
+        our ``code`` and ``status``, and the conventional ``classification`` that GraphQL
+        clients and tools read to tell a refused request from a server failure."""
+        return {
+            "code": self.code,
+            "status": self.status,
+            "classification": _CLASSIFICATIONS.get(self.status, "INTERNAL_SERVER_ERROR"),
+            **self.extra(),
+        }
 
 
 class BadRequest(TrendmapError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -38,7 +37,8 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode()),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        # No file bound here: each logger writes to sys.stdout as it is when it logs.
+        logger_factory=structlog.PrintLoggerFactory(),
         # Not cached, so a reconfiguration (log level, tests capturing logs) reaches every logger.
         cache_logger_on_first_use=False,
     )
@@ -91,7 +91,7 @@ class RequestLogMiddleware:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 response_started = True
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id

@@ -48,6 +48,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "Missing or unknown credential",
         403: "Credential lacks the right",
         413: "Body or batch too large",
+        429: "Rate limited: see Retry-After, RateLimit and RateLimit-Policy",
         503: "The database is unavailable",
     }
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
@@ -170,7 +171,14 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": _SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A key from API_KEYS (READ_API_KEYS for reads), or a JWT"
+                    " (HS256 or RS256) with scope trends:write or trends:read.",
+                }
+            },
         },
         "paths": {
             "/v1/flows": {
@@ -201,7 +209,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "Flows",
                         ),
-                        **_errors(400, 401, 503),
+                        **_errors(400, 401, 429, 503),
                     },
                 }
             },
@@ -222,7 +230,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "Hotspots",
                         ),
-                        **_errors(400, 401, 503),
+                        **_errors(400, 401, 429, 503),
                     },
                 }
             },
@@ -269,7 +277,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "A page of records",
                         ),
-                        **_errors(400, 401, 503),
+                        **_errors(400, 401, 429, 503),
                     },
                 },
                 "post": {
@@ -296,7 +304,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "What the batch did",
                         ),
-                        **_errors(400, 401, 403, 413, 503),
+                        **_errors(400, 401, 403, 413, 429, 503),
                     },
                 },
             },
