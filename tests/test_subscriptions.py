@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -192,3 +193,21 @@ def test_a_group_executes_and_encodes_each_flow_once(client: TestClient) -> None
     finally:
         for s in sockets:
             s.__exit__(None, None, None)
+
+
+def test_unexpected_errors_are_masked_over_websockets(schemaless_postgres_url: str) -> None:
+    """A database without the schema fails inside the resolver: masked on the socket too."""
+    settings = make_settings(schemaless_postgres_url, auto_migrate=False)
+    with (
+        TestClient(create_app(settings)) as client,
+        client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws,
+    ):
+        ws.send_json({"type": "connection_init"})
+        ws.receive_json()
+        ws.send_json(
+            {"id": "1", "type": "subscribe", "payload": {"query": QUERY, "variables": variables()}}
+        )
+        message = ws.receive_json()
+        [error] = message["payload"]["errors"]
+        assert error["message"] == "Unexpected error."
+        assert "trends_archive" not in json.dumps(message)
