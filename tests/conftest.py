@@ -112,6 +112,24 @@ def client(database_url: str) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def app_with(tmp_path: Path) -> Iterator[Any]:
+    """Build running apps on SQLite with some settings overridden: ``app_with(**overrides)``."""
+    clients: list[TestClient] = []
+
+    def build(**overrides: Any) -> TestClient:
+        client = TestClient(
+            create_app(make_settings(f"sqlite:///{tmp_path / 'a.db'}", **overrides))
+        )
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
 def write_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {WRITE_KEY}"}
 

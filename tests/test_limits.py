@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import make_settings
-from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 PROTOCOL = ["graphql-transport-ws"]
 SUBSCRIBE = {"query": "subscription { hotFlows { heat } }"}
-
-
-@pytest.fixture
-def app_with(tmp_path: Any) -> Iterator[Any]:
-    from graph.app import create_app
-
-    clients: list[TestClient] = []
-
-    def build(**overrides: Any) -> TestClient:
-        client = TestClient(
-            create_app(make_settings(f"sqlite:///{tmp_path / 'l.db'}", **overrides))
-        )
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def closed_with(ws: Any) -> int:

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from conftest import make_settings
 from graphql.language import Lexer, Source, TokenKind
 from starlette.testclient import TestClient
 
-from graph.app import create_app
 from graph.query_limits import count_computing_fields
-
-
-@pytest.fixture
-def app_with(tmp_path: Any) -> Iterator[Any]:
-    """Build a client on SQLite with some settings overridden."""
-    clients: list[TestClient] = []
-
-    def build(**overrides: Any) -> TestClient:
-        settings = make_settings(f"sqlite:///{tmp_path / 'q.db'}", **overrides)
-        client = TestClient(create_app(settings))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def ask(client: TestClient, query: str) -> dict[str, Any]:
