@@ -131,3 +131,20 @@ def test_limits_and_first_are_capped(app_with: Any) -> None:
     assert refused(ask(client, "{ flows(limit: 10001) { heat } }"), "limit")
     assert "errors" not in ask(client, "{ trends(first: 1000) { totalCount } }")
     assert refused(ask(client, "{ trends(first: 1001) { totalCount } }"), "first")
+
+
+def test_mutations_over_get_are_refused(app_with: Any) -> None:
+    client = app_with()
+    response = client.get(
+        "/graphql", params={"query": "mutation { ingestTrends(trends: []) { received } }"}
+    )
+    assert response.status_code == 400
+    assert "GET" in response.json()["detail"]
+
+
+def test_graphql_bodies_over_the_limit_get_413_before_parsing(app_with: Any) -> None:
+    client = app_with(max_body_bytes=2048)
+    query = "{ hotspots { " + "country " * 400 + "} }"
+    response = client.post("/graphql", json={"query": query})
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
