@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+from db.repository import RecordFilter
 from graph.errors import InvalidParameter
-from graph.records import normalise_country, parse_timestamp
+from graph.records import normalise_country, parse_timestamp, topic_key
+
+MAX_HOTSPOTS = 1_000  # more than there are countries: the cap only refuses nonsense
 
 
 class TimeWindow(Enum):
@@ -108,3 +111,18 @@ def parse_count(
     if not 1 <= number <= maximum:
         raise InvalidParameter(field, f"must be between 1 and {maximum}, not {number}")
     return number
+
+
+def parse_record_filter(
+    countries: str | list[str] | None,
+    topic: str | None,
+    since: str | datetime | None,
+    until: str | datetime | None,
+) -> RecordFilter:
+    """Which records a listing holds: the same parameters for REST and GraphQL."""
+    return RecordFilter(
+        countries=parse_countries(countries),
+        topic_key=topic_key(topic) if topic and topic.strip() else None,
+        since=parse_as_of(since, field="since"),
+        until=parse_as_of(until, field="until"),
+    )

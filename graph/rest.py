@@ -10,25 +10,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from db.repository import RecordFilter
 from graph.auth import credentials_for, require_read, require_write
 from graph.backends import StoreUnavailable
 from graph.errors import TrendmapError
 from graph.log import error_document, log_fields, request_id_of
 from graph.openapi import openapi_document
 from graph.params import (
+    MAX_HOTSPOTS,
     parse_as_of,
     parse_count,
     parse_countries,
+    parse_record_filter,
     parse_threshold,
     parse_time_window,
 )
 from graph.payloads import trend_json
-from graph.records import topic_key, validate_json_batch
+from graph.records import validate_json_batch
 from graph.service import Answer, FlowQuery, HotspotQuery, TrendQuery, encode_cursor
 from graph.state import AppState, app_state
-
-MAX_HOTSPOTS = 1_000
 
 
 class JSONBody(Response):
@@ -38,10 +37,10 @@ class JSONBody(Response):
         return orjson.dumps(content)
 
 
-def _countries_param(request: Request) -> tuple[str, ...] | None:
+def _countries_text(request: Request) -> str | None:
     # `countries=US,BR` and `countries=US&countries=BR` mean the same.
     values = request.query_params.getlist("countries")
-    return parse_countries(",".join(values)) if values else None
+    return ",".join(values) if values else None
 
 
 def _authorise_read(request: Request, state: AppState) -> None:
@@ -85,7 +84,7 @@ async def get_flows(request: Request) -> Response:
     q = request.query_params
     query = FlowQuery(
         window=parse_time_window(q.get("time_window")),
-        countries=_countries_param(request),
+        countries=parse_countries(_countries_text(request)),
         threshold=parse_threshold(q.get("threshold"), state.settings.flow_threshold),
         as_of=parse_as_of(q.get("as_of")),
         limit=parse_count(q.get("limit"), maximum=state.settings.max_flows, field="limit"),
@@ -113,7 +112,7 @@ async def get_hotspots(request: Request) -> Response:
     q = request.query_params
     query = HotspotQuery(
         window=parse_time_window(q.get("time_window")),
-        countries=_countries_param(request),
+        countries=parse_countries(_countries_text(request)),
         as_of=parse_as_of(q.get("as_of")),
         limit=parse_count(q.get("limit"), maximum=MAX_HOTSPOTS, field="limit"),
     )
@@ -128,13 +127,9 @@ async def get_trends(request: Request) -> Response:
     state = app_state(request)
     _authorise_read(request, state)
     q = request.query_params
-    topic = q.get("topic")
     settings = state.settings
-    where = RecordFilter(
-        countries=_countries_param(request),
-        topic_key=topic_key(topic) if topic and topic.strip() else None,
-        since=parse_as_of(q.get("since"), field="since"),
-        until=parse_as_of(q.get("until"), field="until"),
+    where = parse_record_filter(
+        _countries_text(request), q.get("topic"), q.get("since"), q.get("until")
     )
     first = parse_count(
         q.get("first"),

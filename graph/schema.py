@@ -24,7 +24,6 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
-from db.repository import RecordFilter
 from graph.auth import (
     connection_authorization,
     credentials_for,
@@ -34,14 +33,16 @@ from graph.auth import (
 )
 from graph.errors import LimitExceeded, TrendmapError
 from graph.params import (
+    MAX_HOTSPOTS,
     parse_as_of,
     parse_count,
     parse_countries,
+    parse_record_filter,
     parse_threshold,
     parse_time_window,
 )
 from graph.query_limits import limit_extensions
-from graph.records import topic_key, validate_batch
+from graph.records import validate_batch
 from graph.service import FlowQuery, HotspotQuery, TrendQuery, encode_cursor
 from graph.settings import Settings
 from graph.state import AppState, app_state
@@ -55,8 +56,6 @@ from graph.types import (
     TrendEdge,
     TrendInput,
 )
-
-MAX_HOTSPOTS = 1_000
 
 
 @dataclass(slots=True)
@@ -150,12 +149,7 @@ class Query:
         ctx = _context(info)
         ctx.authorise_read()
         settings = ctx.state.settings
-        where = RecordFilter(
-            countries=parse_countries(countries),
-            topic_key=topic_key(topic) if topic and topic.strip() else None,
-            since=parse_as_of(since, field="since"),
-            until=parse_as_of(until, field="until"),
-        )
+        where = parse_record_filter(countries, topic, since, until)
         size = parse_count(
             first, maximum=settings.max_page_size, field="first", default=settings.default_page_size
         )
