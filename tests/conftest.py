@@ -130,6 +130,18 @@ def app_with(tmp_path: Path) -> Iterator[Any]:
         client.__exit__(None, None, None)
 
 
+def as_input(r: dict[str, Any]) -> dict[str, Any]:
+    """A REST-shaped record as GraphQL's TrendInput (camelCase)."""
+    return {
+        "timestamp": r["timestamp"],
+        "country": r["country"],
+        "topicLabel": r["topic_label"],
+        "count": r["count"],
+        "confidence": r["confidence"],
+        "sources": r["sources"],
+    }
+
+
 def write_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {WRITE_KEY}"}
 

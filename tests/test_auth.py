@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import READ_KEY, WRITE_KEY, make_settings, record, write_headers
+from conftest import READ_KEY, WRITE_KEY, as_input, make_settings, record, write_headers
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
@@ -387,16 +387,6 @@ def jwt_client(database_url: str, rsa_keys: KeyPair) -> Iterator[TestClient]:
         yield test_client
 
 
-def _as_input(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "timestamp": r["timestamp"],
-        "country": r["country"],
-        "topicLabel": r["topic_label"],
-        "count": r["count"],
-        "confidence": r["confidence"],
-    }
-
-
 def flow_records() -> list[dict[str, Any]]:
     """Two countries sharing two topics an hour apart, recently: one hot flow FR -> BE."""
     now = datetime.now(UTC)
@@ -429,7 +419,7 @@ def test_rest_writes_with_a_jwt(jwt_client: TestClient, rsa_keys: KeyPair) -> No
 
 
 def test_graphql_ingest_with_a_jwt(jwt_client: TestClient, rsa_keys: KeyPair) -> None:
-    variables = {"trends": [_as_input(record())]}
+    variables = {"trends": [as_input(record())]}
 
     def ingest(token: str) -> dict[str, Any]:
         response = jwt_client.post(
@@ -514,7 +504,7 @@ def test_websocket_mutation_uses_the_connection_credential(
     jwt_client: TestClient,
 ) -> None:
     """The init payload's credential is the one resolvers see: here it writes."""
-    variables = {"trends": [_as_input(record())]}
+    variables = {"trends": [as_input(record())]}
     protocol = "graphql-transport-ws"
     with jwt_client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
         assert _init(ws, {"token": hs256(scope="trends:read")})["type"] == "connection_ack"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import AS_OF, make_settings, record, write_headers
+from conftest import AS_OF, as_input, make_settings, record, write_headers
 from starlette.testclient import TestClient
 
 from graph.app import create_app
@@ -26,17 +26,6 @@ def gql(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def as_input(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "timestamp": r["timestamp"],
-        "country": r["country"],
-        "topicLabel": r["topic_label"],
-        "count": r["count"],
-        "confidence": r["confidence"],
-        "sources": r["sources"],
-    }
 
 
 def seed(client: TestClient) -> None:
