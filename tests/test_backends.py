@@ -240,6 +240,25 @@ async def test_a_lock_expires_and_its_old_token_cannot_release_the_next_one(
     assert await store.acquire(key, 10) is None
 
 
+async def test_only_the_holder_extends_a_lock_and_an_expired_lock_cannot_be_extended(
+    store: Store, prefix: str
+) -> None:
+    key = f"{prefix}lease"
+    token = await store.acquire(key, 0.2)
+    assert token is not None
+    assert not await store.extend(key, "not-the-token", 10)
+    assert await store.extend(key, token, 10)
+    await asyncio.sleep(0.3)
+    assert await store.acquire(key, 10) is None, "the extended lock expired at its old time"
+    await store.release(key, token)
+    short = await store.acquire(key, 0.05)
+    assert short is not None
+    await asyncio.sleep(0.15)
+    assert not await store.extend(key, short, 10), "an expired lock was brought back"
+    with pytest.raises(ValueError):
+        await store.extend(key, short, 0)
+
+
 async def test_hits_add_up_within_a_window(store: Store, prefix: str) -> None:
     key = f"{prefix}ratelimit"
     count, reset = await store.hit(key, 60, 1)

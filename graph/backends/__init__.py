@@ -64,6 +64,13 @@ class Store(Protocol):
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """Take a lock (SET key <random token> NX PX): the token, or None when someone holds it."""
 
+    async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Renew a lock still holding ``token`` to expire ``ttl_seconds`` from now; False when it
+        expired or is someone else's (the caller has lost it).
+
+        ValueError for a ttl_seconds that is not positive.
+        """
+
     async def release(self, key: str, token: str) -> None:
         """Delete the lock only if it still holds ``token``: a lock that expired and was taken by
         someone else stays theirs."""

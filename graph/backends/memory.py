@@ -146,6 +146,17 @@ class MemoryStore:
         written = await self.set(key, token.encode(), ttl_seconds, only_if_absent=True)
         return token if written else None
 
+    async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Renew the lock for ``ttl_seconds`` if it still holds ``token``."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        now = self._clock()
+        entry = self._live(key, now)
+        if entry is None or entry.value != token.encode():
+            return False
+        entry.expires_at = now + ttl_seconds
+        return True
+
     async def release(self, key: str, token: str) -> None:
         """Delete the lock if it still holds ``token``."""
         self._check_open()

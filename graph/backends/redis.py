@@ -37,6 +37,14 @@ end
 return 0
 """
 
+# Renews the lock only while it holds the caller's token, for the same reason.
+_EXTEND = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 # Counts into a fixed window: the first hit (or a counter someone left without an expiry)
 # starts the window. A script rather than INCRBY + PEXPIRE NX, which needs Redis 7.
 _HIT = """
@@ -88,6 +96,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
         self._release_script = self._client.register_script(_RELEASE)
+        self._extend_script = self._client.register_script(_EXTEND)
         self._hit_script = self._client.register_script(_HIT)
         self._closed = False
         self._closing = asyncio.Event()
@@ -155,6 +164,16 @@ class RedisStore:
         token = secrets.token_hex(16)
         written = await self.set(key, token.encode(), ttl_seconds, only_if_absent=True)
         return token if written else None
+
+    async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Compare-and-PEXPIRE in Lua: True when the lock still held ``token``."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        with _translated("extend"):
+            renewed = await self._extend_script(
+                keys=[key], args=[token, max(1, math.ceil(ttl_seconds * 1000))]
+            )
+        return bool(renewed)
 
     async def release(self, key: str, token: str) -> None:
         """Compare-and-delete in Lua (EVALSHA; redis-py loads the script again after a restart)."""
