@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from db.repository import RecordFilter
 from graph.errors import InvalidParameter
 from graph.records import normalise_country, parse_timestamp, topic_key
 
+_EARLIEST_AS_OF = datetime(1, 1, 2, tzinfo=UTC)
 MAX_HOTSPOTS = 1_000  # more than there are countries: the cap only refuses nonsense
 
 
@@ -93,9 +94,13 @@ def parse_as_of(value: str | datetime | None, *, field: str = "as_of") -> dateti
     if value is None:
         return None
     try:
-        return parse_timestamp(value)
-    except ValueError as exc:
+        moment = parse_timestamp(value)
+    except (ValueError, OverflowError) as exc:
         raise InvalidParameter(field, str(exc)) from None
+    # A window reaches back up to a day: earlier than this, its start is not a datetime.
+    if moment < _EARLIEST_AS_OF:
+        raise InvalidParameter(field, f"must be after {_EARLIEST_AS_OF.isoformat()}")
+    return moment
 
 
 def parse_count(

@@ -67,3 +67,10 @@ def test_counts() -> None:
         with pytest.raises(InvalidParameter) as caught:
             parse_count(bad, maximum=10, field="first")
         assert caught.value.field == "first"
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T01:01:00Z", "0001-01-01T23:59:59+00:00"])
+def test_an_as_of_whose_window_would_start_before_year_one_is_refused(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="must be after 0001-01-02"):
+        parse_as_of(text)
+    assert parse_as_of("0001-01-02T00:00:00Z") == datetime(1, 1, 2, tzinfo=UTC)
