@@ -183,6 +183,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with open_state(settings) as state, asyncio.TaskGroup() as tasks:
             publishing = tasks.create_task(state.publisher.run(), name="publisher")
             listening = tasks.create_task(state.broadcaster.run(), name="broadcaster")
+            scheduler = state.feeds.scheduler if settings.poller_enabled else None
+            polling = tasks.create_task(scheduler.run(), name="poller") if scheduler else None
             logger.info(
                 "started",
                 database=state.engine.url.render_as_string(hide_password=True),
@@ -195,6 +197,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 state.broadcaster.close()
                 publishing.cancel()
                 listening.cancel()
+                if polling is not None:
+                    polling.cancel()
 
     graphql = GraphQLApp(
         make_schema(settings),

@@ -1,4 +1,4 @@
-"""The ``trendmap`` command: serve, ingest, demo-data and db migrations."""
+"""The ``trendmap`` command: serve, ingest, demo-data, poll and db migrations."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from db.engine import UnsupportedDatabaseURL, make_engine
 from graph.auth import credentials_for
 from graph.demo import generate_demo_records
 from graph.errors import InvalidRecords, RecordProblem, TrendmapError
+from graph.log import configure_logging
 from graph.recordfile import Line, detect_format, open_text, read_lines
-from graph.records import parse_timestamp, validate_batch
+from graph.records import parse_timestamp, validate_batch, validate_each
 from graph.service import TrendService
 from graph.settings import Settings
 from graph.state import AppState, open_state
@@ -65,23 +66,14 @@ async def ingest_lines(
             RecordProblem(ln.number, "line", ln.error or "") for ln in batch if ln.fields is None
         ]
         readable = [ln for ln in batch if ln.fields is not None]
-        try:
-            rows = validate_batch(
-                [ln.fields for ln in readable],
-                positions=[ln.number for ln in readable],
-                where="line",
-            )
-        except InvalidRecords as exc:
-            problems += exc.problems
+        rows, invalid = validate_each(
+            [ln.fields for ln in readable], positions=[ln.number for ln in readable], where="line"
+        )
+        problems += invalid
         if problems:
             problems.sort(key=lambda p: p.index)
             if not skip_invalid:
                 raise InvalidRecords(problems, where="line")
-            bad = {p.index for p in problems}
-            good = [ln for ln in readable if ln.number not in bad]
-            rows = validate_batch(
-                [ln.fields for ln in good], positions=[ln.number for ln in good], where="line"
-            )
             summary.skipped.extend(problems)
         result = await service.ingest(rows)
         summary.read += len(batch)
@@ -147,6 +139,41 @@ async def load_demo(settings: Settings, now: datetime | None = None) -> int:
     return len(rows)
 
 
+POLL_OK, POLL_PARTIAL, POLL_BUSY = 0, 1, 3
+
+
+async def _poll_once(settings: Settings, out: TextIO) -> int:
+    """One round over every source and country, for cron: what each feed did, then a total.
+
+    Exit status: 0 when every feed answered, 1 when some failed or the round was not stored,
+    3 when another poller holds the lease (nothing was done), 2 on a configuration error.
+    """
+    if not settings.sources:
+        print(
+            "error: SOURCES is empty: name the feeds to poll, e.g. SOURCES=google_trends_rss",
+            file=sys.stderr,
+        )
+        return 2
+    async with open_state(settings) as state:
+        scheduler = state.feeds.scheduler
+        assert scheduler is not None
+        if not await scheduler.lease.hold():
+            print("another poller holds the lease: nothing done", file=sys.stderr)
+            return POLL_BUSY
+        try:
+            summary = await scheduler.poller.run_round()
+            await scheduler.publish()
+            await _announce(state)
+        finally:
+            await scheduler.lease.release()
+    for feed in summary.feeds:
+        print(feed.line(), file=out)
+        for problem in feed.skipped[:5]:
+            print(f"  skipped {problem}", file=out)
+    print(summary.line(), file=out)
+    return POLL_PARTIAL if summary.failed or summary.store_error else POLL_OK
+
+
 async def _migrate(settings: Settings, action: str, revision: str) -> str | None:
     engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout_seconds)
     try:
@@ -208,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", help="file to write (default: standard output)")
     demo.add_argument("--now", help="end of the dataset, ISO 8601 with offset (default: now)")
 
+    poll = commands.add_parser("poll", help="pull records from the feeds SOURCES names")
+    poll.add_argument(
+        "--once",
+        action="store_true",
+        required=True,
+        help="run one round, print what each feed did, and exit (for cron)",
+    )
+
     db = commands.add_parser("db", help="database migrations")
     steps = db.add_subparsers(dest="action", required=True)
     up = steps.add_parser("upgrade", help="migrate forward (default: to head)")
@@ -222,12 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
+        if args.command != "serve":  # the server logs to stdout; a command's stdout is its report
+            configure_logging(settings.log_level, stderr=True)
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "ingest":
             return asyncio.run(_ingest(settings, args, sys.stdout))
         if args.command == "demo-data":
             return _demo_data(args)
+        if args.command == "poll":
+            return asyncio.run(_poll_once(settings, sys.stdout))
         revision = getattr(args, "revision", "head")
         current = asyncio.run(_migrate(settings, args.action, revision))
         print(f"database at revision {current or 'base'} (head is {migrate.head_revision()})")

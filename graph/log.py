@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,8 +26,9 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 logger = structlog.get_logger("trendmap")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stdout, through structlog, for us and the libraries we use."""
+def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
+    """JSON lines on stdout (stderr for commands whose stdout is their report), through
+    structlog, for us and the libraries we use."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
@@ -37,8 +39,8 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode()),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        # No file bound here: each logger writes to sys.stdout as it is when it logs.
-        logger_factory=structlog.PrintLoggerFactory(),
+        # No file bound for stdout: each logger writes to sys.stdout as it is when it logs.
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr if stderr else None),
         # Not cached, so a reconfiguration (log level, tests capturing logs) reaches every logger.
         cache_logger_on_first_use=False,
     )

@@ -261,7 +261,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["trends", "page_info", "total_count"],
+                                "required": ["trends", "page_info", "total_count", "warnings"],
                                 "properties": {
                                     "trends": {"type": "array", "items": _ref("Trend")},
                                     "page_info": {
@@ -273,6 +273,7 @@ def openapi_document() -> dict[str, Any]:
                                     },
                                     "total_count": {"type": "integer"},
                                     "metadata": {"type": "object"},
+                                    "warnings": warnings,
                                 },
                             },
                             "A page of records",
@@ -316,7 +317,10 @@ def openapi_document() -> dict[str, Any]:
             },
             "/health/ready": {
                 "get": {
-                    "summary": "Readiness: the database answers",
+                    "summary": (
+                        "Readiness: the database answers. Also reports the cache, the broker,"
+                        " live subscriptions and each feed's circuit breaker (sources)"
+                    ),
                     "responses": {
                         "200": _json({"type": "object"}, "Ready"),
                         "503": _json({"type": "object"}, "The database does not answer"),

@@ -162,3 +162,24 @@ def validate_json_batch(body: bytes) -> list[RecordRow]:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise MalformedBody("malformed JSON: send a JSON array of records") from None
         raise InvalidRecords(_problems(exc, None)) from None
+
+
+def validate_each(
+    records: Sequence[Any], *, positions: Sequence[int] | None = None, where: str = "record"
+) -> tuple[list[RecordRow], list[RecordProblem]]:
+    """Validate record by record: the valid ones as rows, and the problems of the rest.
+
+    For input where one bad record must not cost the others (a feed's items, a file read with
+    --skip-invalid); a request body is still validated whole with :func:`validate_batch`.
+    """
+    try:
+        return validate_batch(records, positions=positions, where=where), []
+    except InvalidRecords as exc:
+        problems = exc.problems
+    named = positions if positions is not None else range(len(records))
+    bad = {p.index for p in problems}
+    keep = [i for i, name in enumerate(named) if name not in bad]
+    rows = validate_batch(
+        [records[i] for i in keep], positions=[named[i] for i in keep], where=where
+    )
+    return rows, problems

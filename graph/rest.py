@@ -151,6 +151,7 @@ async def get_trends(request: Request) -> Response:
             },
             "total_count": page.total_count,
             "metadata": {"request_id": request_id_of(request.scope)},
+            "warnings": list(await state.service.partial_warnings(where.countries)),
         }
     )
 
@@ -205,6 +206,7 @@ async def ready(request: Request) -> Response:
                 "delivered": state.broadcaster.delivered,
                 "dropped": state.broadcaster.dropped,
             },
+            "sources": await state.feeds.health(),
         },
     }
     return JSONBody(body, status_code=200 if database_ok else 503)

@@ -155,6 +155,7 @@ class Query:
         )
         assert size is not None
         page = await ctx.state.service.trends(TrendQuery(where, size, after))
+        ctx.warnings.extend(await ctx.state.service.partial_warnings(where.countries))
         edges = [
             TrendEdge(
                 cursor=encode_cursor(r.timestamp, r.id),

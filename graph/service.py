@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,6 +165,18 @@ class TrendService:
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
         self._sliding: dict[TimeWindow, _Snapshot] = {}
+        # Countries whose feed is failing (graph.poller's SourceBoard), for "partial data".
+        self.unavailable: Callable[[], Awaitable[frozenset[str]]] | None = None
+
+    async def partial_warnings(self, countries: Collection[str] | None) -> tuple[str, ...]:
+        """``"Partial data: XX unavailable"`` for each country asked about (every country, with
+        no filter) whose feed is failing right now."""
+        if self.unavailable is None:
+            return ()
+        failing = await self.unavailable()
+        if countries is not None:
+            failing &= frozenset(countries)
+        return tuple(f"Partial data: {code} unavailable" for code in sorted(failing))
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every committed ingest that changed data."""
@@ -264,7 +276,7 @@ class TrendService:
 
         field = f"{_as_of_field(query.as_of)}|{query.limit}"
         key = hotspots_key(query.window.value, query.countries)
-        return await self._answer(key, field, query.window, query.as_of, compute)
+        return await self._answer(key, field, query, compute)
 
     async def flows(self, query: FlowQuery) -> Answer:
         async def compute(token: str) -> Entry:
@@ -288,26 +300,25 @@ class TrendService:
 
         field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"
         key = flows_key(query.window.value, query.countries)
-        return await self._answer(key, field, query.window, query.as_of, compute)
+        return await self._answer(key, field, query, compute)
 
     async def _answer(
         self,
         key: str,
         field: str,
-        window: TimeWindow,
-        as_of: datetime | None,
+        query: FlowQuery | HotspotQuery,
         compute: Callable[[str], Any],
     ) -> Answer:
         entry, hit = await self.cache.get_or_compute(
-            key, field, sliding=as_of is None, compute=compute
+            key, field, sliding=query.as_of is None, compute=compute
         )
         return Answer(
             payload=entry.payload,
             count=entry.count,
-            span=Span(window, entry.as_of),
+            span=Span(query.window, entry.as_of),
             computed_at=entry.computed_at,
             cache_hit=hit,
-            warnings=entry.warnings,
+            warnings=entry.warnings + await self.partial_warnings(query.countries),
         )
 
     async def trends(self, query: TrendQuery) -> Page:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+# The feeds SOURCES can name (graph/sources).
+SOURCE_NAMES = ("google_trends_rss", "json_feed")
+
+# Where Google Trends has a "trending now" feed, spread over the continents.
+DEFAULT_POLL_COUNTRIES = (
+    "US", "CA", "MX", "BR", "AR", "CO", "GB", "FR", "DE", "ES", "IT", "NL",
+    "PL", "TR", "NG", "ZA", "EG", "IN", "ID", "JP", "KR", "AU",
+)  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -64,15 +73,66 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_writes_per_minute: int = Field(default=60, ge=1)
     trust_forwarded_for: bool = False
+    # Feeds (graph/sources): which run, where they are, how they are polled and called.
+    sources: CommaList = ()
+    google_trends_rss_url: str = "https://trends.google.com/trending/rss?geo={country}"
+    json_feed_url: str | None = None
+    poll_countries: CommaList = DEFAULT_POLL_COUNTRIES
+    poll_interval_seconds: float = Field(default=600.0, gt=0)
+    poller_enabled: bool = True
+    poll_lock_ttl_seconds: float = Field(default=60.0, gt=0)
+    source_timeout_seconds: float = Field(default=10.0, gt=0)
+    source_max_attempts: int = Field(default=3, ge=1, le=3)
+    source_backoff_seconds: float = Field(default=1.0, gt=0)
+    source_retry_after_max_seconds: float = Field(default=60.0, ge=0)
+    source_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    source_concurrency: int = Field(default=4, ge=1, le=64)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
 
-    @field_validator("api_keys", "read_api_keys", "cors_origins", mode="before")
+    @field_validator(
+        "api_keys", "read_api_keys", "cors_origins", "sources", "poll_countries", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(name.lower() for name in value))
+        unknown = [name for name in names if name not in SOURCE_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown source {', '.join(unknown)}: SOURCES takes {', '.join(SOURCE_NAMES)}"
+            )
+        return names
+
+    @field_validator("poll_countries")
+    @classmethod
+    def _assigned_countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from graph.records import normalise_country
+
+        return tuple(dict.fromkeys(normalise_country(code) for code in value))
+
+    @field_validator("google_trends_rss_url", "json_feed_url")
+    @classmethod
+    def _country_template(cls, value: str | None) -> str | None:
+        if value is not None and "{country}" not in value:
+            raise ValueError("a feed URL template needs a {country} placeholder")
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("a feed URL must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _json_feed_has_a_url(self) -> Settings:
+        if "json_feed" in self.sources and self.json_feed_url is None:
+            raise ValueError("SOURCES names json_feed: set JSON_FEED_URL too")
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -15,6 +15,7 @@ from db.repository import TrendRepository
 from graph.backends import Store, open_store
 from graph.cache import ResponseCache
 from graph.live import Broadcaster, Publisher
+from graph.poller import Feeds, open_feeds
 from graph.service import TrendService
 from graph.settings import Settings
 
@@ -28,6 +29,7 @@ class AppState:
     service: TrendService
     publisher: Publisher
     broadcaster: Broadcaster
+    feeds: Feeds
 
 
 def app_state(conn: HTTPConnection) -> AppState:
@@ -64,15 +66,17 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         publisher = Publisher(service, store)
         service.on_change(publisher.notify)
         broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
-        yield AppState(
-            settings=settings,
-            engine=engine,
-            store=store,
-            cache=cache,
-            service=service,
-            publisher=publisher,
-            broadcaster=broadcaster,
-        )
+        async with open_feeds(settings, service, store, engine) as feeds:
+            yield AppState(
+                settings=settings,
+                engine=engine,
+                store=store,
+                cache=cache,
+                service=service,
+                publisher=publisher,
+                broadcaster=broadcaster,
+                feeds=feeds,
+            )
     finally:
         await store.close()
         await engine.dispose()

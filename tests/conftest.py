@@ -308,3 +308,11 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[Any]:
+    """A real HTTP server on loopback playing upstream feeds (tests/feedserver.py)."""
+    from feedserver import serve_feeds
+
+    yield from serve_feeds()

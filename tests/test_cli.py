@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,104 @@ def test_serve_demo_answers_over_http(tmp_path: Path) -> None:
     assert server.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert "demo data loaded" in output
+
+
+def test_poll_once_prints_each_feed_and_exits_by_outcome(
+    env: Path, feed_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from feedserver import Item, Reply, rss
+
+    from graph.sources.google_trends import confidence
+
+    when = datetime.now(UTC) - timedelta(hours=1)
+    feed_server.reply("US", Reply(200, rss([Item("Ravens", "5,000+", when), Item("", "1+", when)])))
+    feed_server.reply("GB", Reply(404))
+    monkeypatch.setenv("SOURCES", "google_trends_rss")
+    monkeypatch.setenv("GOOGLE_TRENDS_RSS_URL", feed_server.url)
+    monkeypatch.setenv("POLL_COUNTRIES", "US,GB")
+    assert cli.main(["poll", "--once"]) == cli.POLL_PARTIAL
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "google_trends_rss US: 2 items, 1 valid, 1 skipped",
+        "  skipped item 2: no title",
+        "google_trends_rss GB: failed: HTTP 404",
+        "round: 1 of 2 feeds answered, 1 records (1 inserted, 0 updated, 0 unchanged),"
+        " 1 bad items skipped",
+    ]
+    monkeypatch.setenv("POLL_COUNTRIES", "US")
+    assert cli.main(["poll", "--once"]) == cli.POLL_OK
+    assert "(0 inserted, 0 updated, 1 unchanged)" in capsys.readouterr().out
+
+    async def check() -> None:
+        async with open_state(Settings()) as state:
+            page = await state.service.trends(cli_trend_query())
+            (stored,) = page.records
+            assert (stored.topic_label, stored.count) == ("Ravens", 5000)
+            assert stored.confidence == confidence(5000, 0)
+
+    asyncio.run(check())
+
+
+def cli_trend_query() -> Any:
+    from graph.params import parse_record_filter
+    from graph.service import TrendQuery
+
+    return TrendQuery(parse_record_filter(None, None, None, None), 10, None)
+
+
+def test_poll_once_needs_sources_and_waits_for_no_one(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["poll", "--once"]) == 2
+    assert "SOURCES is empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["poll"])  # --once is the only mode: the servers poll on their own
+
+
+def test_poll_once_does_nothing_while_another_poller_leads(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import TEST_REDIS_URL
+
+    from graph.backends import open_store
+    from graph.poller import LEASE_KEY
+
+    monkeypatch.setenv("SOURCES", "google_trends_rss")
+    monkeypatch.setenv("GOOGLE_TRENDS_RSS_URL", "http://127.0.0.1:1/{country}")
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+
+    async def hold() -> str | None:
+        store = open_store(TEST_REDIS_URL)
+        try:
+            return await store.acquire(LEASE_KEY, 30)
+        finally:
+            await store.close()
+
+    async def release(token: str) -> None:
+        store = open_store(TEST_REDIS_URL)
+        try:
+            await store.release(LEASE_KEY, token)
+        finally:
+            await store.close()
+
+    token = asyncio.run(hold())
+    assert token is not None
+    try:
+        assert cli.main(["poll", "--once"]) == cli.POLL_BUSY
+        assert "another poller holds the lease" in capsys.readouterr().err
+    finally:
+        asyncio.run(release(token))
+
+
+def test_poll_once_in_a_dry_run_touches_no_network(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SOURCES", "google_trends_rss")
+    monkeypatch.setenv("GOOGLE_TRENDS_RSS_URL", "https://trends.invalid/rss?geo={country}")
+    monkeypatch.setenv("DRY_RUN_APIS", "true")
+    monkeypatch.setenv("POLL_COUNTRIES", "US,BR,IS")
+    assert cli.main(["poll", "--once"]) == cli.POLL_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "google_trends_rss IS: 0 items, 0 valid, 0 skipped"  # not in the demo
+    us, br = (int(line.split(": ")[1].split()[0]) for line in out[:2])
+    assert us > 10 and br > 10

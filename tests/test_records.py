@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from conftest import record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from graph.records import (
     parse_timestamp,
     topic_key,
     validate_batch,
+    validate_each,
     validate_json_batch,
 )
 
@@ -217,3 +219,11 @@ def test_one_bad_record_refuses_any_batch(
     with pytest.raises(InvalidRecords) as caught:
         validate_batch(batch)
     assert (index, field) in {(p.index, p.field) for p in caught.value.problems}
+
+
+def test_validate_each_keeps_the_good_records_and_names_the_bad() -> None:
+    records = [record("US", "One"), dict(record("US", "Two"), count=0), record("GB", "Three"), 7]
+    rows, problems = validate_each(records, positions=[10, 11, 12, 13], where="line")
+    assert [r.topic_label for r in rows] == ["One", "Three"]
+    assert [(p.index, p.field) for p in problems] == [(11, "count"), (13, "record")]
+    assert validate_each([record()]) == (validate_batch([record()]), [])

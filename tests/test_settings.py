@@ -44,7 +44,17 @@ def test_dotenv_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("FLOW_THRESHOLD", "1.5"), ("HEAT_HALFLIFE_HOURS", "0"), ("LOG_LEVEL", "LOUD")],
+    [
+        ("FLOW_THRESHOLD", "1.5"),
+        ("HEAT_HALFLIFE_HOURS", "0"),
+        ("LOG_LEVEL", "LOUD"),
+        ("SOURCES", "google_trends_rss,twitter"),
+        ("SOURCES", "json_feed"),  # without JSON_FEED_URL
+        ("POLL_COUNTRIES", "US,XX"),
+        ("GOOGLE_TRENDS_RSS_URL", "https://trends.google.com/trending/rss"),
+        ("GOOGLE_TRENDS_RSS_URL", "ftp://example.com/{country}"),
+        ("SOURCE_MAX_ATTEMPTS", "4"),
+    ],
 )
 def test_bad_values_are_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str
@@ -53,3 +63,26 @@ def test_bad_values_are_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_feed_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.sources == () and "US" in s.poll_countries and len(s.poll_countries) >= 10
+    assert s.google_trends_rss_url == "https://trends.google.com/trending/rss?geo={country}"
+    assert (s.breaker_failures, s.breaker_reset_seconds, s.source_max_attempts) == (5, 30.0, 3)
+    monkeypatch.setenv("SOURCES", " JSON_feed, google_trends_rss,json_feed")
+    monkeypatch.setenv("JSON_FEED_URL", "https://feeds.example/{country}.json")
+    monkeypatch.setenv("POLL_COUNTRIES", "us, gb,US")
+    s = Settings()
+    assert s.sources == ("json_feed", "google_trends_rss")
+    assert s.poll_countries == ("US", "GB")
+
+
+def test_every_setting_is_documented_in_the_readme_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for name in Settings.model_fields:
+        env = name.upper()
+        documented = [row for row in rows if f"`{env}`" in row.split("|")[1]]
+        assert documented, f"{env} has no row in a README settings table"
