@@ -235,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", help="file to write (default: standard output)")
     demo.add_argument("--now", help="end of the dataset, ISO 8601 with offset (default: now)")
 
+    examples = commands.add_parser(
+        "examples", help="regenerate the example requests and responses in docs/examples"
+    )
+    examples.add_argument("--output", default="docs/examples", help="default: docs/examples")
+
     poll = commands.add_parser("poll", help="pull records from the feeds SOURCES names")
     poll.add_argument(
         "--once",
@@ -267,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo_data(args)
         if args.command == "poll":
             return asyncio.run(_poll_once(settings, sys.stdout))
+        if args.command == "examples":
+            return _examples(args)
         revision = getattr(args, "revision", "head")
         current = asyncio.run(_migrate(settings, args.action, revision))
         print(f"database at revision {current or 'base'} (head is {migrate.head_revision()})")
@@ -275,6 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.detail if isinstance(exc, TrendmapError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2
+
+
+def _examples(args: argparse.Namespace) -> int:
+    # Imported here: the generator pulls in the whole app and the test client.
+    from graph.examples import generate
+
+    written = generate(Path(args.output))
+    print(f"wrote {len(written)} example documents to {args.output}", file=sys.stderr)
+    return 0
 
 
 def _demo_data(args: argparse.Namespace) -> int:

@@ -34,6 +34,21 @@ def _limit(maximum: int) -> dict[str, Any]:
     }
 
 
+_FLOW_PARAMETERS = [
+    _WINDOW,
+    _COUNTRIES,
+    {
+        "name": "threshold",
+        "in": "query",
+        "schema": {"type": "number", "minimum": 0, "maximum": 1},
+        "description": "Minimum heat. Default FLOW_THRESHOLD (0.5).",
+    },
+    _AS_OF,
+    _limit(10_000),
+]
+_HOTSPOT_PARAMETERS = [_WINDOW, _COUNTRIES, _AS_OF, _limit(1_000)]
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -158,6 +173,67 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+_POSITION = {
+    "type": "array",
+    "description": "[longitude, latitude] (RFC 7946): longitude in [-180, 180], latitude in"
+    " [-90, 90]",
+    "items": {"type": "number", "minimum": -180, "maximum": 180},
+    "minItems": 2,
+    "maxItems": 2,
+}
+
+
+def _geojson_path(summary: str, parameters: list[dict[str, Any]], kind: dict[str, str]) -> Any:
+    """A GeoJSON form of a JSON endpoint: the same parameters and errors, features instead."""
+    coordinates: dict[str, Any] = (
+        _POSITION
+        if kind["type"] == "Point"
+        else {"type": "array", "items": _POSITION, "minItems": 2, "maxItems": 2}
+    )
+    feature = {
+        "type": "object",
+        "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": {"const": "Feature"},
+            "id": {"type": "string"},
+            "geometry": {
+                "type": "object",
+                "required": ["type", "coordinates"],
+                "properties": {"type": {"const": kind["type"]}, "coordinates": coordinates},
+            },
+            "properties": _ref(kind["properties"]),
+        },
+    }
+    collection = {
+        "type": "object",
+        "required": ["type", "features", "metadata", "warnings"],
+        "properties": {
+            "type": {"const": "FeatureCollection"},
+            "features": {"type": "array", "items": feature},
+            "metadata": _ref("Metadata"),
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Besides the service's warnings: the countries left out for want"
+                " of a known position.",
+            },
+        },
+    }
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {
+                "200": {
+                    "description": f"A FeatureCollection; metadata.{kind['count']} counts features",
+                    "content": {"application/geo+json": {"schema": collection}},
+                },
+                **_errors(400, 401, 429, 503),
+            },
+        }
+    }
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The document (built once per process)."""
@@ -184,18 +260,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/flows": {
                 "get": {
                     "summary": "Hot flows between countries, hottest first",
-                    "parameters": [
-                        _WINDOW,
-                        _COUNTRIES,
-                        {
-                            "name": "threshold",
-                            "in": "query",
-                            "schema": _NUMBER_01,
-                            "description": "Minimum heat. Default FLOW_THRESHOLD (0.5).",
-                        },
-                        _AS_OF,
-                        _limit(10_000),
-                    ],
+                    "parameters": _FLOW_PARAMETERS,
                     "responses": {
                         "200": _json(
                             {
@@ -216,7 +281,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/hotspots": {
                 "get": {
                     "summary": "Countries by intensity, hottest first",
-                    "parameters": [_WINDOW, _COUNTRIES, _AS_OF, _limit(1_000)],
+                    "parameters": _HOTSPOT_PARAMETERS,
                     "responses": {
                         "200": _json(
                             {
@@ -234,6 +299,16 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/flows.geojson": _geojson_path(
+                "Hot flows as GeoJSON LineString features, from source to target country",
+                _FLOW_PARAMETERS,
+                {"type": "LineString", "properties": "Flow", "count": "flow_count"},
+            ),
+            "/v1/hotspots.geojson": _geojson_path(
+                "Hotspots as GeoJSON Point features at each country's position",
+                _HOTSPOT_PARAMETERS,
+                {"type": "Point", "properties": "Hotspot", "count": "hotspot_count"},
+            ),
             "/v1/trends": {
                 "get": {
                     "summary": "Stored records, newest first, in cursor pages",
@@ -308,6 +383,18 @@ def openapi_document() -> dict[str, Any]:
                         **_errors(400, 401, 403, 413, 429, 503),
                     },
                 },
+            },
+            "/": {
+                "get": {
+                    "summary": "The live map (an HTML page)",
+                    "responses": {
+                        "200": {
+                            "description": "The page",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(429),
+                    },
+                }
             },
             "/health": {
                 "get": {

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from graph import geojson, web
 from graph.auth import credentials_for, require_read, require_write
 from graph.backends import StoreUnavailable
 from graph.errors import TrendmapError
@@ -48,12 +49,10 @@ def _authorise_read(request: Request, state: AppState) -> None:
     require_read(request.headers.get("authorization"), credentials_for(s))
 
 
-def _answer_response(
-    request: Request, name: str, answer: Answer, countries: tuple[str, ...] | None, **extra: Any
-) -> Response:
-    """The answer's cached payload bytes spliced into the envelope: only the small metadata
-    object is serialised per request."""
-    metadata = {
+def _metadata(
+    request: Request, answer: Answer, countries: tuple[str, ...] | None, **extra: Any
+) -> dict[str, Any]:
+    return {
         "request_id": request_id_of(request.scope),
         "time_window": answer.span.window.value,
         "countries": list(countries) if countries else None,
@@ -62,6 +61,14 @@ def _answer_response(
         "cache_hit": answer.cache_hit,
         "computed_at": answer.computed_at.isoformat(),
     }
+
+
+def _answer_response(
+    request: Request, name: str, answer: Answer, countries: tuple[str, ...] | None, **extra: Any
+) -> Response:
+    """The answer's cached payload bytes spliced into the envelope: only the small metadata
+    object is serialised per request."""
+    metadata = _metadata(request, answer, countries, **extra)
     body = b"".join(
         [
             b'{"',
@@ -78,7 +85,9 @@ def _answer_response(
     return Response(body, media_type="application/json")
 
 
-async def get_flows(request: Request) -> Response:
+async def _flows_answer(request: Request) -> tuple[FlowQuery, Answer]:
+    """Flows for the request's parameters (authorised, parsed, logged): the JSON and the
+    GeoJSON forms share it."""
     state = app_state(request)
     _authorise_read(request, state)
     q = request.query_params
@@ -96,17 +105,11 @@ async def get_flows(request: Request) -> Response:
         time_window=query.window.value,
         flow_count=answer.count,
     )
-    return _answer_response(
-        request,
-        "flows",
-        answer,
-        query.countries,
-        threshold=query.threshold,
-        flow_count=answer.count,
-    )
+    return query, answer
 
 
-async def get_hotspots(request: Request) -> Response:
+async def _hotspots_answer(request: Request) -> tuple[HotspotQuery, Answer]:
+    """Hotspots for the request's parameters (authorised, parsed, logged)."""
     state = app_state(request)
     _authorise_read(request, state)
     q = request.query_params
@@ -118,8 +121,51 @@ async def get_hotspots(request: Request) -> Response:
     )
     answer = await state.service.hotspots(query)
     log_fields(request.scope).update(cache_hit=answer.cache_hit, time_window=query.window.value)
+    return query, answer
+
+
+async def get_flows(request: Request) -> Response:
+    query, answer = await _flows_answer(request)
+    return _answer_response(
+        request,
+        "flows",
+        answer,
+        query.countries,
+        threshold=query.threshold,
+        flow_count=answer.count,
+    )
+
+
+async def get_hotspots(request: Request) -> Response:
+    query, answer = await _hotspots_answer(request)
     return _answer_response(
         request, "hotspots", answer, query.countries, hotspot_count=answer.count
+    )
+
+
+class GeoJSONBody(JSONBody):
+    media_type = geojson.MEDIA_TYPE
+
+
+async def get_flows_geojson(request: Request) -> Response:
+    """The flows as LineString features (see graph.geojson)."""
+    query, answer = await _flows_answer(request)
+    features, unplaced = geojson.flow_features(answer.items())
+    metadata = _metadata(
+        request, answer, query.countries, threshold=query.threshold, flow_count=len(features)
+    )
+    return GeoJSONBody(
+        geojson.feature_collection(features, metadata, [*answer.warnings, *unplaced])
+    )
+
+
+async def get_hotspots_geojson(request: Request) -> Response:
+    """The hotspots as Point features (see graph.geojson)."""
+    query, answer = await _hotspots_answer(request)
+    features, unplaced = geojson.hotspot_features(answer.items())
+    metadata = _metadata(request, answer, query.countries, hotspot_count=len(features))
+    return GeoJSONBody(
+        geojson.feature_collection(features, metadata, [*answer.warnings, *unplaced])
     )
 
 
@@ -242,8 +288,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 routes = [
+    Route("/", web.map_page, methods=["GET"]),
     Route("/v1/flows", get_flows, methods=["GET"]),
+    Route("/v1/flows.geojson", get_flows_geojson, methods=["GET"]),
     Route("/v1/hotspots", get_hotspots, methods=["GET"]),
+    Route("/v1/hotspots.geojson", get_hotspots_geojson, methods=["GET"]),
     Route("/v1/trends", get_trends, methods=["GET"]),
     Route("/v1/trends", post_trends, methods=["POST"]),
     Route("/health", health, methods=["GET"]),

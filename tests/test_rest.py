@@ -301,8 +301,11 @@ def test_openapi_document_lists_every_endpoint(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {
+        "/",
         "/v1/flows",
+        "/v1/flows.geojson",
         "/v1/hotspots",
+        "/v1/hotspots.geojson",
         "/v1/trends",
         "/health",
         "/health/ready",
