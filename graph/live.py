@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,8 +69,15 @@ class Publisher:
         """Publish until cancelled; ingests that arrive during a round make one more round."""
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(_DEBOUNCE_SECONDS)
+            await asyncio.sleep(_DEBOUNCE_SECONDS)  # coalesce a burst
+            started = time.monotonic()
             await self.publish_all()
+            if self._dirty.is_set():
+                # Ingests kept coming during the round: a stream, such as a bulk load. Let
+                # them have as long as the round took before the next one, so recomputing
+                # big windows takes at most half of the worker and the ingests the rest. A
+                # lone ingest is still published at once.
+                await asyncio.sleep(time.monotonic() - started)
 
     async def publish_all(self) -> None:
         """One round: every window. Cleared first, so an ingest during the round makes another."""

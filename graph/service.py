@@ -141,7 +141,7 @@ class _Snapshot:
     token: str
     span: Span
     made: float
-    aggregates: list[TopicAggregate]
+    aggregates: Sequence[TopicAggregate]
 
 
 class TrendService:
@@ -202,11 +202,11 @@ class TrendService:
     def span(self, window: TimeWindow, as_of: datetime | None) -> Span:
         return Span(window, as_of if as_of is not None else self.clock())
 
-    async def _from_database(self, span: Span) -> list[TopicAggregate]:
+    async def _from_database(self, span: Span) -> Sequence[TopicAggregate]:
         async with _storage("aggregate"):
             return await self.repository.aggregate_window(span.start, span.as_of, span.recent_after)
 
-    async def aggregates(self, span: Span, token: str | None = None) -> list[TopicAggregate]:
+    async def aggregates(self, span: Span, token: str | None = None) -> Sequence[TopicAggregate]:
         """The window's per-country topic sums: from the cache's ``trends:`` entries when they
         were computed under the current token, else from the database (and stored)."""
         if token is None or not self.cache.enabled:
@@ -244,7 +244,7 @@ class TrendService:
 
     async def _window(
         self, window: TimeWindow, as_of: datetime | None, token: str
-    ) -> tuple[Span, list[TopicAggregate]]:
+    ) -> tuple[Span, Sequence[TopicAggregate]]:
         """A historical window's aggregates, or the current snapshot of a sliding one.
 
         A sliding window's aggregates are shared in-process by every answer computed under the

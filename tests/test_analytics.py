@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import assert_flows_match, assert_hotspots_match, naive_flows, naive_hotspots
 
+from db.repository import AggregateTable
 from graph import analytics
 from graph.analytics import (
     HEAT_EPSILON,
@@ -469,3 +470,20 @@ def test_flows_with_counts_too_large_for_packed_keys() -> None:
     aggregates += [agg("BR", "m", big), agg("US", "n", big)]
     assert only_flow(aggregates).shared_topics == tuple("abcdefghij")
     assert_flows_match(flows_of(aggregates), naive_flows(aggregates, 6.0, None), 0.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(aggregate_sets(), thresholds, halflives, filters)
+def test_the_column_table_gives_the_same_answers_as_rows(
+    aggregates: list[TopicAggregate], threshold: float, halflife: float, countries: set[str] | None
+) -> None:
+    """The repository's column table takes a path of its own; it must agree with plain rows."""
+    table = AggregateTable.from_rows(aggregates)
+    assert list(table) == aggregates
+    for _ in range(2):  # the second time from the arrays derived the first time
+        assert compute_flows(
+            table, threshold=threshold, halflife_hours=halflife, countries=countries
+        ) == compute_flows(
+            aggregates, threshold=threshold, halflife_hours=halflife, countries=countries
+        )
+        assert compute_hotspots(table) == compute_hotspots(aggregates)

@@ -99,4 +99,4 @@ def test_the_model_matches_the_migrations(
 
 def test_scripts_are_found() -> None:
     assert (migrate.script_location() / "env.py").is_file()
-    assert migrate.head_revision() == "0001"
+    assert migrate.head_revision() == "0002"

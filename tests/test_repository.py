@@ -14,7 +14,7 @@ from reference import naive_aggregates
 
 from db import migrate
 from db.engine import make_engine
-from db.repository import AggregateRow, RecordFilter, RecordRow, TrendRepository
+from db.repository import AggregateRow, AggregateTable, RecordFilter, RecordRow, TrendRepository
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -154,3 +154,51 @@ def test_ping(database_url: str) -> None:
         return repo.dialect
 
     assert run(database_url, work) in {"sqlite", "postgresql"}
+
+
+def test_the_aggregate_table_is_a_sequence_of_rows() -> None:
+    rows = [
+        AggregateRow("US", "a", "A", 3, 1.5, T0, 1),
+        AggregateRow("BR", "b", "B", 2, 2.0, T0 + timedelta(microseconds=7), 0),
+    ]
+    table = AggregateTable.from_rows(rows)
+    assert len(table) == 2
+    assert table[1] == rows[1]
+    assert table[-1] == rows[1]
+    assert table[:1] == rows[:1]
+    assert list(table) == rows
+    assert table.first_seen_us[1] - table.first_seen_us[0] == 7
+    with pytest.raises(IndexError):
+        table[2]
+
+
+def test_an_empty_window_aggregates_to_an_empty_table(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert([row("US", "a", 0)])
+        got = await repo.aggregate_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0)
+        assert len(got) == 0 and list(got) == []
+
+    run(database_url, work)
+
+
+def test_the_label_is_the_earliest_records_whatever_it_holds(database_url: str) -> None:
+    """PostgreSQL finds the label inside a "timestamp, \\x01, label" text: a label may hold
+    \\x01 itself, and a later record's label may sort first."""
+    odd = "Odd\x01 One"
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(
+            [
+                RecordRow(
+                    T0 + timedelta(minutes=5), "US", "ODD\x01 ONE", "odd\x01 one", 1, 1.0, None
+                ),
+                RecordRow(T0 + timedelta(minutes=1), "US", odd, "odd\x01 one", 2, 1.0, None),
+                RecordRow(T0 + timedelta(minutes=9), "US", "A first", "odd\x01 one", 3, 1.0, None),
+            ]
+        )
+        got = await repo.aggregate_window(T0, T0 + timedelta(hours=1), T0)
+        assert [(a.label, a.count, a.first_seen) for a in got] == [
+            (odd, 6, T0 + timedelta(minutes=1))
+        ]
+
+    run(database_url, work)
