@@ -26,6 +26,10 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 logger = structlog.get_logger("trendmap")
 
 
+def _to_stderr(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
     """JSON lines on stdout (stderr for commands whose stdout is their report), through
     structlog, for us and the libraries we use."""
@@ -39,8 +43,9 @@ def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
             structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode()),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        # No file bound for stdout: each logger writes to sys.stdout as it is when it logs.
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr if stderr else None),
+        # No stream bound: each logger writes to sys.stdout (or sys.stderr) as it is when it
+        # logs, so a stream swapped since (a test capturing output) is never written closed.
+        logger_factory=_to_stderr if stderr else structlog.PrintLoggerFactory(),
         # Not cached, so a reconfiguration (log level, tests capturing logs) reaches every logger.
         cache_logger_on_first_use=False,
     )

@@ -14,10 +14,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -186,6 +188,37 @@ def wait_until_healthy(base: str, process: subprocess.Popen[str], seconds: float
         assert process.poll() is None, process.communicate()[0]
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.1)
+
+
+@dataclass
+class Served:
+    base: str
+    process: subprocess.Popen[str]
+    output: str = ""
+
+
+@contextlib.contextmanager
+def running_server(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Served]:
+    """``python -m graph serve --port <free port> ARGS`` until it answers /health; then SIGTERM,
+    and (unless the test failed) it must exit cleanly. Its output is ``output`` afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graph", "serve", "--port", str(port), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Served(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_until_healthy(served.base, process)
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        served.output, _ = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it received.
+    assert process.returncode in (0, -signal.SIGTERM), served.output
 
 
 class RedisServer:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, record, wait_until_healthy
+from conftest import record, running_server
 
 from db import migrate
 from graph import cli
@@ -151,31 +148,16 @@ def test_serve_demo_data_gives_a_newcomer_hot_flows(env: Path) -> None:
 
 def test_serve_demo_answers_over_http(tmp_path: Path) -> None:
     """The Quickstart's command: a real server on loopback, on an empty embedded database."""
-    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'q.db'}", "LOG_LEVEL": "WARNING"}
     env.pop("API_KEYS", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "graph", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base, server)
-        flows = httpx.get(f"{base}/v1/flows", timeout=10).json()
+    with running_server(tmp_path, env, "--demo") as server:
+        flows = httpx.get(f"{server.base}/v1/flows", timeout=10).json()
         assert len(flows["flows"]) >= 1
-        graph = httpx.post(f"{base}/graphql", json={"query": "{ hotspots { country } }"}).json()
+        query = {"query": "{ hotspots { country } }"}
+        graph = httpx.post(f"{server.base}/graphql", json=query).json()
         assert len(graph["data"]["hotspots"]) >= 10
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
-    # uvicorn shuts down gracefully, then re-raises the signal it received.
-    assert server.returncode in (0, -signal.SIGTERM), output
-    assert "Application shutdown complete" in output
-    assert "demo data loaded" in output
+    assert "Application shutdown complete" in server.output
+    assert "demo data loaded" in server.output
 
 
 def test_poll_once_prints_each_feed_and_exits_by_outcome(

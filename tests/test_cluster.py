@@ -21,7 +21,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from conftest import WRITE_KEY, RedisServer, free_port, wait_until_healthy, write_headers
+from conftest import (
+    WRITE_KEY,
+    RedisServer,
+    free_port,
+    running_server,
+    wait_until_healthy,
+    write_headers,
+)
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from websockets.client import ClientProtocol
@@ -396,8 +403,6 @@ def test_serve_with_two_workers_shares_cache_and_channel(
     from conftest import _reset
 
     asyncio.run(_reset(postgres_url))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
@@ -405,44 +410,32 @@ def test_serve_with_two_workers_shares_cache_and_channel(
         "API_KEYS": WRITE_KEY,
         "LOG_LEVEL": "WARNING",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "graph", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with running_server(tmp_path, env, "--workers", "2") as server:
+        base = server.base
 
-    async def main() -> None:
-        now = datetime.now(UTC)
-        ingest(base, spread("FR", "BE", ["Alpha", "Beta"], now))
-        listeners = [
-            Listener(base, protocol, current=True)
-            for protocol in [
-                WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL,
-                WebsocketsTransport.APOLLO_SUBPROTOCOL,
+        async def main() -> None:
+            now = datetime.now(UTC)
+            ingest(base, spread("FR", "BE", ["Alpha", "Beta"], now))
+            listeners = [
+                Listener(base, protocol, current=True)
+                for protocol in [
+                    WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL,
+                    WebsocketsTransport.APOLLO_SUBPROTOCOL,
+                ]
+                * 3
             ]
-            * 3
-        ]
-        for listener in listeners:
-            listener.start()
-        # Each got the current flow: its subscription is registered, on whichever worker.
-        await _until(lambda: all(listener.received for listener in listeners))
-        for _ in range(6):  # the ingests land on either worker
-            ingest(base, spread("DE", "AT", ["Gamma"], now))
-        await _until(lambda: all(len(listener.received) == 2 for listener in listeners))
-        await asyncio.sleep(1)
-        for listener in listeners:
-            await listener.stop()
-            assert listener.received == [("FR", "BE"), ("DE", "AT")]
-        hits = [httpx.get(f"{base}/v1/flows").json()["metadata"]["cache_hit"] for _ in range(6)]
-        assert hits.count(True) >= 5  # one computation served both workers
+            for listener in listeners:
+                listener.start()
+            # Each got the current flow: its subscription is registered, on whichever worker.
+            await _until(lambda: all(listener.received for listener in listeners))
+            for _ in range(6):  # the ingests land on either worker
+                ingest(base, spread("DE", "AT", ["Gamma"], now))
+            await _until(lambda: all(len(listener.received) == 2 for listener in listeners))
+            await asyncio.sleep(1)
+            for listener in listeners:
+                await listener.stop()
+                assert listener.received == [("FR", "BE"), ("DE", "AT")]
+            hits = [httpx.get(f"{base}/v1/flows").json()["metadata"]["cache_hit"] for _ in range(6)]
+            assert hits.count(True) >= 5  # one computation served both workers
 
-    try:
-        wait_until_healthy(base, server)
         asyncio.run(main())
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
-    assert server.returncode in (0, -15), output

@@ -55,3 +55,19 @@ def test_level_filters(capsys: pytest.CaptureFixture[str], database_url: str) ->
     with TestClient(create_app(make_settings(database_url, log_level="WARNING"))) as client:
         client.get("/health")
     assert '"event":"request"' not in capsys.readouterr().out
+
+
+def test_commands_log_to_whatever_stderr_is_when_they_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from graph.log import configure_logging, logger
+
+    configure_logging("INFO", stderr=True)
+    try:
+        later = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", later)  # e.g. a test's capture, after configuring
+        logger.info("feed failed", country="US")
+        assert json.loads(later.getvalue())["event"] == "feed failed"
+    finally:
+        configure_logging("INFO")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,9 +14,8 @@ import sqlalchemy as sa
 from conftest import (
     TEST_REDIS_URL,
     RedisServer,
-    free_port,
     make_settings,
-    wait_until_healthy,
+    running_server,
 )
 from feedserver import BILLION_LAUGHS, FeedServer, Item, Reply, rss
 from starlette.testclient import TestClient
@@ -566,8 +563,6 @@ def test_two_workers_run_exactly_one_poller(
     asyncio.run(_reset(postgres_url))
     feed_server.reply("US", feed("Ravens"))
     feed_server.reply("GB", feed("Derby"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
@@ -582,16 +577,7 @@ def test_two_workers_run_exactly_one_poller(
         env["REDIS_URL"] = throwaway_redis.url
     else:
         env.pop("REDIS_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "graph", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_until_healthy(base, server)
+    with running_server(tmp_path, env, "--workers", "2") as server:
         deadline = time.monotonic() + 30
         while feed_server.count("GB") == 0:
             assert time.monotonic() < deadline, "nobody polled"
@@ -600,16 +586,12 @@ def test_two_workers_run_exactly_one_poller(
         assert (feed_server.count("US"), feed_server.count("GB")) == (1, 1)
         roles = set()
         for _ in range(20):  # requests land on either worker
-            sources = httpx.get(f"{base}/health/ready").json()["checks"]["sources"]
+            sources = httpx.get(f"{server.base}/health/ready").json()["checks"]["sources"]
             roles.add(sources["poller"]["this_worker"])
             assert sources["poller"]["lock"] == lock
         if lock == "redis":  # without Redis, only the leader knows how its feeds are doing
             assert roles == {"leader", "standby"}
             assert sources["poller"]["last_round"]["inserted"] == 2
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
-    assert server.returncode in (0, -15), output
 
 
 def test_a_json_feed_goes_through_the_same_pipeline(tmp_path: Any, feed_server: FeedServer) -> None:

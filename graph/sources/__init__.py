@@ -28,6 +28,7 @@ __all__ = [
     "FeedTooLarge",
     "FeedUnavailable",
     "Source",
+    "URLTemplate",
     "build_sources",
 ]
 
@@ -74,6 +75,16 @@ class Source(Protocol):
 
     def render(self, records: Sequence[dict[str, Any]], now: datetime) -> bytes:
         """A feed document in this source's format holding ``records`` (for dry runs)."""
+
+
+class URLTemplate:
+    """A source whose feed's URL is a template with ``{country}`` (an upper-case ISO code)."""
+
+    def __init__(self, url_template: str) -> None:
+        self.url_template = url_template
+
+    def url(self, country: str) -> str:
+        return self.url_template.replace("{country}", country)
 
 
 def build_sources(settings: Settings) -> list[Source]:

@@ -28,7 +28,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from graph.records import MAX_SOURCES
-from graph.sources import FeedItems, FeedMalformed
+from graph.sources import FeedItems, FeedMalformed, URLTemplate
 
 NAMESPACES = (
     "https://trends.google.com/trending/rss",
@@ -79,14 +79,8 @@ def _news_urls(item: Element) -> list[str]:
     return urls
 
 
-class GoogleTrendsRSS:
+class GoogleTrendsRSS(URLTemplate):
     name = "google_trends_rss"
-
-    def __init__(self, url_template: str) -> None:
-        self.url_template = url_template
-
-    def url(self, country: str) -> str:
-        return self.url_template.replace("{country}", country)
 
     def parse(self, body: bytes, country: str) -> FeedItems:
         try:

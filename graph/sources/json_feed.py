@@ -17,17 +17,11 @@ from typing import Any
 
 import orjson
 
-from graph.sources import FeedItems, FeedMalformed
+from graph.sources import FeedItems, FeedMalformed, URLTemplate
 
 
-class JSONFeed:
+class JSONFeed(URLTemplate):
     name = "json_feed"
-
-    def __init__(self, url_template: str) -> None:
-        self.url_template = url_template
-
-    def url(self, country: str) -> str:
-        return self.url_template.replace("{country}", country)
 
     def parse(self, body: bytes, country: str) -> FeedItems:
         try:
