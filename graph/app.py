@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -185,18 +186,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
             listening = tasks.create_task(state.broadcaster.run(), name="broadcaster")
             scheduler = state.feeds.scheduler if settings.poller_enabled else None
             polling = tasks.create_task(scheduler.run(), name="poller") if scheduler else None
+            copying = tasks.create_task(
+                state.cache.listen(settings.cache_local_seconds), name="cache-invalidations"
+            )
             logger.info(
                 "started",
                 database=state.engine.url.render_as_string(hide_password=True),
                 store=state.store.kind,
                 cache=state.cache.status(),
             )
+            # What exists now (modules, the schema, the engine: most of the heap) stays for the
+            # process's life. Frozen, it is left out of the collector's full passes, which
+            # otherwise walk all of it and stall every request for 100 ms or more.
+            gc.freeze()
             try:
                 yield {"trendmap": state}
             finally:
+                gc.unfreeze()
                 state.broadcaster.close()
                 publishing.cancel()
                 listening.cancel()
+                copying.cancel()
                 if polling is not None:
                     polling.cancel()
 

@@ -13,6 +13,22 @@ Windows that end "now" slide: their entries are hits only while younger than
 Concurrent misses of one entry are computed once: in-process through single-flight futures,
 across workers through a short lock in the store, while the others wait for the entry.
 
+In front of the store, each worker may keep the entries it has read (the *local copy*), so a
+hit costs a dictionary lookup instead of a round trip. It is live only while
+:meth:`ResponseCache.listen` runs (the app's lifespan runs it with CACHE_LOCAL_SECONDS), and it
+can never be older than the generation it was read under:
+- this worker's own ingests drop it before and after replacing the token, so a client reading
+  from the worker it wrote through always sees its write;
+- every bump is published on ``trendmap:generation`` and each worker drops its copy when the
+  message arrives (normally within a millisecond). A read on *another* worker that lands in
+  between may still get the previous answer: the one deviation from read-your-writes across
+  workers (docs/architecture.md, "Deviations");
+- the copy is trusted only for CACHE_LOCAL_SECONDS after the token was last read from the store.
+  A lost message (the subscription dropped and came back) thus costs at most that long, and
+  when the store stops answering the copy lapses with it.
+A read that overlapped an invalidation never fills the copy, so an answer from before a bump
+cannot slip back in after it.
+
 The store is never allowed to fail a read. Every call goes through a circuit breaker with
 short socket timeouts; when the store is down, answers are computed as if there were no
 cache, ``/health/ready`` says ``degraded``, and caching resumes by itself when it answers.
@@ -24,6 +40,7 @@ import asyncio
 import hashlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +53,8 @@ from graph.breaker import BreakerState, CircuitBreaker
 from graph.log import logger
 
 GENERATION_KEY = "trendmap:generation"
+# Each bump's new token is published here; every worker drops its local copy on it.
+GENERATION_CHANNEL = "trendmap:generation"
 TTL_SECONDS = 24 * 3600
 LOCK_SECONDS = 10.0
 _POLL_SECONDS = 0.05
@@ -128,6 +147,17 @@ class ResponseCache:
         # The last token seen, used while the store cannot be asked: entries are then not
         # trusted at all (see lookup), but computations still need a label.
         self._local_token = uuid.uuid4().hex
+        # Answers by (kind, hit): "flows"/"hotspots", served from the cache or computed.
+        self.lookups: Counter[tuple[str, bool]] = Counter()
+        # The local copy (see the module docstring): entries read under _copy_token, trusted
+        # until _copy_until (monotonic), and only while listen() runs (_copy_seconds > 0).
+        self._copy: dict[tuple[str, str], Entry] = {}
+        self._copy_token: str | None = None
+        self._copy_until = 0.0
+        self._copy_seconds = 0.0
+        # Counts invalidations: a store read that saw it change must not fill the copy.
+        self._epoch = 0
+        self.local_hits = 0
 
     @property
     def enabled(self) -> bool:
@@ -162,6 +192,7 @@ class ResponseCache:
     async def bump(self) -> None:
         """Retire every entry: called after each ingest that changed data."""
         self._local_token = uuid.uuid4().hex
+        self.invalidate()
         if self.store is None:
             return
         token = self._local_token.encode()
@@ -170,6 +201,56 @@ class ResponseCache:
         except StoreUnavailable:
             self._stale_token = True
             logger.warning("cache generation not replaced; will retry", key=GENERATION_KEY)
+            return
+        finally:
+            # Again: a read that began before the new token was stored may have filled it.
+            self.invalidate()
+        try:
+            await self._call(lambda s: s.publish(GENERATION_CHANNEL, token))
+        except StoreUnavailable:
+            # The others' copies lapse within CACHE_LOCAL_SECONDS (their next store read
+            # sees the new token).
+            logger.warning("cache generation not announced", channel=GENERATION_CHANNEL)
+
+    def invalidate(self) -> None:
+        """Drop this worker's local copy (a bump here or on another worker)."""
+        self._epoch += 1
+        self._copy.clear()
+        self._copy_token = None
+
+    async def listen(self, local_seconds: float) -> None:
+        """Keep a local copy of entries (for ``local_seconds`` after each store read) while
+        following the other workers' bumps; until cancelled. 0 keeps none (strict mode)."""
+        if self.store is None or local_seconds <= 0:
+            return
+        try:
+            self._copy_seconds = local_seconds
+            async for _token in self.store.subscribe(GENERATION_CHANNEL):
+                self.invalidate()
+        finally:
+            self._copy_seconds = 0.0
+            self.invalidate()
+
+    def _from_copy(self, key: str, field: str, sliding: bool) -> Entry | None:
+        if not self._copy_seconds or time.monotonic() >= self._copy_until:
+            return None
+        entry = self._copy.get((key, field))
+        if entry is None:
+            return None
+        if sliding and (self.clock() - entry.computed_at).total_seconds() >= self.refresh_seconds:
+            return None
+        return entry
+
+    def _keep(self, epoch: int, token: str, key: str, field: str, entry: Entry | None) -> None:
+        """Note what a store read found, unless an invalidation happened meanwhile."""
+        if not self._copy_seconds or epoch != self._epoch:
+            return
+        if token != self._copy_token:
+            self._copy.clear()
+            self._copy_token = token
+        self._copy_until = time.monotonic() + self._copy_seconds
+        if entry is not None:
+            self._copy[key, field] = entry
 
     async def _token(self, raw: bytes | None) -> str:
         if raw is not None:
@@ -187,6 +268,12 @@ class ResponseCache:
 
     async def lookup(self, key: str, field: str, *, sliding: bool) -> tuple[Entry | None, str]:
         """The entry if it is fresh, and the current token, in one round trip."""
+        epoch = self._epoch
+        entry, token = await self._lookup(key, field, sliding=sliding)
+        self._keep(epoch, token, key, field, entry)
+        return entry, token
+
+    async def _lookup(self, key: str, field: str, *, sliding: bool) -> tuple[Entry | None, str]:
         raw_token, raw_entry = await self._call(
             lambda s: s.read([(GENERATION_KEY, None), (key, field)])
         )
@@ -204,8 +291,19 @@ class ResponseCache:
         self, key: str, field: str, *, sliding: bool, compute: Compute
     ) -> tuple[Entry, bool]:
         """The cached entry (hit) or a freshly computed and stored one (miss)."""
+        entry, hit = await self._get_or_compute(key, field, sliding, compute)
+        self.lookups[key.partition(":")[0], hit] += 1
+        return entry, hit
+
+    async def _get_or_compute(
+        self, key: str, field: str, sliding: bool, compute: Compute
+    ) -> tuple[Entry, bool]:
         if self.store is None:
             return await compute(self._local_token), False
+        copied = self._from_copy(key, field, sliding)
+        if copied is not None:
+            self.local_hits += 1
+            return copied, True
         try:
             entry, token = await self.lookup(key, field, sliding=sliding)
         except StoreUnavailable:

@@ -10,6 +10,13 @@
 
 Fragment cycles never recurse forever: every walk skips fragments it is already inside, and
 GraphQL's own validation refuses the cycle.
+
+Parsed and validated documents are kept (LRU, DOCUMENT_CACHE_SIZE each), so an operation sent
+again is neither parsed nor validated again. That is safe because every rule here looks at the
+document only, never at variables, and because the token limit is one of the parse options the
+parse cache is keyed by: an oversized document still fails in the lexer, and failures are not
+cached. The validation cache is keyed by the rule classes too, so they are made once per schema,
+not once per request (a new class each time would make every key new).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
+    ASTValidationRule,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -33,13 +41,18 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 
 from graph.settings import Settings
 
 COMPUTING_FIELDS = frozenset({"flows", "hotspots"})
+# Distinct documents kept parsed, and validated, per process. Bounded: every distinct text a
+# client sends would otherwise stay in memory.
+DOCUMENT_CACHE_SIZE = 256
 
 
 def count_computing_fields(
@@ -85,14 +98,26 @@ def computing_fields_rule(maximum: int) -> type[ValidationRule]:
     return ComputingFieldsLimit
 
 
+def limit_rules(settings: Settings) -> list[type[ASTValidationRule]]:
+    """The validation rules enforcing depth, aliases and computing fields, made once."""
+    return [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+        computing_fields_rule(settings.graphql_max_computing_fields),
+    ]
+
+
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Factories of the schema extensions that enforce the configured limits."""
-    rule = computing_fields_rule(settings.graphql_max_computing_fields)
+    """Factories of the schema extensions that enforce the configured limits and keep parsed
+    and validated documents."""
+    rules = limit_rules(settings)
     extensions: list[Callable[[], SchemaExtension]] = [
+        # Sets the token limit among the parse options, before anything is parsed.
         functools.partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
-        functools.partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
-        functools.partial(AddValidationRules, [rule]),
+        functools.partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+        # One extension, one tuple of the same classes for every request.
+        functools.partial(AddValidationRules, rules),
+        functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
     ]
     if not settings.graphql_introspection:
         extensions.append(DisableIntrospection)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     use_cache: bool = True
     flows_refresh_seconds: float = Field(default=30.0, gt=0)
     cache_timeout_seconds: float = Field(default=0.25, gt=0)
+    # 0: strict read-your-writes across workers (DESIGN.md); > 0 trades that for throughput.
+    cache_local_seconds: float = Field(default=0.0, ge=0)
     subscriber_queue_size: int = Field(default=256, ge=1)
     shutdown_timeout_seconds: int = Field(default=10, ge=1)
     dry_run_apis: bool = False

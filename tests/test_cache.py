@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import TEST_REDIS_URL, RedisServer
 from graph.backends import Store, open_store
 from graph.breaker import CircuitBreaker
 from graph.cache import (
+    GENERATION_CHANNEL,
     GENERATION_KEY,
     TTL_SECONDS,
     Entry,
@@ -261,5 +263,181 @@ def test_a_missed_bump_is_replayed_before_entries_are_trusted(
             assert not hit
         finally:
             await store.close()
+
+    asyncio.run(main())
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+class Worker:
+    """A cache on its own connections to a shared Redis, keeping a local copy (listening)."""
+
+    def __init__(self, url: str, clock: Clock, local_seconds: float = 5.0) -> None:
+        self.url = url
+        self.store = open_store(url)
+        self.cache = ResponseCache(
+            self.store,
+            refresh_seconds=30,
+            clock=clock,
+            breaker=CircuitBreaker(failures=1, reset_seconds=60),
+        )
+        self.compute = Computer(clock)
+        self.local_seconds = local_seconds
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.cache.listen(self.local_seconds))
+        # Subscribed once a bump published from elsewhere reaches it.
+        epoch = self.cache._epoch
+        probe = open_store(self.url)
+        try:
+            while self.cache._epoch == epoch:
+                await probe.publish(GENERATION_CHANNEL, b"probe")
+                await asyncio.sleep(0.02)
+        finally:
+            await probe.close()
+
+    async def read(self, field: str = "f") -> tuple[bytes, bool]:
+        entry, hit = await self.cache.get_or_compute(
+            "k", field, sliding=False, compute=self.compute
+        )
+        return entry.payload, hit
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.store.close()
+
+
+async def _workers(url: str, clock: Clock, count: int, **options: float) -> list[Worker]:
+    workers = []
+    for _ in range(count):
+        worker = Worker(url, clock, **options)
+        await worker.start()
+        workers.append(worker)
+    return workers
+
+
+def test_the_local_copy_answers_without_the_store(throwaway_redis: RedisServer) -> None:
+    async def main() -> None:
+        clock = Clock()
+        [worker] = await _workers(throwaway_redis.url, clock, 1)
+        try:
+            assert await worker.read() == (b"[1]", False)
+            assert await worker.read() == (b"[1]", True)  # read from Redis: now copied
+            throwaway_redis.pause()
+            # Redis does not answer, yet within CACHE_LOCAL_SECONDS the copy does.
+            assert await worker.read() == (b"[1]", True)
+            assert worker.cache.local_hits == 1
+        finally:
+            throwaway_redis.resume()
+            await worker.close()
+
+    asyncio.run(main())
+
+
+def test_without_listening_nothing_is_copied(throwaway_redis: RedisServer) -> None:
+    async def main() -> None:
+        store = open_store(throwaway_redis.url)
+        clock = Clock()
+        cache = ResponseCache(store, refresh_seconds=30, clock=clock)
+        compute = Computer(clock)
+        strict = asyncio.get_running_loop().create_task(cache.listen(0))  # strict mode
+        try:
+            for _ in range(3):
+                await cache.get_or_compute("k", "f", sliding=False, compute=compute)
+            assert cache.local_hits == 0
+            assert strict.done()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_an_ingest_here_drops_the_copy_before_it_returns(throwaway_redis: RedisServer) -> None:
+    async def main() -> None:
+        clock = Clock()
+        [worker] = await _workers(throwaway_redis.url, clock, 1)
+        try:
+            await worker.read()
+            assert await worker.read() == (b"[1]", True)
+            await worker.cache.bump()
+            # No waiting for the channel: the next read on this worker sees the write.
+            assert await worker.read() == (b"[2]", False)
+        finally:
+            await worker.close()
+
+    asyncio.run(main())
+
+
+def test_an_ingest_on_another_worker_drops_the_copy_through_the_channel(
+    throwaway_redis: RedisServer,
+) -> None:
+    async def main() -> None:
+        clock = Clock()
+        a, b = await _workers(throwaway_redis.url, clock, 2)
+        try:
+            await a.read()
+            assert await a.read() == (b"[1]", True)
+            epoch = a.cache._epoch
+            await b.cache.bump()
+            await _until(lambda: a.cache._epoch != epoch)
+            payload, hit = await a.read()
+            assert not hit and payload == b"[2]"
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+def test_a_lost_message_costs_at_most_the_local_seconds(throwaway_redis: RedisServer) -> None:
+    async def main() -> None:
+        clock = Clock()
+        [worker] = await _workers(throwaway_redis.url, clock, 1, local_seconds=0.3)
+        client = redis.asyncio.Redis.from_url(throwaway_redis.url)
+        try:
+            await worker.read()
+            assert await worker.read() == (b"[1]", True)
+            # Another worker's bump whose message never arrives.
+            await client.set(GENERATION_KEY, b"elsewhere")
+            started = asyncio.get_running_loop().time()
+            while (await worker.read())[1]:
+                await asyncio.sleep(0.02)
+            assert asyncio.get_running_loop().time() - started < 0.3 + 0.2
+            assert await worker.read() == (b"[2]", True)
+        finally:
+            await client.aclose()
+            await worker.close()
+
+    asyncio.run(main())
+
+
+def test_a_read_that_overlaps_a_bump_is_not_copied(throwaway_redis: RedisServer) -> None:
+    async def main() -> None:
+        clock = Clock()
+        [worker] = await _workers(throwaway_redis.url, clock, 1)
+        try:
+            await worker.read()
+            # The read's reply comes back after the bump: it must not fill the copy.
+            throwaway_redis.pause()
+            reading = asyncio.get_running_loop().create_task(
+                worker.cache.lookup("k", "f", sliding=False)
+            )
+            await asyncio.sleep(0.05)
+            worker.cache.invalidate()
+            throwaway_redis.resume()
+            entry, _ = await reading
+            assert entry is not None and entry.payload == b"[1]"
+            assert worker.cache._copy == {}
+        finally:
+            await worker.close()
 
     asyncio.run(main())

@@ -7,7 +7,7 @@ from typing import Any
 from graphql.language import Lexer, Source, TokenKind
 from starlette.testclient import TestClient
 
-from graph.query_limits import count_computing_fields
+from graph.query_limits import DOCUMENT_CACHE_SIZE, count_computing_fields, limit_extensions
 
 
 def ask(client: TestClient, query: str) -> dict[str, Any]:
@@ -148,3 +148,117 @@ def test_graphql_bodies_over_the_limit_get_413_before_parsing(app_with: Any) -> 
     response = client.post("/graphql", json={"query": query})
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
+
+
+def _document_caches() -> tuple[Any, Any]:
+    """Strawberry's process-wide LRU caches of parsed and of validated documents."""
+    from strawberry.extensions.parser_cache import _get_parse_cache
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    return _get_parse_cache(DOCUMENT_CACHE_SIZE), _get_validate_cache(DOCUMENT_CACHE_SIZE)
+
+
+def test_a_repeated_operation_is_parsed_and_validated_once(app_with: Any) -> None:
+    client = app_with()
+    parsed, validated = _document_caches()
+    query = "query Repeated { hotspots { country } }"
+    assert "errors" not in ask(client, query)
+    parse_hits, validate_hits = parsed.cache_info().hits, validated.cache_info().hits
+    for _ in range(3):
+        assert "errors" not in ask(client, query)
+    assert parsed.cache_info().hits == parse_hits + 3
+    assert validated.cache_info().hits == validate_hits + 3
+
+
+def test_every_request_gets_the_same_rule_classes() -> None:
+    from strawberry.extensions import AddValidationRules
+
+    from graph.settings import Settings
+
+    factories = limit_extensions(Settings(graphql_introspection=True))
+    made = [[factory() for factory in factories] for _ in range(2)]
+    rules = [[e.validation_rules for e in ext if isinstance(e, AddValidationRules)] for ext in made]
+    assert rules[0] == rules[1] and len(rules[0][0]) == 3
+
+
+def test_cached_documents_keep_their_limits(app_with: Any) -> None:
+    # Refusals come back on every repeat (cached validation errors), and a document parsed
+    # under a high token limit is refused under a lower one: the limit is part of the key.
+    deep = "{ hotspots { topTopics { label } } }"
+    shallow = app_with(graphql_max_depth=1)
+    for _ in range(3):
+        assert refused(ask(shallow, deep), "maximum operation depth")
+    query = "{ hotspots(countries: [" + '"US" ' * 40 + "]) { country } }"
+    assert tokens(query) == 52
+    assert "errors" not in ask(app_with(), query)
+    strict = app_with(graphql_max_tokens=50)
+    for _ in range(2):
+        assert refused(ask(strict, query), "more than 50 tokens")
+
+
+# --- lists completed in one pass (graph.schema.SharedEventExecution.complete_list_value) ------
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def test_plain_lists_are_completed_in_one_pass_with_graphql_semantics(app_with: Any) -> None:
+    from conftest import AS_OF, as_input, record, write_headers
+
+    from graph.schema import SharedEventExecution
+
+    client = app_with()
+    records = []
+    for topic in ("World Cup", "Election"):
+        records.append(record("US", topic, hours_ago=4, count=50))
+        records.append(record("CO", topic, hours_ago=2, count=50))
+        records.append(record("MX", topic, hours_ago=1, count=40))
+    ingest = "mutation($t: [TrendInput!]!) { ingestTrends(trends: $t) { inserted } }"
+    stored = client.post(
+        "/graphql",
+        json={"query": ingest, "variables": {"t": [as_input(r) for r in records]}},
+        headers=write_headers(),
+    )
+    assert stored.json()["data"]["ingestTrends"]["inserted"] == 6
+    arguments = f'threshold: 0.1, asOf: "{AS_OF.isoformat()}"'
+    rest = client.get("/v1/flows", params={"as_of": AS_OF.isoformat(), "threshold": 0.1}).json()
+    expected = [{_camel(k): v for k, v in flow.items()} for flow in rest["flows"]]
+    assert len(expected) >= 2
+
+    before = SharedEventExecution.plain_lists
+    every = " ".join(expected[0])
+    assert ask(client, f"{{ flows({arguments}) {{ {every} }} }}")["data"]["flows"] == expected
+    # Aliases, __typename, @include/@skip and fragments are GraphQL's, field order included.
+    body = ask(
+        client,
+        f"""{{ flows({arguments}) {{
+              __typename h: heat ...F fromCountry @include(if: false) toCountry @skip(if: false)
+              heat }} }}
+            fragment F on Flow {{ sharedTopics h: heat }}""",
+    )
+    assert list(body["data"]["flows"][0]) == [
+        "__typename",
+        "h",
+        "sharedTopics",
+        "toCountry",
+        "heat",
+    ]
+    assert body["data"]["flows"] == [
+        {
+            "__typename": "Flow",
+            "h": f["heat"],
+            "sharedTopics": f["sharedTopics"],
+            "toCountry": f["toCountry"],
+            "heat": f["heat"],
+        }
+        for f in expected
+    ]
+    assert SharedEventExecution.plain_lists == before + 2
+    # A list of objects with objects inside goes the usual way; the lists inside (plain) do not.
+    hotspots = ask(
+        client, f'{{ hotspots(asOf: "{AS_OF.isoformat()}") {{ topTopics {{ label }} }} }}'
+    )["data"]["hotspots"]
+    assert len(hotspots) == 3 and all(h["topTopics"] for h in hotspots)
+    assert SharedEventExecution.plain_lists == before + 2 + 3
