@@ -221,6 +221,15 @@ def running_server(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Serve
     assert process.returncode in (0, -signal.SIGTERM), served.output
 
 
+def subscribed(client: TestClient, count: int = 1) -> None:
+    """Wait until the server has registered ``count`` subscriptions: a flow published before a
+    subscription is registered is not that subscriber's to receive."""
+    deadline = time.monotonic() + 10
+    while client.get("/health/ready").json()["checks"]["subscriptions"]["active"] != count:
+        assert time.monotonic() < deadline, "the subscription was never registered"
+        time.sleep(0.01)
+
+
 class RedisServer:
     """A throwaway redis-server on a free port, to stop, start, pause and resume in a test."""
 

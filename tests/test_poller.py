@@ -16,6 +16,7 @@ from conftest import (
     RedisServer,
     make_settings,
     running_server,
+    subscribed,
 )
 from feedserver import BILLION_LAUGHS, FeedServer, Item, Reply, rss
 from starlette.testclient import TestClient
@@ -519,6 +520,7 @@ def test_pulled_records_reach_the_archive_and_a_subscriber(
             ws.send_json({"type": "connection_init"})
             assert ws.receive_json()["type"] == "connection_ack"
             ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": QUERY}})
+            subscribed(client)
             # A topic trends in the US, then an hour later in Great Britain: a hot flow.
             feed_server.reply("US", feed("Alpha", "Beta", hours_ago=3))
             feed_server.reply("GB", feed("Alpha", "Beta", hours_ago=2))

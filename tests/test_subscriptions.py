@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import READ_KEY, make_settings, write_headers
+from conftest import READ_KEY, make_settings, subscribed, write_headers
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -55,6 +55,7 @@ def test_graphql_transport_ws_gets_each_new_flow_once(client: TestClient) -> Non
         ws.send_json(
             {"id": "1", "type": "subscribe", "payload": {"query": QUERY, "variables": variables()}}
         )
+        subscribed(client)
         ingest(client, spread("FR", "BE", ["Alpha", "Beta"]))
         first = ws.receive_json()
         assert first["type"] == "next" and first["id"] == "1"
@@ -101,6 +102,7 @@ def test_filters_and_windows_select_what_a_subscriber_sees(client: TestClient) -
                 },
             }
         )
+        subscribed(client)
         ingest(client, spread("FR", "BE", ["Alpha"]))  # outside the filter
         ingest(client, spread("DE", "AT", ["Gamma"]))
         flow = ws.receive_json()["payload"]["data"]["hotFlows"]
