@@ -29,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMe
 from strawberry.types.unset import UnsetType
 
 from graph import rest
+from graph.admission import Admission, AdmissionMiddleware
 from graph.auth import credentials_for
 from graph.errors import TrendmapError
 from graph.limits import BodyLimitMiddleware, WebSocketLimitsMiddleware
@@ -39,6 +40,7 @@ from graph.log import (
     logger,
     request_id_of,
 )
+from graph.metrics import Metrics, MetricsMiddleware
 from graph.ratelimit import RateLimiter, RateLimitMiddleware
 from graph.schema import Context, context_for, make_schema
 from graph.settings import Settings
@@ -178,17 +180,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings if settings is not None else Settings()
     configure_logging(settings.log_level)
     credentials_for(settings)  # an unusable JWT configuration fails here, not on a request
+    metrics = Metrics() if settings.metrics_enabled else None
+    admission = Admission(
+        max_inflight=settings.max_inflight_requests, queue_seconds=settings.admission_queue_seconds
+    )
+    if metrics is not None:
+        metrics.admission = admission
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_state(settings) as state, asyncio.TaskGroup() as tasks:
             publishing = tasks.create_task(state.publisher.run(), name="publisher")
             listening = tasks.create_task(state.broadcaster.run(), name="broadcaster")
-            scheduler = state.feeds.scheduler if settings.poller_enabled else None
-            polling = tasks.create_task(scheduler.run(), name="poller") if scheduler else None
             copying = tasks.create_task(
                 state.cache.listen(settings.cache_local_seconds), name="cache-invalidations"
             )
+            scheduler = state.feeds.scheduler if settings.poller_enabled else None
+            polling = tasks.create_task(scheduler.run(), name="poller") if scheduler else None
             logger.info(
                 "started",
                 database=state.engine.url.render_as_string(hide_password=True),
@@ -199,10 +207,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # process's life. Frozen, it is left out of the collector's full passes, which
             # otherwise walk all of it and stall every request for 100 ms or more.
             gc.freeze()
+            if metrics is not None:
+                metrics.state = state
+                poller = state.feeds.poller
+                if poller is not None:
+                    feeds = poller.feeds
+                    metrics.breakers = lambda: [
+                        (f.source.name, f.country, f.breaker) for f in feeds
+                    ]
             try:
                 yield {"trendmap": state}
             finally:
                 gc.unfreeze()
+                if metrics is not None:
+                    metrics.state = metrics.breakers = None
                 state.broadcaster.close()
                 publishing.cancel()
                 listening.cancel()
@@ -217,16 +235,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
         graphql_ide="graphiql" if settings.graphql_introspection else None,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
     )
+    routes = [
+        *rest.routes,
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    paths = [route.path for route in routes if isinstance(route, Route)]
     return Starlette(
-        routes=[
-            *rest.routes,
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-        ],
+        routes=routes,
         middleware=[
+            # Outermost: times everything below (refusals too) and serves /metrics unlimited.
+            *(
+                [Middleware(MetricsMiddleware, metrics=metrics, paths=paths)]
+                if metrics is not None
+                else []
+            ),
             Middleware(RequestLogMiddleware),
-            # CORS outside the limiters, so a browser can read their 429s and 413s too.
+            # CORS outside the limiters, so a browser can read their 429s, 413s and 503s too.
             *_cors(settings),
+            # Before the rate limiter: a refusal for load must cost no store round trip.
+            Middleware(AdmissionMiddleware, admission=admission),
             Middleware(RateLimitMiddleware, limiter=RateLimiter()),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(

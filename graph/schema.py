@@ -50,6 +50,7 @@ from graph.auth import (
     require_write,
 )
 from graph.errors import LimitExceeded, TrendmapError
+from graph.metrics import OperationLabel
 from graph.params import (
     MAX_HOTSPOTS,
     parse_as_of,
@@ -548,6 +549,7 @@ def make_schema(settings: Settings) -> strawberry.Schema:
             *limit_extensions(settings),
             functools.partial(MaskErrors, should_mask_error=_mask),
             Warnings,
+            *([OperationLabel] if settings.metrics_enabled else []),
         ],
         config=StrawberryConfig(
             disable_field_suggestions=not settings.graphql_introspection,

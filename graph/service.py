@@ -167,6 +167,8 @@ class TrendService:
         self._sliding: dict[TimeWindow, _Snapshot] = {}
         # Countries whose feed is failing (graph.poller's SourceBoard), for "partial data".
         self.unavailable: Callable[[], Awaitable[frozenset[str]]] | None = None
+        # Records stored through ingest, by outcome (read by graph.metrics at scrape time).
+        self.ingested = {"inserted": 0, "updated": 0, "unchanged": 0}
 
     async def partial_warnings(self, countries: Collection[str] | None) -> tuple[str, ...]:
         """``"Partial data: XX unavailable"`` for each country asked about (every country, with
@@ -191,6 +193,9 @@ class TrendService:
             )
         async with _storage("ingest"):
             result = await self.repository.upsert(rows)
+        self.ingested["inserted"] += result.inserted
+        self.ingested["updated"] += result.updated
+        self.ingested["unchanged"] += result.unchanged
         if result.inserted or result.updated:
             # Committed: retire every cached answer before the client hears back, so its next
             # read (on any worker) sees what it wrote.

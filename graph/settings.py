@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_writes_per_minute: int = Field(default=60, ge=1)
     trust_forwarded_for: bool = False
+    max_inflight_requests: int = Field(default=64, ge=1)
+    admission_queue_seconds: float = Field(default=0.1, ge=0)
+    metrics_enabled: bool = True
+
     # Feeds (graph/sources): which run, where they are, how they are polled and called.
     sources: CommaList = ()
     google_trends_rss_url: str = "https://trends.google.com/trending/rss?geo={country}"

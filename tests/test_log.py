@@ -71,3 +71,23 @@ def test_commands_log_to_whatever_stderr_is_when_they_log(monkeypatch: pytest.Mo
         assert json.loads(later.getvalue())["event"] == "feed failed"
     finally:
         configure_logging("INFO")
+
+
+def test_request_ids_are_unique_hex_and_new_after_a_fork() -> None:
+    import os
+
+    from graph.log import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write)
+    forked = os.read(read, 64).decode()
+    os.close(read)
+    assert forked[:20] != next(iter(ids))[:20], "a forked worker drew the same prefix"
