@@ -366,13 +366,16 @@ class SourceBoard:
     """What the poller last published about the feeds, for every worker to read.
 
     ``read`` asks the store at most once per STATUS_READ_SECONDS; the local poller's own view
-    wins while this process leads (it is live, and works with the store down).
+    wins while this process leads (it is live, and works with the store down). Answers ask
+    ``failing_countries`` each time, so it reads the leading poller's breakers directly rather
+    than building the whole status document.
     """
 
     def __init__(self, store: Store, *, ttl_seconds: float) -> None:
         self.store = store
         self.ttl_seconds = max(1.0, ttl_seconds)
-        self.local: Callable[[], dict[str, Any]] | None = None
+        # This process's scheduler, while it holds the lease.
+        self.leading: PollScheduler | None = None
         self._read: dict[str, Any] | None = None
         self._read_at = -float("inf")
 
@@ -381,8 +384,8 @@ class SourceBoard:
             await self.store.set(STATUS_KEY, orjson.dumps(document), self.ttl_seconds)
 
     async def read(self) -> dict[str, Any] | None:
-        if self.local is not None:
-            return self.local()
+        if self.leading is not None:
+            return self.leading.document()
         now = time.monotonic()
         if now - self._read_at >= STATUS_READ_SECONDS:
             self._read_at = now
@@ -394,6 +397,8 @@ class SourceBoard:
         return self._read
 
     async def failing_countries(self) -> frozenset[str]:
+        if self.leading is not None:
+            return self.leading.poller.failing_countries()
         document = await self.read()
         if document is None:
             return frozenset()
@@ -452,13 +457,13 @@ class PollScheduler:
                     wait = max(0.0, min(wait, due - time.monotonic()))
                 await asyncio.sleep(wait)
         finally:
-            self.board.local = None
+            self.board.leading = None
             await asyncio.shield(self.lease.release())
 
     async def _hold(self) -> None:
         was = self.leader
         self.leader = await self.lease.hold()
-        self.board.local = self.document if self.leader else None
+        self.board.leading = self if self.leader else None
         if self.leader != was:
             logger.info(
                 "poller lease " + ("taken" if self.leader else "lost"), lock=self.lease.kind
@@ -523,12 +528,12 @@ async def open_feeds(
     """The sources SOURCES names, their client, poller and lease; the client closes after."""
     lease_ttl = settings.poll_lock_ttl_seconds
     board = SourceBoard(store, ttl_seconds=3 * max(settings.poll_interval_seconds, lease_ttl))
-    service.unavailable = board.failing_countries
     feeds = Feeds(settings, board)
     sources = build_sources(settings)
-    if not sources:
+    if not sources:  # nothing is polled anywhere: no answer can be partial
         yield feeds
         return
+    service.unavailable = board.failing_countries
     transport = dry_run_transport(sources) if settings.dry_run_apis else None
     async with make_client(settings.source_timeout_seconds, transport) as client:
         fetcher = Fetcher(
