@@ -170,6 +170,23 @@ def record(
     }
 
 
+def spread(a: str, b: str, topics: list[str], now: datetime | None = None) -> list[dict[str, Any]]:
+    """`b` picks up exactly `a`'s topics an hour later (3 h and 2 h before ``now``, default the
+    real clock): one hot flow a → b, heat 0.5^(1/6) ≈ 0.89."""
+    now = now if now is not None else datetime.now(UTC)
+    return [
+        {
+            "timestamp": (now - timedelta(hours=hours)).isoformat(),
+            "country": country,
+            "topic_label": topic,
+            "count": 100,
+            "confidence": 0.9,
+        }
+        for country, hours in ((a, 3), (b, 2))
+        for topic in topics
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

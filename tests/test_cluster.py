@@ -26,6 +26,7 @@ from conftest import (
     RedisServer,
     free_port,
     running_server,
+    spread,
     wait_until_healthy,
     write_headers,
 )
@@ -91,24 +92,6 @@ def cluster(postgres_url: str, tmp_path: Any) -> Iterator[Cluster]:
         for process in processes:
             process.communicate(timeout=30)
         server.stop()
-
-
-def spread(a: str, b: str, topics: list[str], now: datetime) -> list[dict[str, Any]]:
-    """`b` picks up exactly `a`'s topics an hour later: a hot flow a → b."""
-    out = []
-    for country, hours_ago in ((a, 3), (b, 2)):
-        for topic in topics:
-            moment = now - timedelta(hours=hours_ago)
-            out.append(
-                {
-                    "timestamp": moment.isoformat(),
-                    "country": country,
-                    "topic_label": topic,
-                    "count": 100,
-                    "confidence": 0.9,
-                }
-            )
-    return out
 
 
 def ingest(base: str, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import READ_KEY, make_settings, subscribed, write_headers
+from conftest import READ_KEY, make_settings, spread, subscribed, write_headers
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -17,21 +16,6 @@ from graph.app import create_app
 QUERY = """subscription($current: Boolean, $countries: [String!], $window: String!) {
   hotFlows(timeWindow: $window, threshold: 0.5, includeCurrent: $current,
            countries: $countries) { fromCountry toCountry heat } }"""
-
-
-def spread(a: str, b: str, topics: list[str]) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    return [
-        {
-            "timestamp": (now - timedelta(hours=hours)).isoformat(),
-            "country": country,
-            "topic_label": topic,
-            "count": 100,
-            "confidence": 0.9,
-        }
-        for country, hours in ((a, 3), (b, 2))
-        for topic in topics
-    ]
 
 
 @pytest.fixture
