@@ -196,34 +196,39 @@ async def _admin(admin_url: str, statement: str) -> None:
         await conn.close()
 
 
-@contextlib.asynccontextmanager
-async def throwaway_database(admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database, dropped at the end; yields its URL."""
+async def _create_database(admin_url: str) -> tuple[str, str]:
+    """A fresh PostgreSQL database: its name and its URL."""
     name = f"trendmap_bench_{uuid.uuid4().hex[:8]}"
     try:
         await _admin(admin_url, f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         raise BenchError(f"cannot create a database on {admin_url}: {exc}") from exc
+    base, _, _ = admin_url.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, dropped at the end; yields its URL."""
+    name, url = await _create_database(admin_url)
     try:
-        base, _, _ = admin_url.rpartition("/")
-        yield f"{base}/{name}"
+        yield url
     finally:
-        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _drop_database(admin_url, name)
 
 
 @contextlib.contextmanager
 def throwaway_database_sync(admin_url: str = ADMIN_URL) -> Iterator[str]:
     """``throwaway_database`` for synchronous callers."""
-    name = f"trendmap_bench_{uuid.uuid4().hex[:8]}"
+    name, url = asyncio.run(_create_database(admin_url))
     try:
-        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise BenchError(f"cannot create a database on {admin_url}: {exc}") from exc
-    try:
-        base, _, _ = admin_url.rpartition("/")
-        yield f"{base}/{name}"
+        yield url
     finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_drop_database(admin_url, name))
 
 
 def uvicorn_command(target: str, port: int, *, factory: bool = False) -> list[str]:
