@@ -233,7 +233,15 @@ def running_server(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Serve
         yield served
     finally:
         process.send_signal(signal.SIGTERM)
-        served.output, _ = process.communicate(timeout=30)
+        try:
+            served.output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Reap it (and close its pipe) before failing, so nothing leaks into later tests.
+            process.kill()
+            served.output, _ = process.communicate()
+            raise AssertionError(
+                f"the server did not exit within 30 s of SIGTERM:\n{served.output}"
+            ) from None
     # uvicorn shuts down gracefully, then re-raises the signal it received.
     assert process.returncode in (0, -signal.SIGTERM), served.output
 
