@@ -470,21 +470,23 @@ class PollScheduler:
             )
 
     async def _lead_round(self) -> None:
-        """One round, renewing the lease while it runs; losing it cancels the round."""
+        """One round, renewing the lease while it runs; losing it cancels the round.
+
+        The round is awaited through ``asyncio.wait``, never ``await task``: a cancelled round
+        must not be mistaken for, and swallow, the cancellation of this loop at shutdown.
+        """
         task = asyncio.create_task(self.poller.run_round(), name="poll round")
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=self.tick_seconds)
-                if done:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self.tick_seconds)
+                if task.done():
                     break
                 await self._hold()
                 if not self.leader:
                     task.cancel()
-                    break
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        except Exception:
-            logger.exception("poll round crashed")
+                    await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("poll round crashed", exc_info=task.exception())
         finally:
             if not task.done():
                 task.cancel()

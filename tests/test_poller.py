@@ -687,3 +687,29 @@ def test_a_long_round_keeps_its_lease_and_a_lost_lease_cancels_the_round(
             await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(main())
+
+
+def test_cancelling_the_scheduler_mid_round_stops_it(
+    tmp_path: Any, feed_server: FeedServer
+) -> None:
+    """Shutdown cancels the scheduler while a round runs: it must end, not poll on."""
+    feed_server.reply("US", Reply(200, feed("Ravens").body, delay=1.0))
+    feed_server.reply("GB", Reply(200, feed("Derby").body, delay=1.0))
+    settings = feed_settings(
+        f"sqlite:///{tmp_path / 'p.db'}", feed_server, poll_interval_seconds=0.1
+    )
+
+    async def main() -> None:
+        async with open_state(settings) as state:
+            scheduler = state.feeds.scheduler
+            assert scheduler is not None
+            task = asyncio.create_task(scheduler.run())
+            while feed_server.count("US") == 0:
+                await asyncio.sleep(0.02)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=3)
+            assert done, "the scheduler swallowed its cancellation"
+            assert task.cancelled()
+            assert state.feeds.board.leading is None
+
+    asyncio.run(main())
