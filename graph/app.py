@@ -175,6 +175,20 @@ class GraphQLApp(GraphQL[Context, None]):
         return decoded
 
 
+async def _stop(tasks: list[asyncio.Task[Any]], seconds: float) -> None:
+    """Cancel the background tasks and wait for them, at most ``seconds``: a task that does not
+    stop is logged with where it hangs, and shutdown goes on without it."""
+    for task in tasks:
+        task.cancel()
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background task failed", task=task.get_name(), exc_info=task.exception())
+    for task in pending:
+        where = [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack()]
+        logger.error("background task did not stop", task=task.get_name(), stack=where)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The trendmap application; settings come from the environment when not given."""
     settings = settings if settings is not None else Settings()
@@ -189,14 +203,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_state(settings) as state, asyncio.TaskGroup() as tasks:
-            publishing = tasks.create_task(state.publisher.run(), name="publisher")
-            listening = tasks.create_task(state.broadcaster.run(), name="broadcaster")
-            copying = tasks.create_task(
-                state.cache.listen(settings.cache_local_seconds), name="cache-invalidations"
-            )
+        async with open_state(settings) as state:
+            background = [
+                asyncio.create_task(state.publisher.run(), name="publisher"),
+                asyncio.create_task(state.broadcaster.run(), name="broadcaster"),
+                asyncio.create_task(
+                    state.cache.listen(settings.cache_local_seconds), name="cache-invalidations"
+                ),
+            ]
             scheduler = state.feeds.scheduler if settings.poller_enabled else None
-            polling = tasks.create_task(scheduler.run(), name="poller") if scheduler else None
+            if scheduler is not None:
+                background.append(asyncio.create_task(scheduler.run(), name="poller"))
             logger.info(
                 "started",
                 database=state.engine.url.render_as_string(hide_password=True),
@@ -222,11 +239,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 if metrics is not None:
                     metrics.state = metrics.breakers = None
                 state.broadcaster.close()
-                publishing.cancel()
-                listening.cancel()
-                copying.cancel()
-                if polling is not None:
-                    polling.cancel()
+                await _stop(background, settings.shutdown_timeout_seconds)
 
     graphql = GraphQLApp(
         make_schema(settings),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from db.repository import TrendRepository
 from graph.backends import Store, open_store
 from graph.cache import ResponseCache
 from graph.live import Broadcaster, Publisher
+from graph.log import logger
 from graph.poller import Feeds, open_feeds
 from graph.service import TrendService
 from graph.settings import Settings
@@ -79,4 +81,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             )
     finally:
         await store.close()
-        await engine.dispose()
+        try:
+            # A driver connection left mid-query by a cancelled task can leave its close
+            # waiting forever; shutdown must not.
+            await asyncio.wait_for(engine.dispose(), settings.shutdown_timeout_seconds)
+        except TimeoutError:
+            logger.error("database connections did not close in time")
