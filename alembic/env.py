@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from alembic import context
 from db.engine import make_engine
-from db.models import metadata
+from db.tables import metadata
 
 config = context.config
 

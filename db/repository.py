@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db.models import trends_table
+from db.tables import trends_table
 
 _t = trends_table
 _NATURAL_KEY = (_t.c.country, _t.c.topic_key, _t.c.timestamp)

@@ -1,5 +1,5 @@
 """``python -m graph`` runs the trendmap command."""
 
-from graph.cli import main
+from graph.cli.main import main
 
 raise SystemExit(main())

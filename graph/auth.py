@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import HMACAlgorithm
 
-from graph.errors import Forbidden, Unauthenticated
+from graph.core.errors import Forbidden, Unauthenticated
 from graph.settings import Settings
 
 READ_SCOPE = "trends:read"

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     @field_validator("poll_countries")
     @classmethod
     def _assigned_countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from graph.records import normalise_country
+        from graph.core.records import normalise_country
 
         return tuple(dict.fromkeys(normalise_country(code) for code in value))
 

@@ -19,13 +19,11 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import READ_KEY, WRITE_KEY, as_input, make_settings, record, write_headers
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from graph.app import create_app
 from graph.auth import (
     Credentials,
     connection_authorization,
@@ -34,7 +32,16 @@ from graph.auth import (
     require_read,
     require_write,
 )
-from graph.errors import Forbidden, TrendmapError, Unauthenticated
+from graph.core.errors import Forbidden, TrendmapError, Unauthenticated
+from graph.http.app import create_app
+from tests.support.factories import (
+    READ_KEY,
+    WRITE_KEY,
+    as_input,
+    make_settings,
+    record,
+    write_headers,
+)
 
 SECRET = "hs256-test-secret-0123456789abcdef-0123456789"
 OTHER_SECRET = "another-secret-of-enough-length-0123456789abcdef"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from alembic import op
-from db.models import UTCDateTime
+from db.tables import UTCDateTime
 
 revision: str = "0001"
 down_revision: str | None = None

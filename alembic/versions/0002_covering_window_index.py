@@ -20,7 +20,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Spelled out, not imported from db.models: a migration must not change when the model does.
+# Spelled out, not imported from db.tables: a migration must not change when the model does.
 COVERED = ["country", "topic_key", "count", "confidence", "topic_label"]
 
 

@@ -38,11 +38,11 @@ if __package__ in (None, ""):  # run as a script: make the `tests.bench` package
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.repository import TrendRepository  # noqa: E402
-from graph.analytics import compute_flows, compute_hotspots  # noqa: E402
-from graph.backends.memory import MemoryStore  # noqa: E402
-from graph.cache import ResponseCache  # noqa: E402
-from graph.params import Span, TimeWindow  # noqa: E402
-from graph.service import FlowQuery, HotspotQuery, TrendService  # noqa: E402
+from graph.cache.response_cache import ResponseCache  # noqa: E402
+from graph.core.analytics import compute_flows, compute_hotspots  # noqa: E402
+from graph.service.params import Span, TimeWindow  # noqa: E402
+from graph.service.trend_service import FlowQuery, HotspotQuery, TrendService  # noqa: E402
+from graph.stores.memory import MemoryStore  # noqa: E402
 from tests.bench.common import (  # noqa: E402
     ADMIN_URL,
     BenchError,

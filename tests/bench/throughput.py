@@ -229,7 +229,7 @@ def started(server: Server) -> Server:
 @contextlib.contextmanager
 def service(database_url: str, redis_url: str, **env: str) -> Iterator[Server]:
     port = free_port()
-    command = uvicorn_command("graph.app:create_app", port, factory=True)
+    command = uvicorn_command("graph.http.app:create_app", port, factory=True)
     server = started(Server(database_url, redis_url, dict(env), port=port, command=command))
     try:
         yield server

@@ -1,0 +1,45 @@
+"""What `db` raises: every SQLAlchemy or driver failure is translated here, at the boundary.
+
+    StorageUnavailable: the database cannot be reached or stopped answering (retry later)
+
+Any other database error is a bug (a constraint the validation should have caught, bad SQL)
+and propagates as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import sqlalchemy.exc
+
+
+class StorageUnavailable(Exception):
+    """The database is unreachable, starting up, shutting down, or dropped the connection."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"the database is unavailable ({action}); retry later")
+        self.action = action
+
+
+_OUTAGES = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+@contextlib.asynccontextmanager
+async def translated(action: str) -> AsyncIterator[None]:
+    """Run a database call; an outage comes out as :class:`StorageUnavailable`."""
+    try:
+        yield
+    except _OUTAGES as exc:
+        raise StorageUnavailable(action) from exc
+    except sqlalchemy.exc.DBAPIError as exc:
+        # A connection that died mid-statement (the server went away) is an outage too.
+        if not exc.connection_invalidated:
+            raise
+        raise StorageUnavailable(action) from exc

@@ -1,0 +1,187 @@
+"""Trend records at the boundary: the rules of DESIGN.md's record table, and topic identity.
+
+REST, GraphQL and the CLI all validate through :func:`validate_batch`, so a record is
+accepted or refused the same way whichever door it comes through. A batch is validated whole
+before anything is stored: one bad record refuses the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import pycountry
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from db.repository import RecordRow, collector_paused
+from graph.core.errors import InvalidRecords, MalformedBody, RecordProblem
+
+MAX_LABEL_CHARS = 200
+MAX_SOURCES = 20
+MAX_SOURCE_CHARS = 2_048
+
+
+def topic_key(label: str) -> str:
+    """A topic's identity: trimmed, inner whitespace collapsed to one space, casefolded."""
+    return " ".join(label.split()).casefold()
+
+
+@functools.cache
+def assigned_country_codes() -> frozenset[str]:
+    """Every assigned ISO 3166-1 alpha-2 code."""
+    return frozenset(country.alpha_2 for country in pycountry.countries)
+
+
+def normalise_country(value: str) -> str:
+    """An assigned alpha-2 code in upper case, or ValueError naming the bad value."""
+    code = value.strip().upper()
+    if code not in assigned_country_codes():
+        raise ValueError(f"{value!r} is not an assigned ISO 3166-1 alpha-2 country code")
+    return code
+
+
+def parse_timestamp(value: object) -> datetime:
+    """An ISO 8601 timestamp with a UTC offset, as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-01-31T12:00:00Z)"
+            ) from None
+    else:
+        raise ValueError("must be an ISO 8601 string such as 2026-01-31T12:00:00Z")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("needs a UTC offset ('Z' or '+hh:mm'); naive timestamps are refused")
+    return moment.astimezone(UTC)
+
+
+def _country(value: object) -> object:
+    return normalise_country(value) if isinstance(value, str) else value
+
+
+class TrendIn(BaseModel):
+    """One incoming record, checked against every rule."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    timestamp: Annotated[datetime, BeforeValidator(parse_timestamp)]
+    country: Annotated[str, BeforeValidator(_country), Field(strict=True)]
+    topic_label: Annotated[str, Field(strict=True)]
+    count: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+    confidence: Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+    sources: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS, strict=True)]],
+            Field(max_length=MAX_SOURCES),
+        ]
+        | None
+    ) = None
+
+    @field_validator("topic_label")
+    @classmethod
+    def _trimmed_label(cls, value: str) -> str:
+        label = value.strip()
+        if not 1 <= len(label) <= MAX_LABEL_CHARS:
+            raise ValueError(
+                f"must be 1 to {MAX_LABEL_CHARS} characters after trimming, not {len(label)}"
+            )
+        return label
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _finite(cls, value: object) -> object:
+        # A bool is an int to Python; a confidence of `true` is a client bug, not 1.0.
+        if isinstance(value, bool):
+            raise ValueError("must be a number in [0, 1]")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number in [0, 1] (NaN and infinity are refused)")
+        return value
+
+    def row(self) -> RecordRow:
+        """The record as stored."""
+        return RecordRow(
+            timestamp=self.timestamp,
+            country=self.country,
+            topic_label=self.topic_label,
+            topic_key=topic_key(self.topic_label),
+            count=self.count,
+            confidence=float(self.confidence),
+            sources=list(self.sources) if self.sources is not None else None,
+        )
+
+
+_BATCH = TypeAdapter(list[TrendIn])
+
+
+def _problems(exc: ValidationError, positions: Sequence[int] | None) -> list[RecordProblem]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"]
+        if not loc or not isinstance(loc[0], int):
+            raise MalformedBody("the body must be a JSON array of record objects") from None
+        index = positions[loc[0]] if positions is not None else loc[0]
+        field = ".".join(str(part) for part in loc[1:]) or "record"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(RecordProblem(index, field, message))
+    return problems
+
+
+def validate_batch(
+    records: Any, *, positions: Sequence[int] | None = None, where: str = "record"
+) -> list[RecordRow]:
+    """Validate a whole batch (a list of mappings) or raise InvalidRecords naming every problem.
+
+    ``positions`` maps batch indexes to what the caller calls them (line numbers for a file).
+    """
+    try:
+        return [item.row() for item in _BATCH.validate_python(records)]
+    except ValidationError as exc:
+        raise InvalidRecords(_problems(exc, positions), where=where) from None
+
+
+def validate_json_batch(body: bytes) -> list[RecordRow]:
+    """Parse and validate a JSON array of records in one pass."""
+    try:
+        # Tens of thousands of objects that live until stored: see collector_paused.
+        with collector_paused():
+            return [item.row() for item in _BATCH.validate_json(body)]
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise MalformedBody("malformed JSON: send a JSON array of records") from None
+        raise InvalidRecords(_problems(exc, None)) from None
+
+
+def validate_each(
+    records: Sequence[Any], *, positions: Sequence[int] | None = None, where: str = "record"
+) -> tuple[list[RecordRow], list[RecordProblem]]:
+    """Validate record by record: the valid ones as rows, and the problems of the rest.
+
+    For input where one bad record must not cost the others (a feed's items, a file read with
+    --skip-invalid); a request body is still validated whole with :func:`validate_batch`.
+    """
+    try:
+        return validate_batch(records, positions=positions, where=where), []
+    except InvalidRecords as exc:
+        problems = exc.problems
+    named = positions if positions is not None else range(len(records))
+    bad = {p.index for p in problems}
+    keep = [i for i, name in enumerate(named) if name not in bad]
+    rows = validate_batch(
+        [records[i] for i in keep], positions=[named[i] for i in keep], where=where
+    )
+    return rows, problems

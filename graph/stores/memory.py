@@ -1,0 +1,199 @@
+"""The in-process store: the embedded default, for one process and no servers.
+
+It keeps Redis's semantics where the app can tell the difference: one keyspace of strings and
+hashes, expiry of a whole key, locks with tokens, and a type error for a string read as a hash
+(or the other way round), which it raises as StoreUnavailable just as the Redis backend
+translates Redis's WRONGTYPE. Everything runs on the event loop without awaiting inside an
+operation, so concurrent tasks see each operation whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from graph.stores import StoreUnavailable, check_ttl
+
+# Expired keys are dropped when read; keys nobody reads again are swept this often (by the
+# clock of the store), so a long-running process does not keep every key it ever wrote.
+_SWEEP_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class _Key:
+    value: bytes | dict[str, bytes]
+    expires_at: float
+
+
+def _wrong_type(key: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"WRONGTYPE {key!r}: Operation against a key holding the wrong kind of value"
+    )
+
+
+class MemoryStore:
+    """Strings, hashes, locks and pub/sub in this process's memory."""
+
+    kind = "memory"
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._keys: dict[str, _Key] = {}
+        # None in a queue ends its iterator: close() puts one in each.
+        self._channels: dict[str, set[asyncio.Queue[bytes | None]]] = {}
+        self._closed = False
+        self._next_sweep = clock() + _SWEEP_SECONDS
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the in-process store is closed")
+
+    def _live(self, key: str, now: float) -> _Key | None:
+        entry = self._keys.get(key)
+        if entry is not None and now >= entry.expires_at:
+            del self._keys[key]
+            return None
+        return entry
+
+    def _sweep(self, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_SECONDS
+        for key in [k for k, entry in self._keys.items() if now >= entry.expires_at]:
+            del self._keys[key]
+
+    async def read(self, items: Sequence[tuple[str, str | None]]) -> list[bytes | None]:
+        """GET for ``(key, None)``, HGET for ``(key, field)``; None when absent or expired."""
+        self._check_open()
+        now = self._clock()
+        values: list[bytes | None] = []
+        for key, field in items:
+            entry = self._live(key, now)
+            if entry is None:
+                values.append(None)
+            elif field is None:
+                if not isinstance(entry.value, bytes):
+                    raise _wrong_type(key)
+                values.append(entry.value)
+            else:
+                if not isinstance(entry.value, dict):
+                    raise _wrong_type(key)
+                values.append(entry.value.get(field))
+        return values
+
+    async def write(self, entries: Sequence[tuple[str, str, bytes]], ttl_seconds: int) -> None:
+        """Set each hash field and give its whole key ``ttl_seconds`` to live."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        now = self._clock()
+        self._sweep(now)
+        # Checked before anything is written, so a refused batch leaves no half of itself.
+        for key, _, _ in entries:
+            entry = self._live(key, now)
+            if entry is not None and not isinstance(entry.value, dict):
+                raise _wrong_type(key)
+        expires_at = now + ttl_seconds
+        for key, field, value in entries:
+            entry = self._keys.get(key)
+            if entry is None:
+                entry = self._keys[key] = _Key({}, expires_at)
+            assert isinstance(entry.value, dict)
+            entry.value[field] = value
+            entry.expires_at = expires_at
+
+    async def set(
+        self, key: str, value: bytes, ttl_seconds: float, *, only_if_absent: bool = False
+    ) -> bool:
+        """Store a string for ``ttl_seconds``; with only_if_absent, only where no key lives."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        now = self._clock()
+        self._sweep(now)
+        if only_if_absent and self._live(key, now) is not None:
+            return False
+        # Like SET, this replaces a key of any type.
+        self._keys[key] = _Key(value, now + ttl_seconds)
+        return True
+
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        """Add ``cost`` to a counter kept as a decimal string, as Redis's INCRBY keeps it; a new
+        counter lives ``window_seconds``. The count and the seconds left in its window."""
+        self._check_open()
+        check_ttl(window_seconds)
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, not {cost!r}")
+        now = self._clock()
+        self._sweep(now)
+        entry = self._live(key, now)
+        if entry is None:
+            entry = _Key(b"0", now + window_seconds)
+        if not isinstance(entry.value, bytes):
+            raise _wrong_type(key)
+        try:
+            count = int(entry.value) + cost
+        except ValueError:
+            raise StoreUnavailable(f"{key!r}: value is not an integer or out of range") from None
+        entry.value = str(count).encode()
+        self._keys[key] = entry
+        return count, entry.expires_at - now
+
+    async def acquire(self, key: str, ttl_seconds: float) -> str | None:
+        """The lock's token, or None when someone else holds the lock."""
+        token = secrets.token_hex(16)
+        written = await self.set(key, token.encode(), ttl_seconds, only_if_absent=True)
+        return token if written else None
+
+    async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Renew the lock for ``ttl_seconds`` if it still holds ``token``."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        now = self._clock()
+        entry = self._live(key, now)
+        if entry is None or entry.value != token.encode():
+            return False
+        entry.expires_at = now + ttl_seconds
+        return True
+
+    async def release(self, key: str, token: str) -> None:
+        """Delete the lock if it still holds ``token``."""
+        self._check_open()
+        entry = self._live(key, self._clock())
+        if entry is not None and entry.value == token.encode():
+            del self._keys[key]
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Queue ``message`` for every iterator subscribed to ``channel``."""
+        self._check_open()
+        for queue in self._channels.get(channel, ()):
+            queue.put_nowait(message)
+
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        """Messages published on ``channel`` from the first step of the iteration on."""
+        if self._closed:
+            return
+        # Unbounded: the app bounds each subscriber's backlog where it fans messages out.
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        subscribers = self._channels.setdefault(channel, set())
+        subscribers.add(queue)
+        try:
+            while (message := await queue.get()) is not None:
+                yield message
+        finally:
+            subscribers.discard(queue)
+            if not subscribers and self._channels.get(channel) is subscribers:
+                del self._channels[channel]
+
+    async def ping(self) -> None:
+        """Answers while the store is open."""
+        self._check_open()
+
+    async def close(self) -> None:
+        """Drop every key and end every subscribe() iterator."""
+        self._closed = True
+        self._keys.clear()
+        for subscribers in self._channels.values():
+            for queue in subscribers:
+                queue.put_nowait(None)

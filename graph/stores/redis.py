@@ -1,0 +1,238 @@
+"""The Redis store, over redis.asyncio: entries, locks and messages shared by every worker.
+
+Every call is short and fails fast: a quarter-second socket timeout, no retry on a timeout and
+one immediate retry on a broken connection (a pooled connection that died with a restarted
+server is replaced without failing the call). Longer waits are the caller's circuit breaker's
+business. Every client error is translated here: callers see StoreUnavailable, not redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import secrets
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, RedisError
+from redis.typing import EncodableT, FieldT
+
+from graph.observability.log import logger
+from graph.stores import StoreUnavailable, check_ttl
+
+# The builtin TimeoutError, which asyncio.TimeoutError is since Python 3.11, is an OSError.
+_CLIENT_ERRORS = (RedisError, OSError)
+
+# Deletes the lock only while it holds the caller's token, atomically: a GET and a DEL from
+# the client could delete a lock that expired in between and was taken by someone else.
+_RELEASE = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"""
+
+# Renews the lock only while it holds the caller's token, for the same reason.
+_EXTEND = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Counts into a fixed window: the first hit (or a counter someone left without an expiry)
+# starts the window. A script rather than INCRBY + PEXPIRE NX, which needs Redis 7.
+_HIT = """
+local count = redis.call("INCRBY", KEYS[1], ARGV[1])
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl < 0 then
+    ttl = tonumber(ARGV[2])
+    redis.call("PEXPIRE", KEYS[1], ttl)
+end
+return {count, ttl}
+"""
+
+_RESUBSCRIBE_FIRST_SECONDS = 0.1
+_RESUBSCRIBE_MAX_SECONDS = 2.0
+# How long one wait for a message lasts: the subscription checks between two waits whether the
+# store was closed, and redis-py sends its health-check PING between them too.
+_POLL_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except _CLIENT_ERRORS as exc:
+        raise StoreUnavailable(f"redis {action} failed: {exc}") from exc
+
+
+def _jittered(delay: float) -> float:
+    # Between half and all of the delay, so subscribers cut off together do not come back
+    # together.
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class RedisStore:
+    """Strings, hashes, locks and pub/sub in Redis."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, *, socket_timeout: float = 0.25) -> None:
+        self._client = Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=10,
+            retry_on_timeout=False,
+            # Explicit, as redis-py's defaults differ between Redis() (three retries with
+            # backoff, for seconds against a dead server) and from_url() (none, so the first
+            # call after a server restart fails on the dead pooled connection).
+            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+        )
+        self._release_script = self._client.register_script(_RELEASE)
+        self._extend_script = self._client.register_script(_EXTEND)
+        self._hit_script = self._client.register_script(_HIT)
+        self._closed = False
+        self._closing = asyncio.Event()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the Redis store is closed")
+
+    async def read(self, items: Sequence[tuple[str, str | None]]) -> list[bytes | None]:
+        """GET for ``(key, None)``, HGET for ``(key, field)``, in one pipeline."""
+        self._check_open()
+        if not items:
+            return []
+        with _translated("read"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, field in items:
+                    if field is None:
+                        pipe.get(key)
+                    else:
+                        pipe.hget(key, field)
+                values: list[bytes | None] = await pipe.execute()
+        return values
+
+    async def write(self, entries: Sequence[tuple[str, str, bytes]], ttl_seconds: int) -> None:
+        """HSET the fields of each key and EXPIRE it, in one pipeline."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        fields: dict[str, dict[FieldT, EncodableT]] = {}
+        for key, field, value in entries:
+            fields.setdefault(key, {})[field] = value
+        if not fields:
+            return
+        with _translated("write"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, mapping in fields.items():
+                    pipe.hset(key, mapping=mapping)
+                    pipe.expire(key, ttl_seconds)
+                await pipe.execute()
+
+    async def set(
+        self, key: str, value: bytes, ttl_seconds: float, *, only_if_absent: bool = False
+    ) -> bool:
+        """SET key value PX ms (NX with only_if_absent); True when written."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        # Rounded up, so a positive TTL never becomes PX 0, which Redis refuses.
+        milliseconds = math.ceil(ttl_seconds * 1000)
+        with _translated("set"):
+            written = await self._client.set(key, value, px=milliseconds, nx=only_if_absent)
+        return bool(written)
+
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        """INCRBY, and PEXPIRE when the counter has no expiry yet, in one Lua script."""
+        self._check_open()
+        check_ttl(window_seconds)
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, not {cost!r}")
+        milliseconds = math.ceil(window_seconds * 1000)
+        with _translated("hit"):
+            count, ttl = await self._hit_script(keys=[key], args=[cost, milliseconds])
+        return int(count), int(ttl) / 1000
+
+    async def acquire(self, key: str, ttl_seconds: float) -> str | None:
+        """SET key <random token> NX PX: the token, or None when someone else holds the lock."""
+        token = secrets.token_hex(16)
+        written = await self.set(key, token.encode(), ttl_seconds, only_if_absent=True)
+        return token if written else None
+
+    async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Compare-and-PEXPIRE in Lua: True when the lock still held ``token``."""
+        self._check_open()
+        check_ttl(ttl_seconds)
+        with _translated("extend"):
+            renewed = await self._extend_script(
+                keys=[key], args=[token, max(1, math.ceil(ttl_seconds * 1000))]
+            )
+        return bool(renewed)
+
+    async def release(self, key: str, token: str) -> None:
+        """Compare-and-delete in Lua (EVALSHA; redis-py loads the script again after a restart)."""
+        self._check_open()
+        with _translated("release"):
+            await self._release_script(keys=[key], args=[token])
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """PUBLISH; the message reaches the subscribers connected now, in any process."""
+        self._check_open()
+        with _translated("publish"):
+            await self._client.publish(channel, message)
+
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        """Messages on ``channel``, over a connection of its own, resubscribing after outages."""
+        delay = _RESUBSCRIBE_FIRST_SECONDS
+        lost = False
+        while not self._closed:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                if lost:
+                    logger.info("store subscription restored", channel=channel)
+                lost, delay = False, _RESUBSCRIBE_FIRST_SECONDS
+                while not self._closed:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_POLL_SECONDS
+                    )
+                    if message is not None and message["type"] == "message":
+                        yield message["data"]
+            except _CLIENT_ERRORS as exc:
+                if not lost:
+                    logger.warning("store subscription lost", channel=channel, error=str(exc))
+                lost = True
+            finally:
+                await self._discard(pubsub)
+            if self._closed:
+                return
+            # Woken early by close(), which must not wait out a backoff.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), _jittered(delay))
+            delay = min(delay * 2, _RESUBSCRIBE_MAX_SECONDS)
+
+    async def _discard(self, pubsub: PubSub) -> None:
+        # Its connection may already be broken; there is nothing left to tell the server.
+        with contextlib.suppress(*_CLIENT_ERRORS):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+    async def ping(self) -> None:
+        """PING; StoreUnavailable when Redis does not answer in time."""
+        self._check_open()
+        with _translated("ping"):
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool; subscribe() iterators end at their next wait (within 1 s)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        with contextlib.suppress(*_CLIENT_ERRORS):
+            await self._client.aclose()

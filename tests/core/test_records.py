@@ -1,0 +1,229 @@
+"""Every record rule of DESIGN.md, checked at the boundary."""
+
+from __future__ import annotations
+
+import math
+import string
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graph.core.errors import InvalidRecords, MalformedBody
+from graph.core.records import (
+    assigned_country_codes,
+    parse_timestamp,
+    topic_key,
+    validate_batch,
+    validate_each,
+    validate_json_batch,
+)
+from tests.support.factories import record
+
+GOOD: dict[str, Any] = {
+    "timestamp": "2026-11-20T10:00:00+02:00",
+    "country": "co",
+    "topic_label": "  Copa   América ",
+    "count": 3,
+    "confidence": 0.75,
+    "sources": ["https://news.test/1", "El Tiempo"],
+}
+
+
+def test_a_good_record_is_normalised() -> None:
+    [row] = validate_batch([GOOD])
+    assert row.timestamp == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    assert row.country == "CO"
+    assert row.topic_label == "Copa   América"
+    assert row.topic_key == "copa américa"
+    assert row.count == 3 and row.confidence == 0.75
+    assert row.sources == ["https://news.test/1", "El Tiempo"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timestamp", "2026-11-20T10:00:00"),  # naive
+        ("timestamp", "2026-11-20"),  # a date is naive midnight
+        ("timestamp", "20/11/2026 10:00"),
+        ("timestamp", 1_763_632_800),  # epoch seconds are not ISO 8601
+        ("timestamp", None),
+        ("country", "XX"),  # not assigned
+        ("country", "USA"),  # alpha-3
+        ("country", "U"),
+        ("country", 12),
+        ("topic_label", "   "),
+        ("topic_label", ""),
+        ("topic_label", "x" * 201),
+        ("topic_label", 42),
+        ("count", 0),
+        ("count", -1),
+        ("count", 1.5),
+        ("count", "3"),
+        ("count", True),
+        ("count", 2**31),
+        ("confidence", -0.01),
+        ("confidence", 1.01),
+        ("confidence", math.nan),
+        ("confidence", math.inf),
+        ("confidence", "0.5"),
+        ("confidence", True),
+        ("sources", ["s"] * 21),
+        ("sources", ["x" * 2049]),
+        ("sources", "https://one.test"),
+        ("sources", [1]),
+    ],
+)
+def test_every_rule_refuses_the_whole_batch(field: str, value: Any) -> None:
+    batch = [GOOD, {**GOOD, field: value}]
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch(batch)
+    [problem] = caught.value.problems
+    assert (problem.index, problem.field.split(".")[0]) == (1, field)
+    assert caught.value.status == 400
+    assert f"record 1: {field}" in caught.value.detail
+
+
+@pytest.mark.parametrize("field", ["timestamp", "country", "topic_label", "count", "confidence"])
+def test_required_fields(field: str) -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([{k: v for k, v in GOOD.items() if k != field}])
+    assert caught.value.problems[0].field == field
+
+
+def test_edges_that_are_allowed() -> None:
+    edge = {
+        **GOOD,
+        "topic_label": "x" * 200,
+        "count": 1,
+        "confidence": 0,
+        "sources": ["y" * 2048] * 20,
+    }
+    assert validate_batch([edge, {**GOOD, "confidence": 1, "sources": None}])
+    assert validate_batch([{k: v for k, v in GOOD.items() if k != "sources"}])[0].sources is None
+
+
+def test_every_problem_is_reported_with_its_index() -> None:
+    batch = [{**GOOD, "count": 0}, GOOD, {**GOOD, "country": "ZZ", "confidence": 2}]
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch(batch)
+    found = {(p.index, p.field) for p in caught.value.problems}
+    assert found == {(0, "count"), (2, "country"), (2, "confidence")}
+    assert "and 2 more problems" in caught.value.detail
+
+
+def test_positions_name_lines_instead_of_indexes() -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([GOOD, {**GOOD, "count": 0}], positions=[10, 12], where="line")
+    assert caught.value.problems[0].index == 12
+    assert caught.value.detail.startswith("line 12: count")
+
+
+@pytest.mark.parametrize("body", [b"", b"[", b"{", b"nul"])
+def test_malformed_json(body: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        validate_json_batch(body)
+
+
+@pytest.mark.parametrize("body", [b"{}", b'"x"', b"3", b"null"])
+def test_json_that_is_not_an_array(body: bytes) -> None:
+    with pytest.raises(MalformedBody, match="array"):
+        validate_json_batch(body)
+
+
+def test_json_nan_is_refused() -> None:
+    body = (
+        b'[{"timestamp": "2026-11-20T00:00:00Z", "country": "US", "topic_label": "a",'
+        b' "count": 1, "confidence": NaN}]'
+    )
+    with pytest.raises(InvalidRecords) as caught:
+        validate_json_batch(body)
+    assert caught.value.problems[0].field == "confidence"
+
+
+def test_topic_key_collapses_and_casefolds() -> None:
+    assert topic_key("  Straße\t  NEWS\n") == "strasse news"
+    assert topic_key("World Cup") == topic_key("world   cup") == topic_key("WORLD CUP ")
+
+
+def test_timestamps_keep_their_instant() -> None:
+    plus_five = datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5)))
+    assert parse_timestamp(plus_five) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_timestamp("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="offset"):
+        parse_timestamp(datetime(2026, 1, 1))
+
+
+def test_assigned_codes_are_iso_3166() -> None:
+    codes = assigned_country_codes()
+    assert {"US", "BR", "CO", "JP", "ZA"} <= codes
+    assert not {"XX", "UK", "EU"} & codes
+    assert len(codes) == 249
+
+
+labels = st.text(alphabet=string.ascii_letters + " \t", min_size=1, max_size=60).filter(
+    lambda s: 1 <= len(s.strip()) <= 200
+)
+records = st.fixed_dictionaries(
+    {
+        "timestamp": st.datetimes(
+            min_value=datetime(2000, 1, 1),
+            max_value=datetime(2100, 1, 1),
+            timezones=st.just(UTC)
+            | st.builds(lambda h: timezone(timedelta(hours=h)), st.integers(-12, 14)),
+        ).map(lambda d: d.isoformat()),
+        "country": st.sampled_from(sorted(assigned_country_codes())).map(str.lower),
+        "topic_label": labels,
+        "count": st.integers(1, 2**31 - 1),
+        "confidence": st.floats(0, 1),
+        "sources": st.none() | st.lists(st.text(max_size=10), max_size=4),
+    }
+)
+
+
+@given(st.lists(records, max_size=8))
+@settings(max_examples=150)
+def test_valid_records_are_accepted_as_they_are(batch: list[dict[str, Any]]) -> None:
+    rows = validate_batch(batch)
+    for raw, row in zip(batch, rows, strict=True):
+        assert row.timestamp == datetime.fromisoformat(raw["timestamp"])
+        assert row.timestamp.tzinfo is UTC
+        assert row.country == raw["country"].upper()
+        assert row.topic_label == raw["topic_label"].strip()
+        assert row.topic_key == topic_key(row.topic_key)
+        assert row.count == raw["count"]
+
+
+@given(
+    st.lists(records, min_size=1, max_size=10),
+    st.sampled_from(
+        [
+            ("count", 0),
+            ("confidence", 1.5),
+            ("country", "XX"),
+            ("topic_label", " "),
+            ("timestamp", "2026-01-01T00:00:00"),
+        ]
+    ),
+    st.data(),
+)
+@settings(max_examples=100)
+def test_one_bad_record_refuses_any_batch(
+    batch: list[dict[str, Any]], breakage: tuple[str, Any], data: st.DataObject
+) -> None:
+    index = data.draw(st.integers(0, len(batch) - 1))
+    field, value = breakage
+    batch[index] = {**batch[index], field: value}
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch(batch)
+    assert (index, field) in {(p.index, p.field) for p in caught.value.problems}
+
+
+def test_validate_each_keeps_the_good_records_and_names_the_bad() -> None:
+    records = [record("US", "One"), dict(record("US", "Two"), count=0), record("GB", "Three"), 7]
+    rows, problems = validate_each(records, positions=[10, 11, 12, 13], where="line")
+    assert [r.topic_label for r in rows] == ["One", "Three"]
+    assert [(p.index, p.field) for p in problems] == [(11, "count"), (13, "record")]
+    assert validate_each([record()]) == (validate_batch([record()]), [])

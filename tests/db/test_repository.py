@@ -1,0 +1,204 @@
+"""The repository on SQLite and PostgreSQL: atomic upserts, SQL aggregation, keyset pages."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+import sqlalchemy.exc
+
+from db import migrate
+from db.engine import make_engine
+from db.repository import AggregateRow, AggregateTable, RecordFilter, RecordRow, TrendRepository
+from tests.support.reference import naive_aggregates
+
+T = TypeVar("T")
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def run(url: str, work: Callable[[TrendRepository], Awaitable[T]]) -> T:
+    async def main() -> T:
+        engine = make_engine(url)
+        try:
+            await migrate.upgrade(engine)
+            return await work(TrendRepository(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def row(country: str, key: str, minutes: int, count: int = 1, conf: float = 0.5) -> RecordRow:
+    return RecordRow(T0 + timedelta(minutes=minutes), country, key.title(), key, count, conf, None)
+
+
+def test_upsert_counts_and_dedupes_within_a_batch(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        first = await repo.upsert([row("US", "a", 0, 1), row("US", "a", 0, 5), row("US", "b", 0)])
+        assert (first.inserted, first.updated, first.unchanged) == (2, 0, 1)
+        page = await repo.page(RecordFilter(topic_key="a"), first=10)
+        assert [r.count for r in page.records] == [5]  # the last of the duplicates won
+        second = await repo.upsert([row("US", "a", 0, 5), row("US", "b", 0, 7), row("BR", "a", 0)])
+        assert (second.inserted, second.updated, second.unchanged) == (1, 1, 1)
+        empty = await repo.upsert([])
+        assert (empty.inserted, empty.updated, empty.unchanged) == (0, 0, 0)
+
+    run(database_url, work)
+
+
+def test_a_failing_batch_stores_nothing(database_url: str) -> None:
+    """A row that breaks a database constraint rolls the whole batch back."""
+
+    async def work(repo: TrendRepository) -> None:
+        batch = [row("US", f"t{i}", i) for i in range(10)] + [row("US", "bad", 0, count=0)]
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            await repo.upsert(batch)
+        assert (await repo.page(RecordFilter(), first=10)).total_count == 0
+
+    run(database_url, work)
+
+
+def test_large_batches_round_trip(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        batch = [row("US", f"t{i}", i % 600) for i in range(9_000)]
+        result = await repo.upsert(batch)
+        assert result.inserted == 9_000
+        again = await repo.upsert(batch)
+        assert again.unchanged == 9_000
+
+    run(database_url, work)
+
+
+def rounded(rows: list[AggregateRow]) -> set[AggregateRow]:
+    """The rows as a set, weighted confidence rounded (SQL and Python sum floats differently)."""
+    return {
+        AggregateRow(
+            a.country,
+            a.topic_key,
+            a.label,
+            a.count,
+            round(a.weighted_confidence, 6),
+            a.first_seen,
+            a.recent_count,
+        )
+        for a in rows
+    }
+
+
+def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
+    rng = random.Random(3)
+    rows = [
+        RecordRow(
+            T0 + timedelta(minutes=rng.randrange(0, 48 * 60)),
+            rng.choice(["US", "BR", "CO", "JP"]),
+            rng.choice(["World Cup", "world cup", "Storm", "Election", "Anime"]),
+            "",
+            rng.randint(1, 500),
+            round(rng.random(), 3),
+            None,
+        )
+        for _ in range(400)
+    ]
+    rows = [
+        RecordRow(
+            r.timestamp,
+            r.country,
+            r.topic_label,
+            r.topic_label.casefold(),
+            r.count,
+            r.confidence,
+            None,
+        )
+        for r in rows
+    ]
+    unique = list({(r.country, r.topic_key, r.timestamp): r for r in rows}.values())
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(unique)
+        for hours in (1, 6, 12, 24):
+            end = T0 + timedelta(hours=30)
+            start, mid = end - timedelta(hours=hours), end - timedelta(hours=hours / 2)
+            got = await repo.aggregate_window(start, end, mid)
+            assert len(rounded(got)) == len(got)
+            assert rounded(got) == rounded(naive_aggregates(unique, start, end, mid))
+
+    run(database_url, work)
+
+
+def test_pages_are_newest_first_with_ties_broken_by_id(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert([row("US", f"t{i}", i // 3) for i in range(9)])
+        seen: list[int] = []
+        after = None
+        while True:
+            page = await repo.page(RecordFilter(countries=["US"]), first=2, after=after)
+            seen += [r.id for r in page.records]
+            if not page.has_next:
+                break
+            last = page.records[-1]
+            after = (last.timestamp, last.id)
+        assert len(seen) == len(set(seen)) == 9
+        stamps = [(r.timestamp, r.id) for r in (await repo.page(RecordFilter(), first=9)).records]
+        assert stamps == sorted(stamps, reverse=True)
+
+    run(database_url, work)
+
+
+def test_ping(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> str:
+        await repo.ping()
+        return repo.dialect
+
+    assert run(database_url, work) in {"sqlite", "postgresql"}
+
+
+def test_the_aggregate_table_is_a_sequence_of_rows() -> None:
+    rows = [
+        AggregateRow("US", "a", "A", 3, 1.5, T0, 1),
+        AggregateRow("BR", "b", "B", 2, 2.0, T0 + timedelta(microseconds=7), 0),
+    ]
+    table = AggregateTable.from_rows(rows)
+    assert len(table) == 2
+    assert table[1] == rows[1]
+    assert table[-1] == rows[1]
+    assert table[:1] == rows[:1]
+    assert list(table) == rows
+    assert table.first_seen_us[1] - table.first_seen_us[0] == 7
+    with pytest.raises(IndexError):
+        table[2]
+
+
+def test_an_empty_window_aggregates_to_an_empty_table(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert([row("US", "a", 0)])
+        got = await repo.aggregate_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0)
+        assert len(got) == 0 and list(got) == []
+
+    run(database_url, work)
+
+
+def test_the_label_is_the_earliest_records_whatever_it_holds(database_url: str) -> None:
+    """PostgreSQL finds the label inside a "timestamp, \\x01, label" text: a label may hold
+    \\x01 itself, and a later record's label may sort first."""
+    odd = "Odd\x01 One"
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(
+            [
+                RecordRow(
+                    T0 + timedelta(minutes=5), "US", "ODD\x01 ONE", "odd\x01 one", 1, 1.0, None
+                ),
+                RecordRow(T0 + timedelta(minutes=1), "US", odd, "odd\x01 one", 2, 1.0, None),
+                RecordRow(T0 + timedelta(minutes=9), "US", "A first", "odd\x01 one", 3, 1.0, None),
+            ]
+        )
+        got = await repo.aggregate_window(T0, T0 + timedelta(hours=1), T0)
+        assert [(a.label, a.count, a.first_seen) for a in got] == [
+            (odd, 6, T0 + timedelta(minutes=1))
+        ]
+
+    run(database_url, work)

@@ -1,0 +1,425 @@
+"""Rate limits: per client and per kind of request, in-process or shared through Redis.
+
+Every test runs the app on SQLite (the limits never touch the database). Redis is
+``TEST_REDIS_URL``, flushed before each test that uses it; the outage test kills and restarts
+a redis-server of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from httpx import Response
+from starlette.applications import Starlette
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from graph.http.app import create_app
+from graph.http.middleware.ratelimit import (
+    Cost,
+    RateLimiter,
+    RateLimitMiddleware,
+    is_mutation,
+    request_cost,
+)
+from tests.support.factories import TEST_REDIS_URL, WRITE_KEY, make_settings, record, write_headers
+from tests.support.servers import RedisServer
+
+TYPENAME = {"query": "{ __typename }"}
+MUTATION = "mutation { ingestTrends(trends: []) { received } }"
+_ITEM = re.compile(r'"(\w+)";r=(\d+);t=(\d+)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'trendmap.db'}"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    client.close()
+    return TEST_REDIS_URL
+
+
+def serve(url: str, **overrides: Any) -> TestClient:
+    return TestClient(create_app(make_settings(url, **overrides)))
+
+
+def read(client: TestClient, **headers: str) -> Response:
+    """A read that touches neither the database nor the cache."""
+    return client.get("/graphql", params=TYPENAME, headers=headers)
+
+
+def remaining(response: Response) -> dict[str, int]:
+    """Each policy's ``r`` in the RateLimit header, after checking its ``t`` is sane."""
+    items = _ITEM.findall(response.headers["RateLimit"])
+    assert items, response.headers["RateLimit"]
+    for _, _, reset in items:
+        assert 1 <= int(reset) <= 60
+    return {policy: int(left) for policy, left, _ in items}
+
+
+def counters(url: str) -> dict[str, int]:
+    client = redis.Redis.from_url(url)
+    try:
+        return {k.decode(): int(client.get(k) or 0) for k in client.keys("ratelimit:*")}
+    finally:
+        client.close()
+
+
+def limiter_of(app: Starlette) -> RateLimiter:
+    [limiter] = [m.kwargs["limiter"] for m in app.user_middleware if m.cls is RateLimitMiddleware]
+    assert isinstance(limiter, RateLimiter)
+    return limiter
+
+
+# What a request costs: plain functions.
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ("mutation { a }", True),
+        ("  # why\n\t,mutation M($x: Int) { a(x: $x) }", True),
+        ("\ufeffmutation{a}", True),
+        ("query A { a } mutation B { b }", True),
+        ("{ a }", False),
+        ("query { a }", False),
+        ('{ a(note: "mutation") }', False),
+        ('query Q($m: String = "mutation") { a }', False),
+        ("# mutation\nquery { a }", False),
+        ("subscription { mutation }", False),
+        ("fragment F on Mutation { a } query { ...F }", False),
+    ],
+)
+def test_a_mutation_is_found_by_its_keyword(document: str, expected: bool) -> None:
+    assert is_mutation(document) is expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query_string", "body", "cost"),
+    [
+        ("POST", "/v1/trends", b"", None, Cost(writes=1)),
+        ("GET", "/v1/trends", b"", None, Cost(reads=1)),
+        ("GET", "/graphql", b"query=%7B%20a%20%7D", None, Cost(reads=1)),
+        ("GET", "/graphql", b"query=mutation%20%7B%20a%20%7D", None, Cost(writes=1)),
+        ("POST", "/graphql", b"", b'{"query": "{ a }"}', Cost(reads=1)),
+        ("POST", "/graphql", b"", b'{"query": "mutation { a }"}', Cost(writes=1)),
+        ("POST", "/graphql", b"", b'{"query": "\\u006dutation { a }"}', Cost(writes=1)),
+        (
+            "POST",
+            "/graphql",
+            b"",
+            b' [{"query": "{ a }"}, {"query": "mutation { a }"}, {"query": "{ b }"}]',
+            Cost(reads=2, writes=1),
+        ),
+        ("POST", "/graphql", b"", b"[]", Cost(reads=1)),
+        ("POST", "/graphql", b"", b"[not json", Cost(reads=1)),
+        ("POST", "/graphql", b"", None, Cost(reads=1)),
+    ],
+)
+def test_what_a_request_costs(
+    method: str, path: str, query_string: bytes, body: bytes | None, cost: Cost
+) -> None:
+    assert request_cost(method, path, query_string, body) == cost
+
+
+# The middleware in the app, counting in-process.
+
+
+def test_the_limit_is_accepted_and_one_more_request_is_refused(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=5) as client:
+        for n in range(5):
+            response = read(client) if n % 2 else client.get("/v1/hotspots")
+            assert response.status_code == 200, response.text
+            assert response.headers["RateLimit-Policy"] == '"default";q=5;w=60'
+            assert remaining(response) == {"default": 4 - n}
+        refused = read(client)
+        assert refused.status_code == 429
+        retry = int(refused.headers["Retry-After"])
+        assert 1 <= retry <= 60
+        assert refused.headers["RateLimit-Policy"] == '"default";q=5;w=60'
+        assert refused.headers["RateLimit"] == f'"default";r=0;t={retry}'
+        body = refused.json()
+        assert body["error"] == "rate_limited"
+        assert "5 requests a minute" in body["detail"]
+        assert body["request_id"] == refused.headers["X-Request-ID"]
+        assert body["timestamp"]
+        assert client.get("/v1/hotspots").status_code == 429
+
+
+def test_each_credential_has_its_own_budget_and_made_up_ones_share_the_address(
+    sqlite_url: str,
+) -> None:
+    keys = ("reader-a", "reader-b")
+    with serve(sqlite_url, rate_limit_per_minute=2, read_api_keys=keys) as client:
+        a = {"Authorization": "Bearer reader-a"}
+        assert [read(client, **a).status_code for _ in range(3)] == [200, 200, 429]
+        assert read(client, Authorization="Bearer reader-b").status_code == 200
+        # Unknown tokens are 401s counted against the address, not a fresh budget each.
+        first = read(client, Authorization="Bearer made-up-1")
+        assert first.status_code != 429 and remaining(first) == {"default": 1}
+        assert read(client).status_code != 429
+        assert read(client, Authorization="Bearer made-up-2").status_code == 429
+
+
+def test_writes_have_a_budget_of_their_own(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=3, rate_limit_writes_per_minute=2) as client:
+        posted = client.post("/v1/trends", json=[record()], headers=write_headers())
+        assert posted.status_code == 200, posted.text
+        assert posted.headers["RateLimit-Policy"] == '"writes";q=2;w=60'
+        assert remaining(posted) == {"writes": 1}
+        commented = f"# ingest nothing\n  {MUTATION}"
+        mutated = client.post("/graphql", json={"query": commented}, headers=write_headers())
+        assert remaining(mutated) == {"writes": 0}
+        refused = client.post("/v1/trends", json=[record()], headers=write_headers())
+        assert refused.status_code == 429
+        assert refused.headers["RateLimit-Policy"] == '"writes";q=2;w=60'
+        assert "2 writes a minute" in refused.json()["detail"]
+        # A mutation behind a query, or over GET, is still a write.
+        hidden = {
+            "query": "query A { __typename } mutation B { ingestTrends(trends: []) { received } }",
+            "operationName": "B",
+        }
+        assert client.post("/graphql", json=hidden, headers=write_headers()).status_code == 429
+        over_get = client.get("/graphql", params={"query": MUTATION}, headers=write_headers())
+        assert over_get.status_code == 429
+        # The reads were not spent by any of it.
+        assert remaining(read(client)) == {"default": 2}
+
+
+def test_a_graphql_batch_costs_one_per_operation(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=5) as client:
+        mixed = client.post("/graphql", json=[TYPENAME, {"query": MUTATION}])
+        assert mixed.status_code == 400  # batching is off; the operations still count
+        assert mixed.headers["RateLimit-Policy"] == '"default";q=5;w=60, "writes";q=60;w=60'
+        assert remaining(mixed) == {"default": 4, "writes": 59}
+        # The body the middleware read is still there for the app.
+        single = client.post("/graphql", json=TYPENAME)
+        assert single.json() == {"data": {"__typename": "Query"}}
+        assert remaining(single) == {"default": 3}
+        batch = client.post("/graphql", json=[TYPENAME] * 3)
+        assert batch.status_code == 400
+        assert remaining(batch) == {"default": 0}
+        assert client.post("/graphql", json=TYPENAME).status_code == 429
+
+
+def test_a_body_over_the_limit_costs_one_and_is_still_refused_as_too_large(
+    sqlite_url: str,
+) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=5, max_body_bytes=1024) as client:
+        batch = orjson.dumps([TYPENAME] * 100)
+        assert len(batch) > 1024
+        response = client.post(
+            "/graphql", content=batch, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert remaining(response) == {"default": 4}
+
+
+def test_health_checks_and_the_openapi_document_are_free(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=1) as client:
+        for path in ("/health", "/health/ready", "/openapi.json") * 3:
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert "RateLimit" not in response.headers
+        assert remaining(read(client)) == {"default": 0}
+        assert read(client).status_code == 429
+        assert client.get("/health").status_code == 200
+
+
+def test_rate_limits_can_be_turned_off(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=1, rate_limit_enabled=False) as client:
+        for _ in range(3):
+            response = read(client)
+            assert response.status_code == 200
+            assert "RateLimit" not in response.headers
+
+
+def test_x_forwarded_for_counts_only_when_trusted(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=1) as client:
+        assert read(client, **{"X-Forwarded-For": "203.0.113.1"}).status_code == 200
+        assert read(client, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 429
+    with serve(sqlite_url, rate_limit_per_minute=1, trust_forwarded_for=True) as client:
+        chain = {"X-Forwarded-For": "198.51.100.7, 203.0.113.1"}
+        assert read(client, **chain).status_code == 200
+        assert read(client, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 200
+        # Only the last entry, the proxy's, names the client; the first is the client's own.
+        assert read(client, **{"X-Forwarded-For": "198.51.100.7"}).status_code == 200
+        assert read(client, **{"X-Forwarded-For": "10.0.0.1, 203.0.113.1"}).status_code == 429
+        # Without a usable header, the peer's address.
+        assert read(client).status_code == 200
+        assert read(client, **{"X-Forwarded-For": "unknown"}).status_code == 429
+
+
+def test_a_websocket_upgrade_costs_one_and_over_the_limit_gets_a_429(sqlite_url: str) -> None:
+    with serve(sqlite_url, rate_limit_per_minute=2) as client:
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init"})
+            assert ws.receive_json()["type"] == "connection_ack"
+        assert remaining(read(client)) == {"default": 0}
+        with (
+            pytest.raises(WebSocketDenialResponse) as denied,
+            client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]),
+        ):
+            pass
+        assert denied.value.status_code == 429
+        assert int(denied.value.headers["Retry-After"]) >= 1
+        assert remaining(denied.value) == {"default": 0}
+        assert denied.value.json()["error"] == "rate_limited"
+
+
+# The middleware on its own, for what the test client cannot do.
+
+
+def call(app: Any, scope: Scope, incoming: list[Message]) -> list[Message]:
+    """Run an ASGI app on one connection; the messages it sent."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def scope_of(client: TestClient, kind: str, **extra: Any) -> Scope:
+    return {
+        "type": kind,
+        "path": "/graphql",
+        "query_string": b"",
+        "headers": [],
+        "client": ("192.0.2.9", 1234),
+        "state": {"trendmap": client.app_state["trendmap"]},
+        **extra,
+    }
+
+
+def test_without_denial_responses_a_websocket_is_closed_before_it_is_accepted(
+    sqlite_url: str,
+) -> None:
+    async def accept(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+
+    middleware = RateLimitMiddleware(accept)
+    with serve(sqlite_url, rate_limit_per_minute=1) as client:
+        connect = [{"type": "websocket.connect"}]
+        accepted = call(middleware, scope_of(client, "websocket"), list(connect))
+        assert accepted[0]["type"] == "websocket.accept"
+        assert remaining(Response(101, headers=accepted[0]["headers"])) == {"default": 0}
+        refused = call(middleware, scope_of(client, "websocket"), list(connect))
+        assert refused == [{"type": "websocket.close", "code": 1008, "reason": "rate limited"}]
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer with the body received, or ``disconnected``."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            body = b"disconnected"
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def chunked(*chunks: bytes) -> list[Message]:
+    last = len(chunks) - 1
+    return [
+        {"type": "http.request", "body": chunk, "more_body": n < last}
+        for n, chunk in enumerate(chunks)
+    ]
+
+
+def test_a_body_read_in_chunks_is_replayed_whole(sqlite_url: str) -> None:
+    middleware = RateLimitMiddleware(echo)
+    chunks = [b'[{"query": "{ a }"},', b' {"query": "mutation', b' { b }"}]']
+    with serve(sqlite_url) as client:
+        sent = call(middleware, scope_of(client, "http", method="POST"), chunked(*chunks))
+    assert sent[1]["body"] == b"".join(chunks)
+    assert (b"ratelimit-policy", b'"default";q=600;w=60, "writes";q=60;w=60') in sent[0]["headers"]
+
+
+def test_a_body_past_the_limit_or_cut_short_costs_one_and_reaches_the_app(
+    sqlite_url: str,
+) -> None:
+    """The middleware stops reading past MAX_BODY_BYTES; the app gets what it read and the rest."""
+    middleware = RateLimitMiddleware(echo)
+    chunks = [b"[" + b" " * 799, b" " * 800, b" " * 800 + b"]"]
+    with serve(sqlite_url, max_body_bytes=1024) as client:
+        post = scope_of(client, "http", method="POST")
+        sent = call(middleware, post, chunked(*chunks))
+        assert sent[1]["body"] == b"".join(chunks)
+        assert remaining(Response(200, headers=sent[0]["headers"])) == {"default": 599}
+        cut = call(middleware, post, [{"type": "http.disconnect"}])
+        assert cut[1]["body"] == b"disconnected"
+        assert remaining(Response(200, headers=cut[0]["headers"])) == {"default": 598}
+
+
+# Through Redis.
+
+
+def test_counts_live_in_redis_under_the_digest_of_the_credential(
+    sqlite_url: str, redis_url: str
+) -> None:
+    with serve(sqlite_url, redis_url=redis_url, rate_limit_per_minute=3) as client:
+        for _ in range(3):
+            assert read(client, **write_headers()).status_code == 200
+        assert read(client, **write_headers()).status_code == 429
+        digest = hashlib.sha256(WRITE_KEY.encode()).hexdigest()
+        assert counters(redis_url) == {f"ratelimit:default:key:{digest}": 4}
+        raw = redis.Redis.from_url(redis_url)
+        try:
+            assert all(WRITE_KEY.encode() not in key for key in raw.keys("*"))
+            assert 0 < raw.pttl(f"ratelimit:default:key:{digest}") <= 60_000
+        finally:
+            raw.close()
+
+
+def test_two_instances_share_their_counts(sqlite_url: str, redis_url: str) -> None:
+    settings = {"redis_url": redis_url, "rate_limit_per_minute": 4}
+    with serve(sqlite_url, **settings) as first, serve(sqlite_url, **settings) as second:
+        assert [read(first).status_code for _ in range(2)] == [200, 200]
+        assert remaining(read(second)) == {"default": 1}
+        assert read(second).status_code == 200
+        assert read(second).status_code == 429
+        assert read(first).status_code == 429
+
+
+def test_a_redis_outage_falls_back_to_counting_in_process(
+    sqlite_url: str, throwaway_redis: RedisServer
+) -> None:
+    settings = make_settings(sqlite_url, redis_url=throwaway_redis.url, rate_limit_per_minute=3)
+    app = create_app(settings)
+    # Probe Redis again after 0.2 s rather than 5, to keep the test short.
+    limiter_of(app).breaker.reset_seconds = 0.2
+    with TestClient(app) as client:
+        assert read(client).status_code == 200
+        assert counters(throwaway_redis.url) == {"ratelimit:default:ip:testclient": 1}
+
+        throwaway_redis.stop()
+        started = time.monotonic()
+        assert [read(client).status_code for _ in range(4)] == [200, 200, 200, 429]
+        assert time.monotonic() - started < 2.0
+
+        throwaway_redis.start()
+        time.sleep(0.3)  # the breaker's reset: the next request probes Redis
+        assert [read(client).status_code for _ in range(4)] == [200, 200, 200, 429]
+        assert counters(throwaway_redis.url) == {"ratelimit:default:ip:testclient": 4}
