@@ -47,21 +47,16 @@ def make_engine(
     max_overflow: int = 10,
     pool_timeout: float = 5.0,
     connect_timeout: float = 5.0,
-    statement_timeout_ms: int | None = None,
-    echo: bool = False,
 ) -> AsyncEngine:
     """An async engine with pre-ping and a bounded pool (SQLite gets its own pool rules)."""
     target = async_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "echo": echo}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if target.get_backend_name() == "postgresql":
-        connect_args: dict[str, Any] = {"timeout": connect_timeout}
-        if statement_timeout_ms:
-            connect_args["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
         kwargs.update(
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
-            connect_args=connect_args,
+            connect_args={"timeout": connect_timeout},
         )
         return create_async_engine(target, **kwargs)
     kwargs["connect_args"] = {"timeout": connect_timeout}

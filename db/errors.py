@@ -39,7 +39,16 @@ async def translated(action: str) -> AsyncIterator[None]:
     except _OUTAGES as exc:
         raise StorageUnavailable(action) from exc
     except sqlalchemy.exc.DBAPIError as exc:
-        # A connection that died mid-statement (the server went away) is an outage too.
-        if not exc.connection_invalidated:
+        # A connection that died mid-statement (the server went away) is an outage too, and
+        # so is PostgreSQL refusing for operator intervention: starting up, shutting down.
+        if not (exc.connection_invalidated or _operator_intervention(exc)):
             raise
         raise StorageUnavailable(action) from exc
+
+
+def _operator_intervention(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """SQLSTATE class 57P (admin or crash shutdown, cannot connect now, ...): asyncpg raises
+    these as plain PostgresErrors, which SQLAlchemy wraps in neither OperationalError nor
+    InterfaceError."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("57P")

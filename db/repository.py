@@ -9,15 +9,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from db.errors import translated
 from db.tables import trends_table
 
 _t = trends_table
@@ -95,105 +96,47 @@ _PG_AGGREGATE_SETTINGS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRow:
-    """A validated record ready to store (timestamp aware UTC, country upper case)."""
-
-    timestamp: datetime
-    country: str
-    topic_label: str
-    topic_key: str
-    count: int
-    confidence: float
-    sources: list[str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class AggregateRow:
-    """One country's activity on one topic key inside a window."""
-
-    country: str
-    topic_key: str
-    label: str
-    count: int
-    weighted_confidence: float
-    first_seen: datetime
-    recent_count: int
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class AggregateTable(Sequence[AggregateRow]):
-    """A window's aggregates column by column: what the maths wants, with no object per row.
+class RecordLike(Protocol):
+    """What :meth:`TrendRepository.upsert` reads from a record (timestamp aware UTC)."""
 
-    It is also a sequence of :class:`AggregateRow` (built on access), so code that walks rows
-    keeps working. ``first_seen_us`` holds microseconds since the Unix epoch (UTC).
-    """
-
-    countries: list[str] = field(default_factory=list)
-    topic_keys: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-    weighted_confidences: list[float] = field(default_factory=list)
-    first_seen_us: list[int] = field(default_factory=list)
-    recent_counts: list[int] = field(default_factory=list)
-    # What a reader derived from the columns (the analytics core's arrays), kept with them so
-    # that flows and hotspots over one window derive it once. The columns are never changed.
-    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_rows(cls, rows: Iterable[AggregateRow]) -> AggregateTable:
-        table = cls()
-        for r in rows:
-            table.countries.append(r.country)
-            table.topic_keys.append(r.topic_key)
-            table.labels.append(r.label)
-            table.counts.append(r.count)
-            table.weighted_confidences.append(r.weighted_confidence)
-            table.first_seen_us.append((r.first_seen - _EPOCH) // _MICROSECOND)
-            table.recent_counts.append(r.recent_count)
-        return table
-
-    def __len__(self) -> int:
-        return len(self.countries)
-
-    @overload
-    def __getitem__(self, index: int) -> AggregateRow: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[AggregateRow]: ...
-
-    def __getitem__(self, index: int | slice) -> AggregateRow | list[AggregateRow]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return AggregateRow(
-            self.countries[index],
-            self.topic_keys[index],
-            self.labels[index],
-            self.counts[index],
-            self.weighted_confidences[index],
-            _EPOCH + timedelta(microseconds=self.first_seen_us[index]),
-            self.recent_counts[index],
-        )
-
-    def __iter__(self) -> Iterator[AggregateRow]:
-        return (self[i] for i in range(len(self)))
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def country(self) -> str: ...
+    @property
+    def topic_label(self) -> str: ...
+    @property
+    def topic_key(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def sources(self) -> Sequence[str] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """A record as stored, with its id."""
+_R = TypeVar("_R", bound=RecordLike)
 
-    id: int
-    timestamp: datetime
-    country: str
-    topic_label: str
-    count: int
-    confidence: float
-    sources: list[str] | None
+
+class AggregateColumns(NamedTuple):
+    """A window's per (country, topic key) sums, column by column; ``first_seen_us`` is
+    microseconds since the Unix epoch (UTC)."""
+
+    countries: list[str]
+    topic_keys: list[str]
+    labels: list[str]
+    counts: list[int]
+    weighted_confidences: list[float]
+    first_seen_us: list[int]
+    recent_counts: list[int]
+
+
+# A stored record as read: id, timestamp, country, topic_label, count, confidence, sources.
+StoredRow = tuple[int, datetime, str, str, int, float, list[str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +149,10 @@ class UpsertResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
-    """One page of records, newest first, and whether more follow."""
+class RowPage:
+    """One page of stored rows, newest first, whether more follow, and how many match."""
 
-    records: list[StoredRecord]
+    rows: list[StoredRow]
     has_next: bool
     total_count: int
 
@@ -237,16 +180,10 @@ class RecordFilter:
 
 
 @contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Hold off Python's cyclic garbage collector while a batch is turned from one shape into
-    another (validated models into rows, rows into columns).
-
-    Such a step allocates tens of thousands of objects that all live until the batch is
-    stored, so the collector would run full collections over the whole process heap several
-    times per batch: in the ingest benchmark, about half of the time spent validating and
-    de-duplicating. Batches hold no reference cycles; reference counting frees them, and the
-    collector resumes as soon as the step is done.
-    """
+def _collector_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a batch becomes columns: tens of thousands
+    of short-lived objects, no cycles, and full collections would otherwise run several times
+    per batch (graph.core.batches pauses it the same way while validating)."""
     if not gc.isenabled():
         yield
         return
@@ -257,7 +194,7 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def dedupe(rows: Sequence[RecordRow]) -> list[RecordRow]:
+def dedupe(rows: Sequence[_R]) -> list[_R]:
     """The rows with one per natural key, the last one winning (as if upserted in order)."""
     by_key = {(r.country, r.topic_key, r.timestamp): r for r in rows}
     return list(by_key.values())
@@ -271,17 +208,17 @@ class TrendRepository:
         self.dialect = engine.dialect.name
 
     async def ping(self) -> None:
-        """Raise if the database does not answer."""
-        async with self.engine.connect() as conn:
+        """Raise StorageUnavailable if the database does not answer."""
+        async with translated("ping"), self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
-    async def upsert(self, rows: Sequence[RecordRow]) -> UpsertResult:
+    async def upsert(self, rows: Sequence[RecordLike]) -> UpsertResult:
         """Store a batch atomically: all of it or, on any error, none of it."""
-        with collector_paused():
+        with _collector_paused():
             unique = dedupe(rows)
         if not unique:
             return UpsertResult(0, 0, len(rows))
-        async with self.engine.begin() as conn:
+        async with translated("ingest"), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 inserted, updated = await _upsert_postgresql(conn, unique)
             else:
@@ -290,32 +227,29 @@ class TrendRepository:
 
     async def aggregate_window(
         self, start: datetime, end: datetime, recent_after: datetime
-    ) -> AggregateTable:
+    ) -> AggregateColumns:
         """Per (country, topic key) sums over ``start < timestamp <= end``, column by column."""
         bounds = {"start": start, "end": end, "recent_after": recent_after}
-        async with self.engine.connect() as conn:
+        async with translated("aggregate"), self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 async with conn.begin():
                     for setting in _PG_AGGREGATE_SETTINGS:
                         await conn.execute(setting)
                     columns = (await conn.execute(_PG_AGGREGATE, bounds)).one()
                 if columns[0] is None:  # no record in the window: array_agg of nothing
-                    return AggregateTable()
-                countries, keys, labels, counts, weighted, first_seen, recent = columns
-                return AggregateTable(
-                    list(countries),
-                    list(keys),
-                    list(labels),
-                    list(counts),
-                    list(weighted),
-                    list(first_seen),
-                    list(recent),
-                )
+                    return AggregateColumns([], [], [], [], [], [], [])
+                return AggregateColumns(*(list(column) for column in columns))
             result = await conn.execute(_sqlite_aggregate(start, end, recent_after))
-            return AggregateTable.from_rows(
-                AggregateRow(c, k, label, int(n), float(w), ts, int(r))
-                for c, k, label, n, w, ts, r in result
-            )
+            table = AggregateColumns([], [], [], [], [], [], [])
+            for c, k, label, n, w, ts, r in result:
+                table.countries.append(c)
+                table.topic_keys.append(k)
+                table.labels.append(label)
+                table.counts.append(int(n))
+                table.weighted_confidences.append(float(w))
+                table.first_seen_us.append((ts - _EPOCH) // _MICROSECOND)
+                table.recent_counts.append(int(r))
+            return table
 
     async def page(
         self,
@@ -323,7 +257,7 @@ class TrendRepository:
         *,
         first: int,
         after: tuple[datetime, int] | None = None,
-    ) -> Page:
+    ) -> RowPage:
         """Up to ``first`` records newest first, strictly after the cursor ``(timestamp, id)``."""
         clauses = where.clauses()
         stmt = sa.select(
@@ -342,10 +276,10 @@ class TrendRepository:
             )
         stmt = stmt.order_by(_t.c.timestamp.desc(), _t.c.id.desc()).limit(first + 1)
         total = sa.select(sa.func.count()).select_from(_t).where(*clauses)
-        async with self.engine.connect() as conn:
-            rows = [StoredRecord(*row) for row in await conn.execute(stmt)]
+        async with translated("list trends"), self.engine.connect() as conn:
+            rows: list[StoredRow] = [tuple(row) for row in await conn.execute(stmt)]
             total_count = int((await conn.execute(total)).scalar_one())
-        return Page(rows[:first], len(rows) > first, total_count)
+        return RowPage(rows[:first], len(rows) > first, total_count)
 
 
 def _sqlite_aggregate(start: datetime, end: datetime, recent_after: datetime) -> sa.Select[Any]:
@@ -385,8 +319,8 @@ def _sqlite_aggregate(start: datetime, end: datetime, recent_after: datetime) ->
     )
 
 
-async def _upsert_postgresql(conn: AsyncConnection, rows: list[RecordRow]) -> tuple[int, int]:
-    with collector_paused():
+async def _upsert_postgresql(conn: AsyncConnection, rows: list[RecordLike]) -> tuple[int, int]:
+    with _collector_paused():
         params: dict[str, list[Any]] = {
             "timestamp": [r.timestamp for r in rows],
             "country": [r.country for r in rows],
@@ -400,7 +334,7 @@ async def _upsert_postgresql(conn: AsyncConnection, rows: list[RecordRow]) -> tu
     return int(inserted), int(written) - int(inserted)
 
 
-async def _upsert_sqlite(conn: AsyncConnection, rows: list[RecordRow]) -> tuple[int, int]:
+async def _upsert_sqlite(conn: AsyncConnection, rows: list[RecordLike]) -> tuple[int, int]:
     inserted = updated = 0
     for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
         chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
@@ -426,7 +360,7 @@ async def _upsert_sqlite(conn: AsyncConnection, rows: list[RecordRow]) -> tuple[
     return inserted, updated
 
 
-def _columns(row: RecordRow) -> dict[str, Any]:
+def _columns(row: RecordLike) -> dict[str, Any]:
     return {
         "timestamp": row.timestamp,
         "country": row.country,

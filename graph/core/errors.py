@@ -8,14 +8,17 @@
     ├── Unauthenticated (401 unauthenticated)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
+    ├── MethodNotAllowed (405 method_not_allowed)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── RateLimited (429 rate_limited): carries ``retry_after`` seconds
     ├── LimitExceeded (429 limit_exceeded): a per-connection limit, such as subscriptions
-    └── DependencyUnavailable (503 dependency_unavailable): the database (or another store) is down
+    ├── DependencyUnavailable (503 dependency_unavailable): the database (or another store) is down
+    └── Overloaded (503 overloaded): this worker is at capacity; carries ``retry_after`` seconds
+        └── TooManyConnections (503 too_many_connections): WebSockets, WS_MAX_CONNECTIONS
 
-REST maps them in one exception handler; GraphQL shows their message and ``extensions`` and
-masks every other exception. Lower-layer errors are translated where they are caught:
-``raise DependencyUnavailable(...) from exc``.
+HTTP writes every one of them through graph.http.errors; GraphQL shows their message and
+``extensions`` and masks every other exception. Lower-layer errors are translated where they
+are caught: ``raise DependencyUnavailable(...) from exc``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _CLASSIFICATIONS = {
     401: "UNAUTHENTICATED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
+    405: "BAD_REQUEST",
     413: "BAD_REQUEST",
     429: "BAD_REQUEST",
     503: "SERVICE_UNAVAILABLE",
@@ -125,6 +129,11 @@ class NotFound(TrendmapError):
     code = "not_found"
 
 
+class MethodNotAllowed(TrendmapError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(TrendmapError):
     status = 413
     code = "payload_too_large"
@@ -147,3 +156,16 @@ class LimitExceeded(TrendmapError):
 class DependencyUnavailable(TrendmapError):
     status = 503
     code = "dependency_unavailable"
+
+
+class Overloaded(TrendmapError):
+    status = 503
+    code = "overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class TooManyConnections(Overloaded):
+    code = "too_many_connections"

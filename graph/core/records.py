@@ -1,8 +1,5 @@
-"""Trend records at the boundary: the rules of DESIGN.md's record table, and topic identity.
-
-REST, GraphQL and the CLI all validate through :func:`validate_batch`, so a record is
-accepted or refused the same way whichever door it comes through. A batch is validated whole
-before anything is stored: one bad record refuses the batch.
+"""Trend records: the validated :class:`Record`, the :class:`StoredRecord` read back, the
+validation rules every door uses (:func:`validate_batch` and friends), and topic identity.
 """
 
 from __future__ import annotations
@@ -10,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,12 +23,47 @@ from pydantic import (
     field_validator,
 )
 
-from db.repository import RecordRow, collector_paused
+from graph.core.batches import collector_paused
 from graph.core.errors import InvalidRecords, MalformedBody, RecordProblem
 
 MAX_LABEL_CHARS = 200
 MAX_SOURCES = 20
 MAX_SOURCE_CHARS = 2_048
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A validated record ready to store (timestamp aware UTC, country upper case)."""
+
+    timestamp: datetime
+    country: str
+    topic_label: str
+    topic_key: str
+    count: int
+    confidence: float
+    sources: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as stored, with its id. Field order is the REST wire order."""
+
+    id: int
+    timestamp: datetime
+    country: str
+    topic_label: str
+    count: int
+    confidence: float
+    sources: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of stored records, newest first, whether more follow, and how many match."""
+
+    records: list[StoredRecord]
+    has_next: bool
+    total_count: int
 
 
 def topic_key(label: str) -> str:
@@ -112,9 +145,9 @@ class TrendIn(BaseModel):
             raise ValueError("must be a finite number in [0, 1] (NaN and infinity are refused)")
         return value
 
-    def row(self) -> RecordRow:
+    def row(self) -> Record:
         """The record as stored."""
-        return RecordRow(
+        return Record(
             timestamp=self.timestamp,
             country=self.country,
             topic_label=self.topic_label,
@@ -143,7 +176,7 @@ def _problems(exc: ValidationError, positions: Sequence[int] | None) -> list[Rec
 
 def validate_batch(
     records: Any, *, positions: Sequence[int] | None = None, where: str = "record"
-) -> list[RecordRow]:
+) -> list[Record]:
     """Validate a whole batch (a list of mappings) or raise InvalidRecords naming every problem.
 
     ``positions`` maps batch indexes to what the caller calls them (line numbers for a file).
@@ -154,7 +187,7 @@ def validate_batch(
         raise InvalidRecords(_problems(exc, positions), where=where) from None
 
 
-def validate_json_batch(body: bytes) -> list[RecordRow]:
+def validate_json_batch(body: bytes) -> list[Record]:
     """Parse and validate a JSON array of records in one pass."""
     try:
         # Tens of thousands of objects that live until stored: see collector_paused.
@@ -168,7 +201,7 @@ def validate_json_batch(body: bytes) -> list[RecordRow]:
 
 def validate_each(
     records: Sequence[Any], *, positions: Sequence[int] | None = None, where: str = "record"
-) -> tuple[list[RecordRow], list[RecordProblem]]:
+) -> tuple[list[Record], list[RecordProblem]]:
     """Validate record by record: the valid ones as rows, and the problems of the rest.
 
     For input where one bad record must not cost the others (a feed's items, a file read with

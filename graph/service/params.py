@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import Enum
+from datetime import UTC, datetime
 
 from db.repository import RecordFilter
 from graph.core.errors import InvalidParameter
 from graph.core.records import normalise_country, parse_timestamp, topic_key
+from graph.core.windows import DEFAULT_WINDOW, TimeWindow
 
 _EARLIEST_AS_OF = datetime(1, 1, 2, tzinfo=UTC)
 MAX_HOTSPOTS = 1_000  # more than there are countries: the cap only refuses nonsense
-
-
-class TimeWindow(Enum):
-    """The windows a client may ask for; the value is what it writes (``"24h"``)."""
-
-    H1 = "1h"
-    H6 = "6h"
-    H12 = "12h"
-    H24 = "24h"
-
-    @property
-    def length(self) -> timedelta:
-        return timedelta(hours=int(self.value.removesuffix("h")))
-
-
-DEFAULT_WINDOW = TimeWindow.H24
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A window ending at ``as_of``: it holds ``start < timestamp <= as_of``."""
-
-    window: TimeWindow
-    as_of: datetime
-
-    @property
-    def start(self) -> datetime:
-        return self.as_of - self.window.length
-
-    @property
-    def recent_after(self) -> datetime:
-        """Records after this instant are the window's recent half."""
-        return self.as_of - self.window.length / 2
 
 
 def parse_time_window(value: str | None, *, field: str = "time_window") -> TimeWindow:

@@ -1,46 +1,35 @@
-"""The JSON shapes of flows, hotspots and records: REST's wire format and the cache's payload."""
+"""Core objects to and from their JSON: the REST wire format, and what the cache stores.
+
+orjson writes the core dataclasses as they are (the field order is the wire order); these
+functions read them back, and give a stored record's fields to a caller adding its cursor.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
-from db.repository import StoredRecord
-from graph.core.analytics import Flow, Hotspot
+from graph.core.flows import Flow
+from graph.core.hotspots import Hotspot, TopTopic
+from graph.core.records import StoredRecord
+
+__all__ = ["flow_of", "hotspot_of", "trend_json"]
+
+_FIELDS = tuple(f.name for f in fields(StoredRecord))
 
 
-def flow_json(flow: Flow) -> dict[str, Any]:
-    return {
-        "from_country": flow.from_country,
-        "to_country": flow.to_country,
-        "heat": flow.heat,
-        "shared_topics": list(flow.shared_topics),
-        "time_delta_hours": flow.time_delta_hours,
-        "similarity_score": flow.similarity_score,
-    }
+def flow_of(item: dict[str, Any]) -> Flow:
+    """A core flow from its JSON."""
+    return Flow(**{**item, "shared_topics": tuple(item["shared_topics"])})
 
 
-def hotspot_json(hotspot: Hotspot) -> dict[str, Any]:
-    return {
-        "country": hotspot.country,
-        "intensity": hotspot.intensity,
-        "topic_count": hotspot.topic_count,
-        "volume": hotspot.volume,
-        "velocity": hotspot.velocity,
-        "avg_confidence": hotspot.avg_confidence,
-        "top_topics": [
-            {"label": t.label, "count": t.count, "confidence": t.confidence}
-            for t in hotspot.top_topics
-        ],
-    }
+def hotspot_of(item: dict[str, Any]) -> Hotspot:
+    """A core hotspot from its JSON."""
+    topics = tuple(TopTopic(**topic) for topic in item["top_topics"])
+    return Hotspot(**{**item, "top_topics": topics})
 
 
 def trend_json(record: StoredRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "timestamp": record.timestamp.isoformat(),
-        "country": record.country,
-        "topic_label": record.topic_label,
-        "count": record.count,
-        "confidence": record.confidence,
-        "sources": record.sources,
-    }
+    """The record's fields in their declared order, for a caller to add its cursor to (orjson
+    writes the timestamp as ISO 8601, as ``isoformat()`` does)."""
+    return {name: getattr(record, name) for name in _FIELDS}

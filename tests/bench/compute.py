@@ -39,9 +39,12 @@ from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.repository import TrendRepository  # noqa: E402
 from graph.cache.response_cache import ResponseCache  # noqa: E402
-from graph.core.analytics import compute_flows, compute_hotspots  # noqa: E402
-from graph.service.params import Span, TimeWindow  # noqa: E402
-from graph.service.trend_service import FlowQuery, HotspotQuery, TrendService  # noqa: E402
+from graph.core.aggregates import AggregateTable  # noqa: E402
+from graph.core.flows import compute_flows  # noqa: E402
+from graph.core.hotspots import compute_hotspots  # noqa: E402
+from graph.core.windows import Span, TimeWindow  # noqa: E402
+from graph.service.queries import FlowQuery, HotspotQuery  # noqa: E402
+from graph.service.trend_service import TrendService  # noqa: E402
 from graph.stores.memory import MemoryStore  # noqa: E402
 from tests.bench.common import (  # noqa: E402
     ADMIN_URL,
@@ -231,7 +234,9 @@ async def cold(url: str, end: datetime) -> Timing:
 
         span = Span(TimeWindow.H24, end)
         started = time.perf_counter()
-        rows = await repository.aggregate_window(span.start, span.as_of, span.recent_after)
+        rows = AggregateTable(
+            *await repository.aggregate_window(span.start, span.as_of, span.recent_after)
+        )
         aggregate = time.perf_counter() - started
     finally:
         await engine.dispose()

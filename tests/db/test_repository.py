@@ -13,7 +13,9 @@ import sqlalchemy.exc
 
 from db import migrate
 from db.engine import make_engine
-from db.repository import AggregateRow, AggregateTable, RecordFilter, RecordRow, TrendRepository
+from db.repository import RecordFilter, RowPage, TrendRepository
+from graph.core.aggregates import AggregateRow, AggregateTable
+from graph.core.records import Record, StoredRecord
 from tests.support.reference import naive_aggregates
 
 T = TypeVar("T")
@@ -32,8 +34,13 @@ def run(url: str, work: Callable[[TrendRepository], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def row(country: str, key: str, minutes: int, count: int = 1, conf: float = 0.5) -> RecordRow:
-    return RecordRow(T0 + timedelta(minutes=minutes), country, key.title(), key, count, conf, None)
+def row(country: str, key: str, minutes: int, count: int = 1, conf: float = 0.5) -> Record:
+    return Record(T0 + timedelta(minutes=minutes), country, key.title(), key, count, conf, None)
+
+
+def records(page: RowPage) -> list[StoredRecord]:
+    """The page's rows as the service hands them out."""
+    return [StoredRecord(*row) for row in page.rows]
 
 
 def test_upsert_counts_and_dedupes_within_a_batch(database_url: str) -> None:
@@ -41,7 +48,7 @@ def test_upsert_counts_and_dedupes_within_a_batch(database_url: str) -> None:
         first = await repo.upsert([row("US", "a", 0, 1), row("US", "a", 0, 5), row("US", "b", 0)])
         assert (first.inserted, first.updated, first.unchanged) == (2, 0, 1)
         page = await repo.page(RecordFilter(topic_key="a"), first=10)
-        assert [r.count for r in page.records] == [5]  # the last of the duplicates won
+        assert [r.count for r in records(page)] == [5]  # the last of the duplicates won
         second = await repo.upsert([row("US", "a", 0, 5), row("US", "b", 0, 7), row("BR", "a", 0)])
         assert (second.inserted, second.updated, second.unchanged) == (1, 1, 1)
         empty = await repo.upsert([])
@@ -92,7 +99,7 @@ def rounded(rows: list[AggregateRow]) -> set[AggregateRow]:
 def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
     rng = random.Random(3)
     rows = [
-        RecordRow(
+        Record(
             T0 + timedelta(minutes=rng.randrange(0, 48 * 60)),
             rng.choice(["US", "BR", "CO", "JP"]),
             rng.choice(["World Cup", "world cup", "Storm", "Election", "Anime"]),
@@ -104,7 +111,7 @@ def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
         for _ in range(400)
     ]
     rows = [
-        RecordRow(
+        Record(
             r.timestamp,
             r.country,
             r.topic_label,
@@ -122,7 +129,7 @@ def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
         for hours in (1, 6, 12, 24):
             end = T0 + timedelta(hours=30)
             start, mid = end - timedelta(hours=hours), end - timedelta(hours=hours / 2)
-            got = await repo.aggregate_window(start, end, mid)
+            got = AggregateTable(*await repo.aggregate_window(start, end, mid))
             assert len(rounded(got)) == len(got)
             assert rounded(got) == rounded(naive_aggregates(unique, start, end, mid))
 
@@ -136,13 +143,13 @@ def test_pages_are_newest_first_with_ties_broken_by_id(database_url: str) -> Non
         after = None
         while True:
             page = await repo.page(RecordFilter(countries=["US"]), first=2, after=after)
-            seen += [r.id for r in page.records]
+            seen += [r.id for r in records(page)]
             if not page.has_next:
                 break
-            last = page.records[-1]
+            last = records(page)[-1]
             after = (last.timestamp, last.id)
         assert len(seen) == len(set(seen)) == 9
-        stamps = [(r.timestamp, r.id) for r in (await repo.page(RecordFilter(), first=9)).records]
+        stamps = [(r.timestamp, r.id) for r in records(await repo.page(RecordFilter(), first=9))]
         assert stamps == sorted(stamps, reverse=True)
 
     run(database_url, work)
@@ -156,26 +163,12 @@ def test_ping(database_url: str) -> None:
     assert run(database_url, work) in {"sqlite", "postgresql"}
 
 
-def test_the_aggregate_table_is_a_sequence_of_rows() -> None:
-    rows = [
-        AggregateRow("US", "a", "A", 3, 1.5, T0, 1),
-        AggregateRow("BR", "b", "B", 2, 2.0, T0 + timedelta(microseconds=7), 0),
-    ]
-    table = AggregateTable.from_rows(rows)
-    assert len(table) == 2
-    assert table[1] == rows[1]
-    assert table[-1] == rows[1]
-    assert table[:1] == rows[:1]
-    assert list(table) == rows
-    assert table.first_seen_us[1] - table.first_seen_us[0] == 7
-    with pytest.raises(IndexError):
-        table[2]
-
-
 def test_an_empty_window_aggregates_to_an_empty_table(database_url: str) -> None:
     async def work(repo: TrendRepository) -> None:
         await repo.upsert([row("US", "a", 0)])
-        got = await repo.aggregate_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0)
+        got = AggregateTable(
+            *await repo.aggregate_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0)
+        )
         assert len(got) == 0 and list(got) == []
 
     run(database_url, work)
@@ -189,14 +182,12 @@ def test_the_label_is_the_earliest_records_whatever_it_holds(database_url: str) 
     async def work(repo: TrendRepository) -> None:
         await repo.upsert(
             [
-                RecordRow(
-                    T0 + timedelta(minutes=5), "US", "ODD\x01 ONE", "odd\x01 one", 1, 1.0, None
-                ),
-                RecordRow(T0 + timedelta(minutes=1), "US", odd, "odd\x01 one", 2, 1.0, None),
-                RecordRow(T0 + timedelta(minutes=9), "US", "A first", "odd\x01 one", 3, 1.0, None),
+                Record(T0 + timedelta(minutes=5), "US", "ODD\x01 ONE", "odd\x01 one", 1, 1.0, None),
+                Record(T0 + timedelta(minutes=1), "US", odd, "odd\x01 one", 2, 1.0, None),
+                Record(T0 + timedelta(minutes=9), "US", "A first", "odd\x01 one", 3, 1.0, None),
             ]
         )
-        got = await repo.aggregate_window(T0, T0 + timedelta(hours=1), T0)
+        got = AggregateTable(*await repo.aggregate_window(T0, T0 + timedelta(hours=1), T0))
         assert [(a.label, a.count, a.first_seen) for a in got] == [
             (odd, 6, T0 + timedelta(minutes=1))
         ]

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from graph.core.errors import InvalidParameter
+from graph.core.windows import Span, TimeWindow
 from graph.service.params import (
-    Span,
-    TimeWindow,
     parse_as_of,
     parse_count,
     parse_countries,

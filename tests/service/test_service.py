@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from graph.core.analytics import Flow, Hotspot, TopTopic
-from graph.service.params import Span, TimeWindow
+from graph.core.flows import Flow
+from graph.core.hotspots import Hotspot, TopTopic
+from graph.core.windows import Span, TimeWindow
 from tests.support.factories import write_headers
 from tests.support.reference import (
     assert_flows_match,
@@ -67,12 +68,12 @@ def random_records(seed: int) -> list[dict[str, Any]]:
 def rest_flows(body: dict[str, Any]) -> list[Flow]:
     return [
         Flow(
-            f["from_country"],
-            f["to_country"],
-            f["heat"],
-            f["similarity_score"],
-            f["time_delta_hours"],
-            tuple(f["shared_topics"]),
+            from_country=f["from_country"],
+            to_country=f["to_country"],
+            heat=f["heat"],
+            similarity_score=f["similarity_score"],
+            time_delta_hours=f["time_delta_hours"],
+            shared_topics=tuple(f["shared_topics"]),
         )
         for f in body["flows"]
     ]
@@ -81,12 +82,12 @@ def rest_flows(body: dict[str, Any]) -> list[Flow]:
 def graphql_flows(data: list[dict[str, Any]]) -> list[Flow]:
     return [
         Flow(
-            f["fromCountry"],
-            f["toCountry"],
-            f["heat"],
-            f["similarityScore"],
-            f["timeDeltaHours"],
-            tuple(f["sharedTopics"]),
+            from_country=f["fromCountry"],
+            to_country=f["toCountry"],
+            heat=f["heat"],
+            similarity_score=f["similarityScore"],
+            time_delta_hours=f["timeDeltaHours"],
+            shared_topics=tuple(f["sharedTopics"]),
         )
         for f in data
     ]

@@ -1,7 +1,7 @@
 """A deliberately naive model of DESIGN.md's definitions, to check the real code against.
 
 Plain dicts and loops over pairs, ``statistics.median``, tf-idf by its formula: slow and
-obviously right. Used by the analytics unit tests and the whole-stack tests.
+obviously right. Used by the core's unit tests and the whole-stack tests.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from db.repository import RecordRow
-from graph.core.analytics import Flow, Hotspot, TopicAggregate, TopTopic
-from graph.core.records import validate_batch
-from graph.service.params import Span
+from graph.core.aggregates import AggregateRow
+from graph.core.flows import Flow
+from graph.core.hotspots import Hotspot, TopTopic
+from graph.core.records import Record, validate_batch
+from graph.core.windows import Span
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Expected:
     shared: tuple[str, ...]
 
 
-def naive_hotspots(aggregates: list[TopicAggregate]) -> dict[str, Hotspot]:
-    rows: dict[str, list[TopicAggregate]] = {}
+def naive_hotspots(aggregates: list[AggregateRow]) -> dict[str, Hotspot]:
+    rows: dict[str, list[AggregateRow]] = {}
     for a in aggregates:
         rows.setdefault(a.country, []).append(a)
     stats = {}
@@ -56,7 +57,7 @@ def naive_hotspots(aggregates: list[TopicAggregate]) -> dict[str, Hotspot]:
 
 
 def naive_flows(
-    aggregates: list[TopicAggregate], halflife: float, countries: set[str] | None
+    aggregates: list[AggregateRow], halflife: float, countries: set[str] | None
 ) -> dict[tuple[str, str], Expected]:
     """Every pair with a shared topic, whatever its heat, keyed (from, to)."""
     counts: dict[str, dict[str, int]] = {}
@@ -139,10 +140,10 @@ def assert_hotspots_match(hotspots: list[Hotspot], expected: dict[str, Hotspot])
 
 
 def naive_aggregates(
-    rows: Iterable[RecordRow], start: datetime, end: datetime, recent_after: datetime
-) -> list[TopicAggregate]:
+    rows: Iterable[Record], start: datetime, end: datetime, recent_after: datetime
+) -> list[AggregateRow]:
     """What the SQL aggregation must give: per (country, topic key) in start < t <= end."""
-    groups: dict[tuple[str, str], list[RecordRow]] = {}
+    groups: dict[tuple[str, str], list[Record]] = {}
     for row in rows:
         if start < row.timestamp <= end:
             groups.setdefault((row.country, row.topic_key), []).append(row)
@@ -150,7 +151,7 @@ def naive_aggregates(
     for (country, key), members in groups.items():
         first = min(members, key=lambda r: r.timestamp)
         out.append(
-            TopicAggregate(
+            AggregateRow(
                 country,
                 key,
                 first.topic_label,
@@ -163,7 +164,7 @@ def naive_aggregates(
     return out
 
 
-def naive_window(records: list[dict[str, Any]], span: Span) -> list[TopicAggregate]:
+def naive_window(records: list[dict[str, Any]], span: Span) -> list[AggregateRow]:
     """The window's aggregates from raw records; later duplicates replace earlier ones."""
     latest = {(r.country, r.topic_key, r.timestamp): r for r in validate_batch(records)}
     return naive_aggregates(latest.values(), span.start, span.as_of, span.recent_after)

@@ -1,4 +1,5 @@
-"""The analytics core: hand-computed cases, and property tests against a naive reference."""
+"""Hotspots and flows (graph.core.hotspots, graph.core.flows): hand-computed cases, and
+property tests against a naive reference."""
 
 from __future__ import annotations
 
@@ -6,21 +7,15 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from db.repository import AggregateTable
-from graph.core import analytics
-from graph.core.analytics import (
-    HEAT_EPSILON,
-    Flow,
-    TopicAggregate,
-    TopTopic,
-    compute_flows,
-    compute_hotspots,
-    heat,
-)
+from graph.core import flows as flows_module
+from graph.core.aggregates import AggregateRow, AggregateTable
+from graph.core.flows import HEAT_EPSILON, Flow, compute_flows, heat
+from graph.core.hotspots import TopTopic, compute_hotspots
 from tests.support.reference import (
     assert_flows_match,
     assert_hotspots_match,
@@ -40,8 +35,8 @@ def agg(
     label: str | None = None,
     confidence: float = 1.0,
     recent: int = 0,
-) -> TopicAggregate:
-    return TopicAggregate(
+) -> AggregateRow:
+    return AggregateRow(
         country=country,
         topic_key=key,
         label=key if label is None else label,
@@ -53,7 +48,7 @@ def agg(
 
 
 def flows_of(
-    aggregates: list[TopicAggregate],
+    aggregates: list[AggregateRow],
     *,
     threshold: float = 0.0,
     halflife_hours: float = 6.0,
@@ -65,7 +60,7 @@ def flows_of(
 
 
 def only_flow(
-    aggregates: list[TopicAggregate],
+    aggregates: list[AggregateRow],
     *,
     halflife_hours: float = 6.0,
     countries: list[str] | None = None,
@@ -93,6 +88,27 @@ def test_heat_halves_every_halflife() -> None:
 def test_heat_rejects_a_halflife_that_is_not_positive(halflife: float) -> None:
     with pytest.raises(ValueError):
         heat(1.0, 1.0, halflife)
+
+
+def test_heat_is_elementwise_over_arrays() -> None:
+    """compute_flows hands heat() a whole block of pairs at once."""
+    similarity = np.array([1.0, 0.8, 0.3])
+    hours = np.array([0.0, 3.0, 7.25])
+    got = heat(similarity, hours, 3.0)
+    assert isinstance(got, np.ndarray)
+    pairs = zip(similarity.tolist(), hours.tolist(), strict=True)
+    assert got.tolist() == [heat(s, h, 3.0) for s, h in pairs]
+    assert got.tolist()[:2] == [1.0, 0.4]
+
+
+@pytest.mark.parametrize("halflife", [0.5, 6.0, 7.3])
+def test_every_flows_heat_is_heat_of_its_own_fields(halflife: float) -> None:
+    """The flows' heat is heat() itself, to the last bit: a change to heat() (the function
+    the tests above pin down) is a change to every flow, and nothing computes it twice."""
+    flows = compute_flows(random_aggregates(5, 30, 60, 0.3), threshold=0.0, halflife_hours=halflife)
+    assert len(flows) > 300
+    for f in flows:
+        assert f.heat == heat(f.similarity_score, f.time_delta_hours, halflife)
 
 
 # hotspots
@@ -136,8 +152,8 @@ def test_hotspot_top_topics_keep_five_and_break_count_ties_by_label() -> None:
 
 def test_hotspot_top_topic_carries_its_own_label_and_count_weighted_confidence() -> None:
     aggregates = [
-        TopicAggregate("US", "world cup", "World Cup", 4, 3.0, T0, 1),
-        TopicAggregate("BR", "world cup", "Copa do Mundo", 2, 2.0, T0, 2),
+        AggregateRow("US", "world cup", "World Cup", 4, 3.0, T0, 1),
+        AggregateRow("BR", "world cup", "Copa do Mundo", 2, 2.0, T0, 2),
     ]
     by_country = {h.country: h for h in compute_hotspots(aggregates)}
     assert by_country["US"].top_topics == (TopTopic("World Cup", 4, 0.75),)
@@ -161,7 +177,7 @@ def test_hotspots_reject_two_aggregates_for_one_topic_of_a_country() -> None:
 @pytest.mark.parametrize(
     "bad", [agg("US", "a", 0), agg("US", "a", 2, recent=3), agg("US", "a", 2, recent=-1)]
 )
-def test_hotspots_reject_impossible_counts(bad: TopicAggregate) -> None:
+def test_hotspots_reject_impossible_counts(bad: AggregateRow) -> None:
     with pytest.raises(ValueError):
         compute_hotspots([agg("BR", "a"), bad])
 
@@ -217,10 +233,10 @@ def test_lags_keep_microsecond_precision() -> None:
     """Lags of +1 us and -1 us, years apart, cancel exactly; a lone +1 us lag sets the direction."""
     tick = timedelta(microseconds=1)
     far = timedelta(days=3000, hours=7, microseconds=123457)
-    us_a = TopicAggregate("US", "a", "a", 1, 1.0, T0, 0)
-    us_b = TopicAggregate("US", "b", "b", 1, 1.0, T0 + far, 0)
-    br_a = TopicAggregate("BR", "a", "a", 1, 1.0, T0 - tick, 0)
-    br_b = TopicAggregate("BR", "b", "b", 1, 1.0, T0 + far + tick, 0)
+    us_a = AggregateRow("US", "a", "a", 1, 1.0, T0, 0)
+    us_b = AggregateRow("US", "b", "b", 1, 1.0, T0 + far, 0)
+    br_a = AggregateRow("BR", "a", "a", 1, 1.0, T0 - tick, 0)
+    br_b = AggregateRow("BR", "b", "b", 1, 1.0, T0 + far + tick, 0)
     flow = only_flow([us_b, br_a, us_a, br_b])
     assert (flow.from_country, flow.time_delta_hours) == ("BR", 0.0)
     flow = only_flow([us_b, br_b])
@@ -339,7 +355,7 @@ KEYS = tuple(f"topic {c}" for c in "abcdefghijkl")
 
 
 @st.composite
-def aggregate_sets(draw: st.DrawFn, max_size: int = 40) -> list[TopicAggregate]:
+def aggregate_sets(draw: st.DrawFn, max_size: int = 40) -> list[AggregateRow]:
     """Unique (country, topic) cells; labels are spellings of the key, so they identify it."""
     cells = draw(
         st.lists(
@@ -354,7 +370,7 @@ def aggregate_sets(draw: st.DrawFn, max_size: int = 40) -> list[TopicAggregate]:
         confidence = draw(st.sampled_from([0.0, 0.3, 0.5, 0.9, 1.0]))
         minutes = draw(st.integers(-4, 4)) * 45  # a coarse grid: ties and zero medians happen
         result.append(
-            TopicAggregate(
+            AggregateRow(
                 country=country,
                 topic_key=key,
                 label=draw(st.sampled_from([key, key.title(), key.upper()])),
@@ -375,7 +391,7 @@ filters = st.none() | st.sets(st.sampled_from(COUNTRIES))
 @settings(max_examples=200, deadline=None)
 @given(aggregate_sets(), thresholds, halflives, filters)
 def test_flows_equal_the_naive_reference(
-    aggregates: list[TopicAggregate], threshold: float, halflife: float, countries: set[str] | None
+    aggregates: list[AggregateRow], threshold: float, halflife: float, countries: set[str] | None
 ) -> None:
     flows = compute_flows(
         aggregates, threshold=threshold, halflife_hours=halflife, countries=countries
@@ -385,7 +401,7 @@ def test_flows_equal_the_naive_reference(
 
 @settings(max_examples=200, deadline=None)
 @given(aggregate_sets())
-def test_hotspots_equal_the_naive_reference(aggregates: list[TopicAggregate]) -> None:
+def test_hotspots_equal_the_naive_reference(aggregates: list[AggregateRow]) -> None:
     hotspots = compute_hotspots(aggregates)
     if aggregates:
         assert_hotspots_match(hotspots, naive_hotspots(aggregates))
@@ -395,9 +411,7 @@ def test_hotspots_equal_the_naive_reference(aggregates: list[TopicAggregate]) ->
 
 @settings(max_examples=150, deadline=None)
 @given(aggregate_sets(), thresholds, halflives)
-def test_flow_properties(
-    aggregates: list[TopicAggregate], threshold: float, halflife: float
-) -> None:
+def test_flow_properties(aggregates: list[AggregateRow], threshold: float, halflife: float) -> None:
     flows = compute_flows(aggregates, threshold=threshold, halflife_hours=halflife)
     keys = [(-f.heat, f.from_country, f.to_country) for f in flows]
     assert keys == sorted(keys)
@@ -414,7 +428,7 @@ def test_flow_properties(
 
 @settings(max_examples=150, deadline=None)
 @given(aggregate_sets())
-def test_hotspot_properties(aggregates: list[TopicAggregate]) -> None:
+def test_hotspot_properties(aggregates: list[AggregateRow]) -> None:
     hotspots = compute_hotspots(aggregates)
     keys = [(-h.intensity, h.country) for h in hotspots]
     assert keys == sorted(keys)
@@ -428,7 +442,7 @@ def test_hotspot_properties(aggregates: list[TopicAggregate]) -> None:
 
 def random_aggregates(
     seed: int, n_countries: int, n_topics: int, density: float
-) -> list[TopicAggregate]:
+) -> list[AggregateRow]:
     rng = random.Random(seed)
     codes = [f"{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(n_countries)]
     result = []
@@ -437,7 +451,7 @@ def random_aggregates(
             if rng.random() < density:
                 count = rng.randint(1, 20)
                 result.append(
-                    TopicAggregate(
+                    AggregateRow(
                         country=code,
                         topic_key=f"t{t}",
                         label=f"T{t}",
@@ -459,8 +473,8 @@ def test_block_and_blas_limits_do_not_change_flows(
     expected = naive_flows(aggregates, 6.0, None)
     roomy = compute_flows(aggregates, threshold=0.1, halflife_hours=6.0)
     assert_flows_match(roomy, expected, 0.1)
-    monkeypatch.setattr(analytics, "_BLOCK_CELLS", 1)
-    monkeypatch.setattr(analytics, "_DENSE_CELLS", 0)
+    monkeypatch.setattr(flows_module, "_BLOCK_CELLS", 1)
+    monkeypatch.setattr(flows_module, "_DENSE_CELLS", 0)
     tight = compute_flows(aggregates, threshold=0.1, halflife_hours=6.0)
     assert_flows_match(tight, expected, 0.1)
     assert len(tight) == len(roomy) > 10
@@ -480,7 +494,7 @@ def test_flows_with_counts_too_large_for_packed_keys() -> None:
 @settings(max_examples=150, deadline=None)
 @given(aggregate_sets(), thresholds, halflives, filters)
 def test_the_column_table_gives_the_same_answers_as_rows(
-    aggregates: list[TopicAggregate], threshold: float, halflife: float, countries: set[str] | None
+    aggregates: list[AggregateRow], threshold: float, halflife: float, countries: set[str] | None
 ) -> None:
     """The repository's column table takes a path of its own; it must agree with plain rows."""
     table = AggregateTable.from_rows(aggregates)

@@ -1,22 +1,9 @@
-"""Hotspots and flows: the maths of trendmap, as pure functions over per-country topic totals.
+"""Flows: which countries trend alike, and which of them saw the shared topics first.
 
-Hotspots. For each country, volume V = sum(count), recent R = the part of V in the newer half
-of the window, velocity v = 2R/V in [0, 2] (1 steady, 2 all new, 0 fading), average confidence
-a = sum(count * confidence) / V, raw = V * v * a, and intensity = raw / max(raw), so the
-hottest country is exactly 1.0.
-
-Flows. Countries are the rows of a count matrix C[country, topic]. Each row is TF-IDF weighted
+Countries are the rows of a count matrix C[country, topic]. Each row is TF-IDF weighted
 (scikit-learn: tf = 1 + ln C, idf = ln((1 + n) / (1 + df)) + 1, L2-normalised), so the cosine
-similarity of two countries is the dot product of their rows. Over the topics two countries
-share, lag(t) = first_seen(b, t) - first_seen(a, t); the median lag m says who saw the shared
-topics first (the flow's source) and decays the flow: heat = similarity * 0.5 ** (|m| / halflife).
-
-Cost. heat <= similarity, so pairs whose similarity is already below the threshold are dropped
-before any lag is looked at. The remaining pairs are grouped by their country x with fewer
-topics; all of x's partners are handled at once in a dense block (partners x topics of x):
-sorting the block's rows gives every pair's median lag, and partitioning them gives every pair's
-most-shared topics. The work is O(sum over candidate pairs of the smaller topic count), with no
-Python loop over pairs.
+similarity of two countries is the dot product of their rows. The median lag of first sightings
+over the shared topics names the source and decays the flow: see :func:`heat`.
 """
 
 from __future__ import annotations
@@ -24,9 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -35,18 +21,16 @@ from sklearn.feature_extraction.text import (  # type: ignore[import-untyped, un
     TfidfTransformer,
 )
 
-from db.repository import AggregateRow, AggregateTable
+from graph.core.aggregates import (
+    KEY_LIMIT,
+    AggregateRow,
+    Columns,
+    cell_order,
+    check_counts,
+    columns,
+)
 
-__all__ = [
-    "HEAT_EPSILON",
-    "Flow",
-    "Hotspot",
-    "TopTopic",
-    "TopicAggregate",
-    "compute_flows",
-    "compute_hotspots",
-    "heat",
-]
+__all__ = ["HEAT_EPSILON", "SHARED_TOPICS", "Flow", "compute_flows", "heat"]
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -56,148 +40,50 @@ HEAT_EPSILON: float = 1e-9
 """Threshold comparisons are ``heat >= threshold - HEAT_EPSILON``, so float noise never drops a
 flow that sits exactly on the threshold."""
 
-TOP_TOPICS = 5
 SHARED_TOPICS = 10
 
-_MICROSECOND = timedelta(microseconds=1)
 _US_PER_HOUR = 3_600_000_000
 _FAR = 1 << 62  # first sighting of an absent topic: later than any datetime, in microseconds
-_KEY_LIMIT = 1 << 62  # packed int64 sort keys must stay below this
 _BLOCK_CELLS = 1 << 21  # cells per block of partners (16 MiB per int64 array)
 _DENSE_CELLS = 1 << 23  # matrices up to this many cells are held dense (64 MiB per int64 array)
 
 
-# One country's activity on one topic key inside a window. The core takes the repository's
-# rows as they come out of SQL (a plain frozen dataclass), so no copy is made of them. The
-# repository's AggregateTable, the same rows column by column, is read without building rows.
-TopicAggregate = AggregateRow
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    """Aggregates as arrays: country and topic as integer codes, first sightings in µs."""
-
-    country: IntArray
-    names: list[str]
-    topic: IntArray
-    keys: list[str]
-    labels: list[str]
-    count: IntArray
-    weighted: FloatArray
-    seen: IntArray
-    recent: IntArray
-
-
-def _columns(aggregates: Sequence[TopicAggregate]) -> _Columns:
-    if isinstance(aggregates, AggregateTable):
-        derived = aggregates.derived.get("analytics")
-        if not isinstance(derived, _Columns):
-            derived = aggregates.derived["analytics"] = _build_columns(aggregates)
-        return derived
-    return _build_columns(aggregates)
-
-
-def _build_columns(aggregates: Sequence[TopicAggregate]) -> _Columns:
-    n = len(aggregates)
-    if isinstance(aggregates, AggregateTable):
-        table = aggregates
-        countries, topic_keys, labels = table.countries, table.topic_keys, table.labels
-        count = np.array(table.counts, np.int64)
-        weighted = np.array(table.weighted_confidences, np.float64)
-        seen = np.array(table.first_seen_us, np.int64)
-        recent = np.array(table.recent_counts, np.int64)
-    else:
-        countries = [a.country for a in aggregates]
-        topic_keys = [a.topic_key for a in aggregates]
-        labels = [a.label for a in aggregates]
-        count = np.fromiter([a.count for a in aggregates], np.int64, n)
-        weighted = np.fromiter([a.weighted_confidence for a in aggregates], np.float64, n)
-        base = aggregates[0].first_seen
-        # Integer microseconds keep lags exact, so a median of exactly zero is recognised.
-        seen = np.fromiter([(a.first_seen - base) // _MICROSECOND for a in aggregates], np.int64, n)
-        recent = np.fromiter([a.recent_count for a in aggregates], np.int64, n)
-    country, names = _encode(countries)
-    topic, keys = _encode(topic_keys)
-    return _Columns(country, names, topic, keys, labels, count, weighted, seen, recent)
-
-
-@dataclass(frozen=True, slots=True)
-class TopTopic:
-    label: str
-    count: int
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True)
-class Hotspot:
-    country: str
-    intensity: float
-    topic_count: int
-    volume: int
-    velocity: float
-    avg_confidence: float
-    top_topics: tuple[TopTopic, ...]
-
-
 @dataclass(frozen=True, slots=True)
 class Flow:
+    # Field order is the REST wire order (the JSON is these fields, in this order).
     from_country: str
     to_country: str
     heat: float
-    similarity_score: float
-    time_delta_hours: float
     shared_topics: tuple[str, ...]
+    time_delta_hours: float
+    similarity_score: float
 
 
-def heat(similarity: float, time_delta_hours: float, halflife_hours: float) -> float:
-    """Similarity halved for every half-life of lag: 1.0 at 0 h with similarity 1, 0.5 at one."""
+@overload
+def heat(similarity: float, time_delta_hours: float, halflife_hours: float) -> float: ...
+
+
+@overload
+def heat(
+    similarity: FloatArray, time_delta_hours: FloatArray, halflife_hours: float
+) -> FloatArray: ...
+
+
+def heat(
+    similarity: float | FloatArray, time_delta_hours: float | FloatArray, halflife_hours: float
+) -> float | FloatArray:
+    """Similarity halved for every half-life of lag: 1.0 at 0 h with similarity 1, 0.5 at one.
+
+    Elementwise over arrays: compute_flows calls it on a whole block of pairs, so this is the
+    one formula (numpy's power, which can differ from math.pow in the last bit).
+    """
     _check_halflife(halflife_hours)
-    return similarity * math.pow(0.5, time_delta_hours / halflife_hours)
-
-
-def compute_hotspots(aggregates: Sequence[TopicAggregate]) -> list[Hotspot]:
-    """Every country present, ordered intensity desc then country asc."""
-    if not aggregates:
-        return []
-    cols = _columns(aggregates)
-    country, names, topic = cols.country, cols.names, cols.topic
-    count, recent, weighted = cols.count, cols.recent, cols.weighted
-    _check_counts(count)
-    if np.any((recent < 0) | (recent > count)):
-        raise ValueError("recent_count must be within [0, count]")
-    _cell_order(country, topic, names)
-
-    n_countries = len(names)
-    volume = np.zeros(n_countries, np.int64)
-    np.add.at(volume, country, count)
-    recent_total = np.zeros(n_countries, np.int64)
-    np.add.at(recent_total, country, recent)
-    velocity = 2.0 * recent_total / volume
-    avg_confidence = np.bincount(country, weights=weighted, minlength=n_countries) / volume
-    raw = volume * velocity * avg_confidence
-    top = float(raw.max())
-    intensity = raw / top if top > 0 else np.zeros(n_countries)
-    topic_count = np.bincount(country, minlength=n_countries)
-    top_topics = _top_topics(cols, n_countries)
-
-    hotspots = [
-        Hotspot(
-            country=names[c],
-            intensity=float(intensity[c]),
-            topic_count=int(topic_count[c]),
-            volume=int(volume[c]),
-            velocity=float(velocity[c]),
-            avg_confidence=float(avg_confidence[c]),
-            top_topics=top_topics[c],
-        )
-        for c in range(n_countries)
-    ]
-    hotspots.sort(key=lambda h: (-h.intensity, h.country))
-    return hotspots
+    value = similarity * np.power(0.5, time_delta_hours / halflife_hours)
+    return value if isinstance(value, np.ndarray) else float(value)
 
 
 def compute_flows(
-    aggregates: Sequence[TopicAggregate],
+    aggregates: Sequence[AggregateRow],
     *,
     threshold: float,
     halflife_hours: float,
@@ -214,36 +100,17 @@ def compute_flows(
         raise ValueError("threshold must be a number")
     if not aggregates:
         return []
-    cols = _columns(aggregates)
-    country, names = cols.country, cols.names
-    # Index order is alphabetical order, so "the smaller index" is "the alphabetically smaller".
-    alphabetical = sorted(range(len(names)), key=names.__getitem__)
-    position = np.empty(len(names), np.int64)
-    position[alphabetical] = np.arange(len(names))
-    country = position[country]
-    names = [names[c] for c in alphabetical]
-    topic, keys, count = cols.topic, cols.keys, cols.count
-    _check_counts(count)
-    seen = cols.seen - cols.seen.min()
-
-    order = _cell_order(country, topic, names)
-    shape = (len(names), len(keys))
-    indptr = np.concatenate(([0], np.cumsum(np.bincount(country, minlength=shape[0]))))
-    indices = topic[order]
-    counts = sparse.csr_array((count[order], indices, indptr), shape=shape)
-    weights = TfidfTransformer(sublinear_tf=True, smooth_idf=True, norm="l2").fit_transform(counts)
-    # Shifted by one so that a stored zero never looks like an absent topic.
-    firsts = sparse.csr_array((seen[order] + 1, indices, indptr), shape=shape)
-
+    cols = columns(aggregates)
+    m = _Matrices.of(cols)
     if countries is None:
-        kept = np.arange(shape[0])
+        kept = np.arange(len(m.names))
     else:
         wanted = {code.upper() for code in countries}
-        kept = np.array([i for i, name in enumerate(names) if name in wanted], np.int64)
+        kept = np.array([i for i, name in enumerate(m.names) if name in wanted], np.int64)
     if len(kept) < 2:
         return []
-    counts, firsts, weights = counts[kept], firsts[kept], weights[kept]
-    names = [names[i] for i in kept]
+    counts, firsts, weights = m.counts[kept], m.firsts[kept], m.weights[kept]
+    names = [m.names[i] for i in kept]
 
     presence = sparse.csr_array(
         (np.ones(counts.nnz), counts.indices, counts.indptr), shape=counts.shape
@@ -255,15 +122,10 @@ def compute_flows(
     if len(a) == 0:
         return []
     similarity = np.clip(dots[a, b], 0.0, 1.0)
-
-    sharable = np.bincount(counts.indices, minlength=shape[1]) >= 2
-    display = _display_labels(cols.labels, topic, seen, sharable)
-    by_label = sorted(display, key=lambda t: (display[t], keys[t]))
-    rank = np.zeros(shape[1], np.int64)  # a topic's place in label order (0 if never shared)
-    rank[by_label] = np.arange(len(by_label))
-    labels = [display[t] for t in by_label]
-
+    rank, labels = _label_ranks(cols, m.seen, counts)
     blocks = _PairBlocks(counts, firsts, rank, labels, halflife_hours, floor)
+
+    # Each pair is handled by its country x with fewer topics, all of x's partners at once.
     sizes = np.diff(counts.indptr)
     owner = np.where(sizes[a] <= sizes[b], a, b)
     partner = a + b - owner
@@ -276,6 +138,54 @@ def compute_flows(
         flows.extend(blocks.flows(x, pairs, names))
     flows.sort(key=lambda f: (-f.heat, f.from_country, f.to_country))
     return flows
+
+
+@dataclass(frozen=True, slots=True)
+class _Matrices:
+    """Countries x topics as CSR matrices, countries in alphabetical order: summed counts,
+    their TF-IDF weights, and first sightings in microseconds plus one."""
+
+    names: list[str]
+    counts: Any
+    weights: Any
+    firsts: Any
+    seen: IntArray  # each aggregate's first sighting, microseconds after the earliest
+
+    @classmethod
+    def of(cls, cols: Columns) -> _Matrices:
+        country, names = cols.country, cols.names
+        # Index order is alphabetical order: "the smaller index" is "the alphabetically smaller".
+        alphabetical = sorted(range(len(names)), key=names.__getitem__)
+        position = np.empty(len(names), np.int64)
+        position[alphabetical] = np.arange(len(names))
+        country = position[country]
+        names = [names[c] for c in alphabetical]
+        topic, count = cols.topic, cols.count
+        check_counts(count)
+        seen = cols.seen - cols.seen.min()
+
+        order = cell_order(country, topic, names)
+        shape = (len(names), len(cols.keys))
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(country, minlength=shape[0]))))
+        indices = topic[order]
+        counts = sparse.csr_array((count[order], indices, indptr), shape=shape)
+        tfidf = TfidfTransformer(sublinear_tf=True, smooth_idf=True, norm="l2")
+        weights = tfidf.fit_transform(counts)
+        # Shifted by one so that a stored zero never looks like an absent topic.
+        firsts = sparse.csr_array((seen[order] + 1, indices, indptr), shape=shape)
+        return cls(names, counts, weights, firsts, seen)
+
+
+def _label_ranks(cols: Columns, seen: IntArray, counts: Any) -> tuple[IntArray, list[str]]:
+    """Each topic's place in label order (0 if no two countries share it), and the labels of
+    the shared topics in that order."""
+    n_topics = len(cols.keys)
+    sharable = np.bincount(counts.indices, minlength=n_topics) >= 2
+    display = _display_labels(cols.labels, cols.topic, seen, sharable)
+    by_label = sorted(display, key=lambda t: (display[t], cols.keys[t]))
+    rank = np.zeros(n_topics, np.int64)
+    rank[by_label] = np.arange(len(by_label))
+    return rank, [display[t] for t in by_label]
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +227,7 @@ class _PairBlocks:
         n_rows, n_topics = counts.shape
         self._cap = 2 * int(counts.data.max()) + 2  # above any sum of two counts
         # Packed keys (count sum, label rank) reach 2 * cap * topics; they must fit an int64.
-        self._packed = 2 * self._cap * n_topics < _KEY_LIMIT
+        self._packed = 2 * self._cap * n_topics < KEY_LIMIT
         self._dense = n_rows * n_topics <= _DENSE_CELLS
         if self._dense:
             at = (np.repeat(np.arange(n_rows), np.diff(counts.indptr)), counts.indices)
@@ -353,7 +263,7 @@ class _PairBlocks:
         # Twice the median, in integer microseconds: exact, so its sign is exact.
         twice = lags[at, (shared - 1) // 2] + lags[at, shared // 2]
         hours = np.abs(twice) / (2 * _US_PER_HOUR)
-        heats = partners.similarity * np.power(0.5, hours / self._halflife)
+        heats = heat(partners.similarity, hours, self._halflife)
         keep = np.flatnonzero(heats >= self._floor)
         if len(keep) == 0:
             return []
@@ -475,68 +385,6 @@ def _display_labels(
         t: min(labels[start:end])
         for t, (start, end) in zip(grouped[starts].tolist(), spans, strict=True)
     }
-
-
-def _top_topics(cols: _Columns, n_countries: int) -> list[tuple[TopTopic, ...]]:
-    """Per country, its TOP_TOPICS largest counts, ties by label (then topic key)."""
-    country, count = cols.country, cols.count
-    cap = int(count.max()) + 1
-    if n_countries * cap < _KEY_LIMIT:
-        order = np.argsort(country * cap + (cap - 1 - count))
-    else:
-        order = np.lexsort((-count, country))
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(country, minlength=n_countries))))
-    result = []
-    for c in range(n_countries):
-        group = order[bounds[c] : bounds[c + 1]]
-        descending = count[group]
-        if len(group) > TOP_TOPICS:
-            # Everything tied with the last place is a candidate; labels settle the ties.
-            cut = descending[TOP_TOPICS - 1]
-            group = group[: np.searchsorted(-descending, -cut, side="right")]
-        ranked = sorted(
-            (
-                -int(count[i]),
-                cols.labels[i],
-                cols.keys[cols.topic[i]],
-                float(cols.weighted[i]) / int(count[i]),
-            )
-            for i in group.tolist()
-        )
-        result.append(
-            tuple(
-                TopTopic(label=label, count=-negative, confidence=confidence)
-                for negative, label, _, confidence in ranked[:TOP_TOPICS]
-            )
-        )
-    return result
-
-
-def _encode(values: list[str]) -> tuple[IntArray, list[str]]:
-    """Integer codes for strings (in order of first appearance) and the strings by code."""
-    distinct = list(dict.fromkeys(values))
-    codes = dict(zip(distinct, range(len(distinct)), strict=True))
-    # map() over the dict's own lookup runs in C: a few times faster than a comprehension.
-    encoded = np.fromiter(map(codes.__getitem__, values), np.int64, len(values))
-    return encoded, distinct
-
-
-def _cell_order(country: IntArray, topic: IntArray, names: list[str]) -> IntArray:
-    """The permutation sorting aggregates by (country, topic); one aggregate per cell."""
-    n_topics = int(topic.max()) + 1
-    cells = country * n_topics + topic
-    order: IntArray = np.argsort(cells)
-    ordered = cells[order]
-    repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if len(repeated):
-        c = int(ordered[repeated[0]] // n_topics)
-        raise ValueError(f"more than one aggregate for a topic of country {names[c]}")
-    return order
-
-
-def _check_counts(count: IntArray) -> None:
-    if np.any(count < 1):
-        raise ValueError("count must be >= 1")
 
 
 def _check_halflife(halflife_hours: float) -> None:

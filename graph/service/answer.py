@@ -1,0 +1,30 @@
+"""The answer to a flows or hotspots query, whether computed now or read from the cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from graph.core.windows import Span
+
+__all__ = ["Answer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A computed (or cached) answer: a JSON array in the REST shape, and how it was made."""
+
+    payload: bytes
+    count: int
+    span: Span
+    computed_at: datetime
+    cache_hit: bool
+    warnings: tuple[str, ...]
+
+    def items(self) -> list[dict[str, Any]]:
+        """The payload's items as dicts (snake_case keys)."""
+        items: list[dict[str, Any]] = orjson.loads(self.payload)
+        return items

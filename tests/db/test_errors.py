@@ -1,0 +1,88 @@
+"""Outages come out of `db` as StorageUnavailable, whatever the driver raised."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from db.engine import make_engine
+from db.errors import StorageUnavailable
+from db.repository import RecordFilter, TrendRepository
+from graph.core.records import Record
+
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+_SSL_REQUEST = 80877103
+
+
+async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A PostgreSQL server that is still starting: it refuses every login with 57P03, as the
+    real one does (FATAL: the database system is starting up)."""
+    try:
+        while True:
+            (length,) = struct.unpack("!i", await reader.readexactly(4))
+            body = await reader.readexactly(length - 4)
+            if struct.unpack("!i", body[:4])[0] == _SSL_REQUEST:
+                writer.write(b"N")  # no TLS; the client goes on with a plain startup
+                continue
+            fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+            writer.write(b"E" + struct.pack("!i", len(fields) + 4) + fields)
+            await writer.drain()
+            return
+    except asyncio.IncompleteReadError:
+        return
+    finally:
+        writer.close()
+
+
+def _calls(repo: TrendRepository) -> list[Callable[[], Awaitable[object]]]:
+    record = Record(T0, "US", "A", "a", 1, 0.5, None)
+    return [
+        repo.ping,
+        lambda: repo.upsert([record]),
+        lambda: repo.aggregate_window(T0, T0, T0),
+        lambda: repo.page(RecordFilter(), first=1),
+    ]
+
+
+async def _every_call_is_unavailable(url: str) -> None:
+    engine = make_engine(url, connect_timeout=2)
+    try:
+        for call in _calls(TrendRepository(engine)):
+            with pytest.raises(StorageUnavailable):
+                await call()
+    finally:
+        await engine.dispose()
+
+
+def test_an_unreachable_server_is_storage_unavailable() -> None:
+    asyncio.run(_every_call_is_unavailable("postgresql://postgres@127.0.0.1:1/none"))
+
+
+def test_a_server_still_starting_up_is_storage_unavailable() -> None:
+    """asyncpg's CannotConnectNowError (SQLSTATE 57P03) is neither an OperationalError nor an
+    InterfaceError once SQLAlchemy wraps it; it is still an outage, not a bug (no 500)."""
+
+    async def main() -> None:
+        server = await asyncio.start_server(_starting_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            await _every_call_is_unavailable(f"postgresql://postgres@127.0.0.1:{port}/trendmap")
+
+    asyncio.run(main())
+
+
+def test_a_sqlite_file_that_cannot_be_opened_is_storage_unavailable() -> None:
+    async def main() -> None:
+        await _every_call_is_unavailable("sqlite:////nonexistent-dir/trendmap.db")
+        # aiosqlite stops a connection that failed to open from its own thread, and reports it
+        # to the loop: let those threads finish while the loop is still there to hear it.
+        for thread in threading.enumerate():
+            if thread.name.endswith("(_connection_worker_thread)"):
+                await asyncio.to_thread(thread.join, 5)
+
+    asyncio.run(main())
