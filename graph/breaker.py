@@ -51,8 +51,6 @@ class CircuitBreaker:
         self.reset_seconds = reset_seconds
         self.clock = clock
         self.consecutive_failures = 0
-        self.last_success: float | None = None
-        self.last_failure: float | None = None
         # Wall-clock time of the last success, for people reading /health; the clock above is
         # monotonic and means nothing outside this process.
         self.last_success_at: datetime | None = None
@@ -84,7 +82,6 @@ class CircuitBreaker:
     def record_success(self) -> None:
         """The call worked: close the breaker and forget the failures."""
         self.consecutive_failures = 0
-        self.last_success = self.clock()
         self.last_success_at = datetime.now(UTC)
         self._opened_at = None
         self._probe_started = None
@@ -94,7 +91,6 @@ class CircuitBreaker:
         now = self.clock()
         was_probing = self.state is BreakerState.HALF_OPEN
         self.consecutive_failures += 1
-        self.last_failure = now
         self._probe_started = None
         if was_probing or (self._opened_at is None and self.consecutive_failures >= self.failures):
             self._opened_at = now

@@ -1,127 +1,30 @@
-"""The response cache: answers computed once and shared by every worker, never stale.
+"""ResponseCache: answers computed once and shared by every worker, never stale.
 
-Freshness rests on a *generation token*: a random value stored under ``trendmap:generation``
-and replaced after every ingest that changed data. Every entry records the token it was
-computed under, and a lookup reads the token and the entry in one round trip: an entry is a
-hit only when the tokens match. So a read never returns data older than the last committed
-ingest, whichever worker ingested it. A random token cannot come back to a value an old entry
-holds, as an expired counter could.
-
-Windows that end "now" slide: their entries are hits only while younger than
-``FLOWS_REFRESH_SECONDS``. Historical (``as_of``) entries live for the 24 h TTL.
-
-Concurrent misses of one entry are computed once: in-process through single-flight futures,
-across workers through a short lock in the store, while the others wait for the entry.
-
-In front of the store, each worker may keep the entries it has read (the *local copy*), so a
-hit costs a dictionary lookup instead of a round trip. It is live only while
-:meth:`ResponseCache.listen` runs (the app's lifespan runs it with CACHE_LOCAL_SECONDS), and it
-can never be older than the generation it was read under:
-- this worker's own ingests drop it before and after replacing the token, so a client reading
-  from the worker it wrote through always sees its write;
-- every bump is published on ``trendmap:generation`` and each worker drops its copy when the
-  message arrives (normally within a millisecond). A read on *another* worker that lands in
-  between may still get the previous answer: the one deviation from read-your-writes across
-  workers (docs/architecture.md, "Deviations");
-- the copy is trusted only for CACHE_LOCAL_SECONDS after the token was last read from the store.
-  A lost message (the subscription dropped and came back) thus costs at most that long, and
-  when the store stops answering the copy lapses with it.
-A read that overlapped an invalidation never fills the copy, so an answer from before a bump
-cannot slip back in after it.
-
-The store is never allowed to fail a read. Every call goes through a circuit breaker with
-short socket timeouts; when the store is down, answers are computed as if there were no
-cache, ``/health/ready`` says ``degraded``, and caching resumes by itself when it answers.
+Every entry carries the generation token it was computed under and is a hit only under the
+current one (bumped after each ingest). Misses are computed once per token: single flight in
+process, a lock in the store across workers. A failing store never fails a read: calls go
+through a circuit breaker and answers are then computed as if there were no cache.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from graph.breaker import BreakerState, CircuitBreaker
+from graph.cache.entry import Entry
+from graph.cache.keys import GENERATION_CHANNEL, GENERATION_KEY, TTL_SECONDS
+from graph.cache.local_copy import LocalCopy
 from graph.observability.log import logger
 from graph.stores import Store, StoreUnavailable
 
-GENERATION_KEY = "trendmap:generation"
-# Each bump's new token is published here; every worker drops its local copy on it.
-GENERATION_CHANNEL = "trendmap:generation"
-TTL_SECONDS = 24 * 3600
 LOCK_SECONDS = 10.0
 _POLL_SECONDS = 0.05
-
-
-def countries_hash(countries: Sequence[str] | None) -> str:
-    """``all`` without a filter, else a digest of the sorted, de-duplicated upper-case codes."""
-    if not countries:
-        return "all"
-    canonical = ",".join(sorted({c.strip().upper() for c in countries}))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def flows_key(window: str, countries: Sequence[str] | None) -> str:
-    return f"flows:{window}:{countries_hash(countries)}"
-
-
-def hotspots_key(window: str, countries: Sequence[str] | None) -> str:
-    return f"hotspots:{window}:{countries_hash(countries)}"
-
-
-def trends_key(country: str, as_of: datetime) -> str:
-    """Where one country's aggregates for windows ending at ``as_of`` live (field: window)."""
-    return f"trends:{country}:{as_of.isoformat()}"
-
-
-def trends_roster_key(as_of: datetime) -> str:
-    """Which countries had data in windows ending at ``as_of`` (field: window)."""
-    return f"trends:countries:{as_of.isoformat()}"
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A computed answer: the payload bytes and what they were computed from."""
-
-    generation: str
-    as_of: datetime
-    computed_at: datetime
-    payload: bytes
-    warnings: tuple[str, ...] = ()
-    count: int = 0
-
-    def encode(self) -> bytes:
-        header = orjson.dumps(
-            {
-                "generation": self.generation,
-                "as_of": self.as_of.isoformat(),
-                "computed_at": self.computed_at.isoformat(),
-                "warnings": list(self.warnings),
-                "count": self.count,
-            }
-        )
-        return header + b"\n" + self.payload
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Entry:
-        header, _, payload = raw.partition(b"\n")
-        meta: dict[str, Any] = orjson.loads(header)
-        return cls(
-            generation=meta["generation"],
-            as_of=datetime.fromisoformat(meta["as_of"]),
-            computed_at=datetime.fromisoformat(meta["computed_at"]),
-            payload=payload,
-            warnings=tuple(meta["warnings"]),
-            count=meta["count"],
-        )
-
 
 Compute = Callable[[str], Awaitable[Entry]]
 
@@ -141,7 +44,9 @@ class ResponseCache:
         self.refresh_seconds = refresh_seconds
         self.breaker = breaker or CircuitBreaker(failures=3, reset_seconds=5.0)
         self.clock = clock
-        self._inflight: dict[tuple[str, str], asyncio.Future[Entry]] = {}
+        # Computations in progress by (key, field, token): a read under a newer token must
+        # not join one from before the bump.
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[Entry]] = {}
         # Set when an ingest could not replace the token; replaced as soon as the store answers.
         self._stale_token = False
         # The last token seen, used while the store cannot be asked: entries are then not
@@ -149,15 +54,8 @@ class ResponseCache:
         self._local_token = uuid.uuid4().hex
         # Answers by (kind, hit): "flows"/"hotspots", served from the cache or computed.
         self.lookups: Counter[tuple[str, bool]] = Counter()
-        # The local copy (see the module docstring): entries read under _copy_token, trusted
-        # until _copy_until (monotonic), and only while listen() runs (_copy_seconds > 0).
-        self._copy: dict[tuple[str, str], Entry] = {}
-        self._copy_token: str | None = None
-        self._copy_until = 0.0
-        self._copy_seconds = 0.0
-        # Counts invalidations: a store read that saw it change must not fill the copy.
-        self._epoch = 0
-        self.local_hits = 0
+        # Entries already read, answered without a round trip while listen() runs.
+        self.local_copy = LocalCopy()
 
     @property
     def enabled(self) -> bool:
@@ -192,7 +90,7 @@ class ResponseCache:
     async def bump(self) -> None:
         """Retire every entry: called after each ingest that changed data."""
         self._local_token = uuid.uuid4().hex
-        self.invalidate()
+        self.local_copy.invalidate()
         if self.store is None:
             return
         token = self._local_token.encode()
@@ -204,7 +102,7 @@ class ResponseCache:
             return
         finally:
             # Again: a read that began before the new token was stored may have filled it.
-            self.invalidate()
+            self.local_copy.invalidate()
         try:
             await self._call(lambda s: s.publish(GENERATION_CHANNEL, token))
         except StoreUnavailable:
@@ -212,45 +110,19 @@ class ResponseCache:
             # sees the new token).
             logger.warning("cache generation not announced", channel=GENERATION_CHANNEL)
 
-    def invalidate(self) -> None:
-        """Drop this worker's local copy (a bump here or on another worker)."""
-        self._epoch += 1
-        self._copy.clear()
-        self._copy_token = None
-
     async def listen(self, local_seconds: float) -> None:
         """Keep a local copy of entries (for ``local_seconds`` after each store read) while
         following the other workers' bumps; until cancelled. 0 keeps none (strict mode)."""
         if self.store is None or local_seconds <= 0:
             return
-        try:
-            self._copy_seconds = local_seconds
+        with self.local_copy.live(local_seconds):
             async for _token in self.store.subscribe(GENERATION_CHANNEL):
-                self.invalidate()
-        finally:
-            self._copy_seconds = 0.0
-            self.invalidate()
+                self.local_copy.invalidate()
 
-    def _from_copy(self, key: str, field: str, sliding: bool) -> Entry | None:
-        if not self._copy_seconds or time.monotonic() >= self._copy_until:
-            return None
-        entry = self._copy.get((key, field))
-        if entry is None:
-            return None
-        if sliding and (self.clock() - entry.computed_at).total_seconds() >= self.refresh_seconds:
-            return None
-        return entry
-
-    def _keep(self, epoch: int, token: str, key: str, field: str, entry: Entry | None) -> None:
-        """Note what a store read found, unless an invalidation happened meanwhile."""
-        if not self._copy_seconds or epoch != self._epoch:
-            return
-        if token != self._copy_token:
-            self._copy.clear()
-            self._copy_token = token
-        self._copy_until = time.monotonic() + self._copy_seconds
-        if entry is not None:
-            self._copy[key, field] = entry
+    def _young(self, entry: Entry, sliding: bool) -> bool:
+        """False for an entry of a window ending "now" older than the refresh period."""
+        age = (self.clock() - entry.computed_at).total_seconds()
+        return not sliding or age < self.refresh_seconds
 
     async def _token(self, raw: bytes | None) -> str:
         if raw is not None:
@@ -268,9 +140,9 @@ class ResponseCache:
 
     async def lookup(self, key: str, field: str, *, sliding: bool) -> tuple[Entry | None, str]:
         """The entry if it is fresh, and the current token, in one round trip."""
-        epoch = self._epoch
+        epoch = self.local_copy.epoch
         entry, token = await self._lookup(key, field, sliding=sliding)
-        self._keep(epoch, token, key, field, entry)
+        self.local_copy.keep(epoch, token, key, field, entry)
         return entry, token
 
     async def _lookup(self, key: str, field: str, *, sliding: bool) -> tuple[Entry | None, str]:
@@ -281,9 +153,7 @@ class ResponseCache:
         if raw_entry is None:
             return None, token
         entry = Entry.decode(raw_entry)
-        if entry.generation != token:
-            return None, token
-        if sliding and (self.clock() - entry.computed_at).total_seconds() >= self.refresh_seconds:
+        if entry.generation != token or not self._young(entry, sliding):
             return None, token
         return entry, token
 
@@ -300,9 +170,8 @@ class ResponseCache:
     ) -> tuple[Entry, bool]:
         if self.store is None:
             return await compute(self._local_token), False
-        copied = self._from_copy(key, field, sliding)
-        if copied is not None:
-            self.local_hits += 1
+        copied = self.local_copy.get(key, field)
+        if copied is not None and self._young(copied, sliding):
             return copied, True
         try:
             entry, token = await self.lookup(key, field, sliding=sliding)
@@ -310,16 +179,22 @@ class ResponseCache:
             return await compute(self._local_token), False
         if entry is not None:
             return entry, True
-        slot = (key, field)
+        return await self._single_flight(key, field, token, sliding, compute), False
+
+    async def _single_flight(
+        self, key: str, field: str, token: str, sliding: bool, compute: Compute
+    ) -> Entry:
+        """Compute the entry, or join the computation of it under the same token."""
+        slot = (key, field, token)
         running = self._inflight.get(slot)
         if running is not None:
-            return await asyncio.shield(running), False
+            return await asyncio.shield(running)
         future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         self._inflight[slot] = future
         try:
             entry = await self._compute_once(key, field, token, sliding, compute)
             future.set_result(entry)
-            return entry, False
+            return entry
         except BaseException as exc:
             future.set_exception(exc)
             # Waiters see the exception; nobody may be waiting, so mark it retrieved.
@@ -331,7 +206,9 @@ class ResponseCache:
     async def _compute_once(
         self, key: str, field: str, token: str, sliding: bool, compute: Compute
     ) -> Entry:
-        lock = f"lock:{key}:{field}"
+        # Per token, like the single flight: a worker reading after a bump must not wait for
+        # an entry computed under the previous token, which it could never use.
+        lock = f"lock:{key}:{field}:{token}"
         try:
             owner = await self._call(lambda s: s.acquire(lock, LOCK_SECONDS))
         except StoreUnavailable:

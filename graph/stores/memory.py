@@ -138,7 +138,8 @@ class MemoryStore:
             raise StoreUnavailable(f"{key!r}: value is not an integer or out of range") from None
         entry.value = str(count).encode()
         self._keys[key] = entry
-        return count, entry.expires_at - now
+        # Rounded to the nanosecond: (now + window) - now can exceed the window by an ulp.
+        return count, round(entry.expires_at - now, 9)
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """The lock's token, or None when someone else holds the lock."""

@@ -11,15 +11,15 @@ import pytest
 import redis.asyncio
 
 from graph.breaker import CircuitBreaker
-from graph.cache.response_cache import (
+from graph.cache.entry import Entry
+from graph.cache.keys import (
     GENERATION_CHANNEL,
     GENERATION_KEY,
     TTL_SECONDS,
-    Entry,
-    ResponseCache,
     countries_hash,
     flows_key,
 )
+from graph.cache.response_cache import ResponseCache
 from graph.stores import Store, open_store
 from tests.support.factories import TEST_REDIS_URL
 from tests.support.servers import RedisServer
@@ -140,6 +140,56 @@ def test_concurrent_misses_compute_once(store_url: str | None) -> None:
         assert {entry.payload for entry, _ in results} == {b"[1]"}
 
     run_with(store_url, test)
+
+
+def test_a_read_after_a_bump_never_joins_a_computation_from_before_it(
+    store_url: str | None,
+) -> None:
+    """The single flight is per token: a read that starts after an ingest's bump must not be
+    handed an answer computed from the data before it."""
+
+    async def test(store: Store) -> None:
+        clock = Clock()
+        cache = ResponseCache(store, refresh_seconds=30, clock=clock)
+        compute = Computer(clock, delay=0.3)
+        before = asyncio.create_task(cache.get_or_compute("k", "f", sliding=False, compute=compute))
+        await _until(lambda: compute.calls == 1)
+        await cache.bump()  # an ingest committed while the first answer was being computed
+        after, hit = await asyncio.wait_for(
+            cache.get_or_compute("k", "f", sliding=False, compute=compute), 5
+        )
+        old, _ = await before
+        assert not hit
+        assert after.generation != old.generation
+        assert after.payload == b"[2]"
+
+    run_with(store_url, test)
+
+
+def test_another_worker_does_not_wait_for_a_computation_from_before_a_bump() -> None:
+    """The cross-worker lock is per token too: a worker reading after a bump computes at once
+    instead of waiting out the lock of an answer it could never use."""
+
+    async def main() -> None:
+        await _flush(TEST_REDIS_URL)
+        stores = [open_store(TEST_REDIS_URL), open_store(TEST_REDIS_URL)]
+        clock = Clock()
+        slow, quick = Computer(clock, delay=1.0), Computer(clock)
+        a, b = (ResponseCache(s, refresh_seconds=30, clock=clock) for s in stores)
+        try:
+            before = asyncio.create_task(a.get_or_compute("k", "f", sliding=False, compute=slow))
+            await _until(lambda: slow.calls == 1)
+            await b.bump()
+            started = asyncio.get_running_loop().time()
+            entry, hit = await b.get_or_compute("k", "f", sliding=False, compute=quick)
+            assert asyncio.get_running_loop().time() - started < 0.5
+            assert (entry.payload, hit, quick.calls) == (b"[1]", False, 1)
+            await before
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(main())
 
 
 def test_two_workers_compute_once_through_the_lock() -> None:
@@ -294,10 +344,10 @@ class Worker:
     async def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.cache.listen(self.local_seconds))
         # Subscribed once a bump published from elsewhere reaches it.
-        epoch = self.cache._epoch
+        epoch = self.cache.local_copy.epoch
         probe = open_store(self.url)
         try:
-            while self.cache._epoch == epoch:
+            while self.cache.local_copy.epoch == epoch:
                 await probe.publish(GENERATION_CHANNEL, b"probe")
                 await asyncio.sleep(0.02)
         finally:
@@ -336,7 +386,7 @@ def test_the_local_copy_answers_without_the_store(throwaway_redis: RedisServer) 
             throwaway_redis.pause()
             # Redis does not answer, yet within CACHE_LOCAL_SECONDS the copy does.
             assert await worker.read() == (b"[1]", True)
-            assert worker.cache.local_hits == 1
+            assert worker.compute.calls == 1
         finally:
             throwaway_redis.resume()
             await worker.close()
@@ -354,9 +404,13 @@ def test_without_listening_nothing_is_copied(throwaway_redis: RedisServer) -> No
         try:
             for _ in range(3):
                 await cache.get_or_compute("k", "f", sliding=False, compute=compute)
-            assert cache.local_hits == 0
             assert strict.done()
+            # Only the store could answer a hit now, and it does not.
+            throwaway_redis.pause()
+            entry, hit = await cache.get_or_compute("k", "f", sliding=False, compute=compute)
+            assert (entry.payload, hit) == (b"[2]", False)
         finally:
+            throwaway_redis.resume()
             await store.close()
 
     asyncio.run(main())
@@ -387,9 +441,9 @@ def test_an_ingest_on_another_worker_drops_the_copy_through_the_channel(
         try:
             await a.read()
             assert await a.read() == (b"[1]", True)
-            epoch = a.cache._epoch
+            epoch = a.cache.local_copy.epoch
             await b.cache.bump()
-            await _until(lambda: a.cache._epoch != epoch)
+            await _until(lambda: a.cache.local_copy.epoch != epoch)
             payload, hit = await a.read()
             assert not hit and payload == b"[2]"
         finally:
@@ -433,12 +487,15 @@ def test_a_read_that_overlaps_a_bump_is_not_copied(throwaway_redis: RedisServer)
                 worker.cache.lookup("k", "f", sliding=False)
             )
             await asyncio.sleep(0.05)
-            worker.cache.invalidate()
+            worker.cache.local_copy.invalidate()
             throwaway_redis.resume()
             entry, _ = await reading
             assert entry is not None and entry.payload == b"[1]"
-            assert worker.cache._copy == {}
+            # Not copied: with the store silent, the next read has to compute.
+            throwaway_redis.pause()
+            assert await worker.read() == (b"[2]", False)
         finally:
+            throwaway_redis.resume()
             await worker.close()
 
     asyncio.run(main())

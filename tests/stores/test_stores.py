@@ -506,3 +506,13 @@ async def test_a_subscription_resubscribes_after_the_server_restarts(
             await asyncio.sleep(0.05)
     finally:
         await stop(task)
+
+
+async def test_a_new_counter_never_has_more_than_its_window_left_in_memory() -> None:
+    """``(now + 60) - now`` is 60.000000000000004 for some clock readings; a rate limit's reset
+    rounded up from it would say 61 s in a 60 s window."""
+    clock = Clock()
+    clock.now = 8174.326235239371  # one such reading
+    store = MemoryStore(clock=clock)
+    count, left = await store.hit("c", 60, 1)
+    assert (count, left) == (1, 60.0)

@@ -1,0 +1,38 @@
+"""Where the cache keeps things: the generation token, its channel, entry keys and their TTL."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+GENERATION_KEY = "trendmap:generation"
+# Each bump's new token is published here; every worker drops its local copy on it.
+GENERATION_CHANNEL = "trendmap:generation"
+TTL_SECONDS = 24 * 3600
+
+
+def countries_hash(countries: Sequence[str] | None) -> str:
+    """``all`` without a filter, else a digest of the sorted, de-duplicated upper-case codes."""
+    if not countries:
+        return "all"
+    canonical = ",".join(sorted({c.strip().upper() for c in countries}))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def flows_key(window: str, countries: Sequence[str] | None) -> str:
+    return f"flows:{window}:{countries_hash(countries)}"
+
+
+def hotspots_key(window: str, countries: Sequence[str] | None) -> str:
+    return f"hotspots:{window}:{countries_hash(countries)}"
+
+
+def trends_key(country: str, as_of: datetime) -> str:
+    """Where one country's aggregates for windows ending at ``as_of`` live (field: window)."""
+    return f"trends:{country}:{as_of.isoformat()}"
+
+
+def trends_roster_key(as_of: datetime) -> str:
+    """Which countries had data in windows ending at ``as_of`` (field: window)."""
+    return f"trends:countries:{as_of.isoformat()}"

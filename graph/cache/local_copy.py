@@ -1,0 +1,61 @@
+"""The per-worker local copy of cache entries, and the rules that keep it from going stale.
+
+Live only inside :meth:`LocalCopy.live`; trusted for ``seconds`` after the token was last read
+from the store; dropped on every invalidation, and never filled by a read that overlapped one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from graph.cache.entry import Entry
+
+
+class LocalCopy:
+    """Entries this worker read from the store under one token, by ``(key, field)``."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._token: str | None = None
+        # Monotonic time until which the copy is trusted; pushed on by each store read.
+        self._until = 0.0
+        # How long a store read keeps the copy trusted; 0 while not live.
+        self._seconds = 0.0
+        # Counts invalidations: a store read that saw it change must not fill the copy.
+        self.epoch = 0
+
+    @contextmanager
+    def live(self, seconds: float) -> Iterator[None]:
+        """Keep entries for ``seconds`` after each store read, until the block ends."""
+        self._seconds = seconds
+        try:
+            yield
+        finally:
+            self._seconds = 0.0
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        """Drop every entry: a bump here or on another worker."""
+        self.epoch += 1
+        self._entries.clear()
+        self._token = None
+
+    def get(self, key: str, field: str) -> Entry | None:
+        """The copied entry, while the copy is live and trusted."""
+        if not self._seconds or time.monotonic() >= self._until:
+            return None
+        return self._entries.get((key, field))
+
+    def keep(self, epoch: int, token: str, key: str, field: str, entry: Entry | None) -> None:
+        """Note what a store read that began at ``epoch`` found, unless an invalidation
+        happened meanwhile (its answer may be from before the bump)."""
+        if not self._seconds or epoch != self.epoch:
+            return
+        if token != self._token:
+            self._entries.clear()
+            self._token = token
+        self._until = time.monotonic() + self._seconds
+        if entry is not None:
+            self._entries[key, field] = entry
