@@ -7,10 +7,9 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-CommaList = Annotated[tuple[str, ...], NoDecode]
+from graph.feeds.registry import SOURCE_NAMES
 
-# The feeds SOURCES can name (graph/sources).
-SOURCE_NAMES = ("google_trends_rss", "json_feed")
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 # Where Google Trends has a "trending now" feed, spread over the continents.
 DEFAULT_POLL_COUNTRIES = (

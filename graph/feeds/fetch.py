@@ -12,8 +12,9 @@ Every source's request goes through :class:`Fetcher`, over the one shared ``http
 - **Size:** a response over ``SOURCE_MAX_BYTES`` (declared, or counted while reading, after
   decompression) is refused without reading further.
 
-Other 4xx answers fail at once. Whatever the cause, the caller gets a
-:class:`~graph.feeds.sources.FeedError`, never an httpx exception.
+Other 4xx answers, a body that cannot be decoded (a ``Content-Encoding`` it does not have),
+too many redirects and a URL httpx cannot send fail at once. Whatever the cause, the caller gets
+a :class:`~graph.feeds.sources.FeedError`, never an httpx exception.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
-from graph.feeds.sources import FeedRefused, FeedTooLarge, FeedUnavailable
+from graph.feeds.sources import FeedMalformed, FeedRefused, FeedTooLarge, FeedUnavailable
 
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Everything httpx raises. StreamError and InvalidURL are not HTTPError subclasses.
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL)
 
 
 def user_agent() -> str:
@@ -125,8 +128,12 @@ class Fetcher:
                 return await self._read(url, extensions)
         except TimeoutError:
             raise _Transient(f"no complete answer within {self.timeout_seconds:g} s") from None
-        except httpx.TransportError as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except httpx.TransportError as exc:  # the network: the next attempt may get through
+            raise _Transient(_describe(exc)) from None
+        except httpx.DecodingError as exc:
+            raise FeedMalformed(f"the body could not be decoded ({_describe(exc)})") from None
+        except _HTTPX_ERRORS as exc:  # too many redirects, a URL httpx cannot send, ...
+            raise FeedRefused(_describe(exc)) from None
 
     async def _read(self, url: str, extensions: dict[str, object]) -> bytes:
         async with self.client.stream("GET", url, extensions=extensions) as response:
@@ -151,6 +158,10 @@ class Fetcher:
                     raise FeedTooLarge(f"over the {self.max_bytes} bytes allowed")
                 chunks.append(chunk)
             return b"".join(chunks)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 def make_client(

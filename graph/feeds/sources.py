@@ -7,8 +7,7 @@ retries and size cap, the circuit breakers, validation, storage) is the poller's
 :mod:`graph.feeds.dry_run`, which serves each source's format from the demo generator, so a
 dry run goes through the very same parsing.
 
-``SOURCES`` picks which sources run: ``google_trends_rss`` (:mod:`.google_trends`) and
-``json_feed`` (:mod:`.json_feed`).
+``SOURCES`` picks which sources run, by the names in :mod:`graph.feeds.registry`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-
-from graph.settings import Settings
 
 __all__ = [
     "FeedError",
@@ -29,7 +26,6 @@ __all__ = [
     "FeedUnavailable",
     "Source",
     "URLTemplate",
-    "build_sources",
 ]
 
 
@@ -42,7 +38,8 @@ class FeedUnavailable(FeedError):
 
 
 class FeedRefused(FeedError):
-    """The feed answered with a client error (4xx other than 429): retrying will not help."""
+    """Retrying will not help: a client error (4xx other than 429), a redirect loop, a URL
+    that cannot be sent."""
 
 
 class FeedTooLarge(FeedError):
@@ -85,18 +82,3 @@ class URLTemplate:
 
     def url(self, country: str) -> str:
         return self.url_template.replace("{country}", country)
-
-
-def build_sources(settings: Settings) -> list[Source]:
-    """The sources SOURCES names, configured from the settings, in the order named."""
-    from graph.feeds.google_trends import GoogleTrendsRSS
-    from graph.feeds.json_feed import JSONFeed
-
-    built: list[Source] = []
-    for name in settings.sources:
-        if name == GoogleTrendsRSS.name:
-            built.append(GoogleTrendsRSS(settings.google_trends_rss_url))
-        elif name == JSONFeed.name:
-            assert settings.json_feed_url is not None  # the settings refuse json_feed without it
-            built.append(JSONFeed(settings.json_feed_url))
-    return built

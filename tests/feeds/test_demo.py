@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pycountry
 import pytest
 
-from db.repository import RecordRow
-from graph.core.analytics import TopicAggregate, compute_flows, compute_hotspots
-from graph.core.records import topic_key, validate_batch
+from graph.core.aggregates import AggregateRow
+from graph.core.flows import compute_flows
+from graph.core.hotspots import compute_hotspots
+from graph.core.records import Record, topic_key, validate_batch
 from graph.feeds.demo import generate_demo_records
 
 NOW = datetime(2026, 11, 20, 12, 3, 41, tzinfo=UTC)
@@ -35,14 +36,14 @@ def demo(now: datetime, seed: int = 7) -> list[dict[str, object]]:
 
 
 @functools.cache
-def demo_rows(now: datetime) -> list[RecordRow]:
+def demo_rows(now: datetime) -> list[Record]:
     return validate_batch(demo(now))
 
 
-def aggregate(rows: Sequence[RecordRow], as_of: datetime, hours: float) -> list[TopicAggregate]:
+def aggregate(rows: Sequence[Record], as_of: datetime, hours: float) -> list[AggregateRow]:
     """What the database aggregates for the window (as_of - W, as_of], one row per country/topic."""
     start, recent_after = as_of - timedelta(hours=hours), as_of - timedelta(hours=hours / 2)
-    groups: dict[tuple[str, str], list[RecordRow]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for row in rows:
         if start < row.timestamp <= as_of:
             groups[row.country, row.topic_key].append(row)
@@ -50,7 +51,7 @@ def aggregate(rows: Sequence[RecordRow], as_of: datetime, hours: float) -> list[
     for (country, key), group in sorted(groups.items()):
         earliest = min(group, key=lambda r: (r.timestamp, r.topic_label))
         aggregates.append(
-            TopicAggregate(
+            AggregateRow(
                 country=country,
                 topic_key=key,
                 label=earliest.topic_label,

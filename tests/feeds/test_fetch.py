@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from graph.feeds.fetch import Fetcher, make_client, parse_retry_after, user_agent
-from graph.feeds.sources import FeedRefused, FeedTooLarge, FeedUnavailable
-from tests.support.feedserver import FeedServer, Reply
+from graph.feeds.sources import FeedMalformed, FeedRefused, FeedTooLarge, FeedUnavailable
+from tests.support.feedserver import FeedServer, Reply, bad_gzip
 from tests.support.servers import free_port
 
 
@@ -185,3 +185,24 @@ def test_the_shared_client_has_timeouts_and_follows_redirects() -> None:
         assert client.follow_redirects
     finally:
         asyncio.run(client.aclose())
+
+
+def test_a_body_that_lies_about_its_gzip_encoding_is_a_malformed_feed(
+    feed_server: FeedServer,
+) -> None:
+    feed_server.reply("US", bad_gzip())
+    with pytest.raises(FeedMalformed, match="could not be decoded"):
+        run(fetch(feed_server.url.format(country="US")))
+    assert feed_server.count("US") == 1, "a body that cannot be decoded was retried"
+
+
+def test_a_redirect_loop_is_refused(feed_server: FeedServer) -> None:
+    feed_server.reply("US", feed_server.redirect_loop("US"))
+    with pytest.raises(FeedRefused, match="TooManyRedirects: Exceeded maximum allowed redirects"):
+        run(fetch(feed_server.url.format(country="US")))
+    assert feed_server.count("US") == 21  # the first request and httpx's 20 redirects
+
+
+def test_a_url_httpx_cannot_send_is_refused() -> None:
+    with pytest.raises(FeedRefused, match="InvalidURL: URL too long"):
+        run(fetch("http://127.0.0.1:1/" + "a" * 70_000))

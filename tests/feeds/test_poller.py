@@ -1,63 +1,39 @@
-"""The poller against a real HTTP server on loopback: rounds, breakers, leases, degradation."""
+"""The poller against a real HTTP server on loopback: rounds, breakers, degradation, health."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from db.engine import make_engine
 from graph.breaker import BreakerState
 from graph.core.records import MAX_LABEL_CHARS
-from graph.feeds.poller import (
-    LEASE_KEY,
-    STATUS_KEY,
-    AdvisoryLease,
-    Poller,
-    SourceBoard,
-    StoreLease,
-    make_lease,
-)
+from graph.feeds.poller import Poller
 from graph.feeds.sources import FeedItems, Source
 from graph.http.app import create_app
-from graph.settings import Settings
-from graph.stores import open_store
 from graph.wiring import AppState, open_state
-from tests.support.factories import TEST_REDIS_URL, make_settings
-from tests.support.feedserver import BILLION_LAUGHS, FeedServer, Item, Reply, rss
-from tests.support.servers import RedisServer, running_server, subscribed
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def feed(*titles: str, hours_ago: float = 1.0) -> Reply:
-    """A 200 with an RSS document holding one item per title, all at now - hours_ago."""
-    when = NOW - timedelta(hours=hours_ago)
-    return Reply(200, rss([Item(t, "10,000+", when, ["https://news.example/a"]) for t in titles]))
-
-
-def feed_settings(url: str, server: FeedServer, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "sources": ("google_trends_rss",),
-        "google_trends_rss_url": server.url,
-        "poll_countries": ("US", "GB"),
-        "source_backoff_seconds": 0.01,
-        "source_max_attempts": 1,
-        "source_timeout_seconds": 2.0,
-    }
-    values.update(overrides)
-    return make_settings(url, **values)
+from tests.support.factories import make_settings
+from tests.support.feedserver import (
+    BILLION_LAUGHS,
+    NOW,
+    FeedServer,
+    Item,
+    Reply,
+    bad_gzip,
+    feed,
+    feed_settings,
+    rss,
+)
+from tests.support.servers import subscribed
 
 
 async def stored(state: AppState) -> list[tuple[str, str]]:
-    async with state.engine.connect() as conn:
+    async with state.repository.engine.connect() as conn:
         rows = await conn.execute(
             sa.text("SELECT country, topic_label FROM trends_archive ORDER BY 1, 2")
         )
@@ -139,13 +115,15 @@ def test_bad_items_are_skipped_and_counted_and_the_rest_stored(
         (Reply(200, BILLION_LAUGHS), "not a readable RSS document"),
         (Reply(200, b"x" * 4096), "4096 bytes declared, over the 2048 allowed"),
         (Reply(200, b"late", delay=1.0), "no complete answer within 0.3 s"),
+        (bad_gzip(), "the body could not be decoded"),
+        (None, "TooManyRedirects: Exceeded maximum allowed redirects"),
     ],
-    ids=["500", "malformed", "billion-laughs", "oversized", "timeout"],
+    ids=["500", "malformed", "billion-laughs", "oversized", "timeout", "bad-gzip", "redirect-loop"],
 )
 def test_a_failing_feed_costs_its_country_only(
-    tmp_path: Any, feed_server: FeedServer, reply: Reply, error: str
+    tmp_path: Any, feed_server: FeedServer, reply: Reply | None, error: str
 ) -> None:
-    feed_server.reply("US", reply)
+    feed_server.reply("US", reply or feed_server.redirect_loop("US"))
     feed_server.reply("GB", feed("Derby"))
     settings = feed_settings(
         f"sqlite:///{tmp_path / 'p.db'}",
@@ -160,6 +138,7 @@ def test_a_failing_feed_costs_its_country_only(
             us, gb = summary.feeds
             assert (us.outcome, gb.outcome) == ("failed", "ok")
             assert us.error is not None and error in us.error
+            assert poller_of(state).feeds[0].breaker.consecutive_failures == 1
             assert us.line() == f"google_trends_rss US: failed: {us.error}"
             assert await stored(state) == [("GB", "Derby")]
             assert await state.service.partial_warnings(None) == ()  # not published yet
@@ -171,6 +150,23 @@ def test_a_failing_feed_costs_its_country_only(
             health = await state.feeds.health()
             assert health["unavailable"] == ["US"] and health["poller"]["this_worker"] == "standby"
             assert poller_of(state).status()["google_trends_rss"]["US"]["last_error"] == us.error
+
+    asyncio.run(main())
+
+
+def test_feeds_list_their_breakers_for_the_metrics(tmp_path: Any, feed_server: FeedServer) -> None:
+    async def main() -> None:
+        async with open_state(
+            feed_settings(f"sqlite:///{tmp_path / 'p.db'}", feed_server)
+        ) as state:
+            breakers = state.feeds.breakers()
+            assert [(name, country) for name, country, _ in breakers] == [
+                ("google_trends_rss", "US"),
+                ("google_trends_rss", "GB"),
+            ]
+            assert breakers[1][2] is poller_of(state).feeds[1].breaker
+        async with open_state(make_settings(f"sqlite:///{tmp_path / 'q.db'}")) as state:
+            assert state.feeds.breakers() == []
 
     asyncio.run(main())
 
@@ -259,166 +255,6 @@ def test_breaker_opens_stops_calling_then_probes_and_closes(
             summary = await poller.run_round()
             assert summary.feeds[0].outcome == "ok" and feed_server.count("US") == 3
             assert (breaker.state, breaker.consecutive_failures) == (BreakerState.CLOSED, 0)
-
-    asyncio.run(main())
-
-
-# --- leases: exactly one poller -------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-def lease_store_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "memory":
-        return None
-    import redis
-
-    with redis.Redis.from_url(TEST_REDIS_URL) as client:
-        client.delete(LEASE_KEY, STATUS_KEY)
-    return TEST_REDIS_URL
-
-
-def test_a_store_lease_has_one_holder_renews_and_passes_on_when_it_lapses(
-    lease_store_url: str | None,
-) -> None:
-    async def main() -> None:
-        store = open_store(lease_store_url)
-        first, second = StoreLease(store, 0.5), StoreLease(store, 0.5)
-        try:
-            assert await first.hold() and not await second.hold()
-            for _ in range(4):  # renewed well past the TTL
-                await asyncio.sleep(0.2)
-                assert await first.hold() and not await second.hold()
-            await asyncio.sleep(0.7)  # the holder stops renewing (a dead worker)
-            assert await second.hold()
-            assert not await first.hold(), "the old holder still believes it leads"
-            await second.release()
-            assert await first.hold()
-            await first.release()
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-
-
-def test_a_lease_is_lost_while_redis_is_down_and_taken_again_after(
-    throwaway_redis: RedisServer,
-) -> None:
-    async def main() -> None:
-        store = open_store(throwaway_redis.url)
-        lease = StoreLease(store, 5)
-        try:
-            assert await lease.hold()
-            throwaway_redis.stop()
-            assert not await lease.hold()
-            throwaway_redis.start()
-            assert await lease.hold()
-        finally:
-            await lease.release()
-            await store.close()
-
-    asyncio.run(main())
-
-
-def test_an_advisory_lease_has_one_holder_until_released_or_its_session_dies(
-    postgres_url: str,
-) -> None:
-    async def main() -> None:
-        one, two = make_engine(postgres_url), make_engine(postgres_url)
-        first, second = AdvisoryLease(one), AdvisoryLease(two)
-        try:
-            assert await first.hold() and await first.hold()
-            assert not await second.hold()
-            await first.release()
-            assert await second.hold() and not await first.hold()
-            async with one.connect() as conn:  # the holder's session dies (a killed worker)
-                await conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                        " WHERE locktype = 'advisory' AND objid = :low"
-                    ),
-                    {"low": 0x7472656E646D02 & 0xFFFFFFFF},
-                )
-            assert not await second.hold(), "a lease survived its session"
-            assert await first.hold()
-            await first.release()
-        finally:
-            await one.dispose()
-            await two.dispose()
-
-    asyncio.run(main())
-
-
-def test_the_lease_is_redis_then_postgres_then_in_process(postgres_url: str) -> None:
-    async def main() -> None:
-        pg, lite = make_engine(postgres_url), make_engine("sqlite:///:memory:")
-        memory, redis_store = open_store(None), open_store(TEST_REDIS_URL)
-        try:
-            assert make_lease(redis_store, pg, 5).kind == "redis"
-            assert make_lease(memory, pg, 5).kind == "postgres"
-            assert make_lease(memory, lite, 5).kind == "in-process"
-        finally:
-            await redis_store.close()
-            await pg.dispose()
-            await lite.dispose()
-
-    asyncio.run(main())
-
-
-def test_two_schedulers_share_one_lease_and_the_standby_takes_over(
-    tmp_path: Any, feed_server: FeedServer, throwaway_redis: RedisServer
-) -> None:
-    feed_server.reply("US", feed("Ravens"))
-    feed_server.reply("GB", feed("Derby"))
-    settings = feed_settings(
-        f"sqlite:///{tmp_path / 'p.db'}",
-        feed_server,
-        redis_url=throwaway_redis.url,
-        poll_interval_seconds=0.3,
-        poll_lock_ttl_seconds=0.6,
-    )
-
-    async def main() -> None:
-        async with open_state(settings) as a, open_state(settings) as b:
-            schedulers = [a.feeds.scheduler, b.feeds.scheduler]
-            assert schedulers[0] is not None and schedulers[1] is not None
-            tasks = [asyncio.create_task(s.run()) for s in schedulers]
-            await asyncio.sleep(2.0)
-            leaders = [s for s in schedulers if s.leader]
-            assert len(leaders) == 1
-            (leader,) = leaders
-            (standby,) = [s for s in schedulers if s is not leader]
-            assert standby.poller.last_round is None, "the standby polled too"
-            # One poller at 0.3 s: about 6 rounds in 2 s; two would make about 12.
-            assert 3 <= feed_server.count("US") <= 8
-            # The standby reads what the leader publishes.
-            failing = await standby.board.read()
-            assert failing is not None and failing["leader"] == leader.identity
-            tasks[schedulers.index(leader)].cancel()
-            await asyncio.sleep(1.5)
-            assert standby.leader and standby.poller.last_round is not None
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run(main())
-
-
-def test_the_board_reads_the_store_at_most_once_a_second(throwaway_redis: RedisServer) -> None:
-    async def main() -> None:
-        store = open_store(throwaway_redis.url)
-        try:
-            board = SourceBoard(store, ttl_seconds=60)
-            await board.publish({"failing": ["US"]})
-            assert await board.failing_countries() == {"US"}
-            await board.publish({"failing": ["GB"]})
-            assert await board.failing_countries() == {"US"}  # read less than a second ago
-            await asyncio.sleep(1.05)
-            assert await board.failing_countries() == {"GB"}
-            throwaway_redis.stop()
-            await asyncio.sleep(1.05)
-            assert await board.failing_countries() == frozenset()  # unknown, not an error
-        finally:
-            await store.close()
 
     asyncio.run(main())
 
@@ -543,54 +379,6 @@ def test_without_sources_nothing_polls_and_health_says_so(tmp_path: Any) -> None
         assert sources["feeds"] == {} and sources["unavailable"] == []
 
 
-# --- exactly one poller among real worker processes ---------------------------------------
-
-
-@pytest.mark.parametrize("lock", ["redis", "postgres"])
-def test_two_workers_run_exactly_one_poller(
-    postgres_url: str,
-    throwaway_redis: RedisServer,
-    feed_server: FeedServer,
-    tmp_path: Any,
-    lock: str,
-) -> None:
-    """`serve --workers 2`: with a one-hour interval, each feed is called exactly once."""
-    from tests.support.servers import empty_archive
-
-    asyncio.run(empty_archive(postgres_url))
-    feed_server.reply("US", feed("Ravens"))
-    feed_server.reply("GB", feed("Derby"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres_url,
-        "LOG_LEVEL": "WARNING",
-        "SOURCES": "google_trends_rss",
-        "GOOGLE_TRENDS_RSS_URL": feed_server.url,
-        "POLL_COUNTRIES": "US,GB",
-        "POLL_INTERVAL_SECONDS": "3600",
-        "POLL_LOCK_TTL_SECONDS": "1",
-    }
-    if lock == "redis":
-        env["REDIS_URL"] = throwaway_redis.url
-    else:
-        env.pop("REDIS_URL", None)
-    with running_server(tmp_path, env, "--workers", "2") as server:
-        deadline = time.monotonic() + 30
-        while feed_server.count("GB") == 0:
-            assert time.monotonic() < deadline, "nobody polled"
-            time.sleep(0.1)
-        time.sleep(3)  # several lease periods: each worker has tried to lead many times
-        assert (feed_server.count("US"), feed_server.count("GB")) == (1, 1)
-        roles = set()
-        for _ in range(20):  # requests land on either worker
-            sources = httpx.get(f"{server.base}/health/ready").json()["checks"]["sources"]
-            roles.add(sources["poller"]["this_worker"])
-            assert sources["poller"]["lock"] == lock
-        if lock == "redis":  # without Redis, only the leader knows how its feeds are doing
-            assert roles == {"leader", "standby"}
-            assert sources["poller"]["last_round"]["inserted"] == 2
-
-
 def test_a_json_feed_goes_through_the_same_pipeline(tmp_path: Any, feed_server: FeedServer) -> None:
     import orjson
 
@@ -638,74 +426,5 @@ def test_a_round_the_database_cannot_take_is_reported_and_the_next_one_stores(
             throwaway_postgres.start()
             summary = await poller_of(state).run_round()
             assert (summary.store_error, summary.inserted) == (None, 2)
-
-    asyncio.run(main())
-
-
-def test_a_long_round_keeps_its_lease_and_a_lost_lease_cancels_the_round(
-    tmp_path: Any, feed_server: FeedServer, throwaway_redis: RedisServer
-) -> None:
-    feed_server.reply("US", Reply(200, feed("Ravens").body, delay=1.0))
-    feed_server.reply("GB", Reply(200, feed("Derby").body, delay=1.0))
-    settings = feed_settings(
-        f"sqlite:///{tmp_path / 'p.db'}",
-        feed_server,
-        redis_url=throwaway_redis.url,
-        poll_interval_seconds=1.2,
-        poll_lock_ttl_seconds=0.3,
-        source_timeout_seconds=5,
-    )
-
-    async def main() -> None:
-        import redis.asyncio as aioredis
-
-        async with open_state(settings) as state:
-            scheduler = state.feeds.scheduler
-            assert scheduler is not None
-            task = asyncio.create_task(scheduler.run())
-            # A round of 1 s under a 0.3 s lease: renewed while it runs, so it completes.
-            while scheduler.poller.last_round is None:
-                await asyncio.sleep(0.05)
-            assert scheduler.leader and scheduler.poller.last_round.inserted == 2
-            # The next round starts; meanwhile someone else takes the lease.
-            while feed_server.count("US") < 2:
-                await asyncio.sleep(0.02)
-            client = aioredis.Redis.from_url(throwaway_redis.url)
-            await client.set(LEASE_KEY, b"someone-else", px=60_000)
-            await client.aclose()
-            while scheduler.leader:
-                await asyncio.sleep(0.02)
-            finished = scheduler.poller.last_round
-            await asyncio.sleep(1.5)
-            assert scheduler.poller.last_round is finished, "the round went on without the lease"
-            assert not scheduler.leader
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    asyncio.run(main())
-
-
-def test_cancelling_the_scheduler_mid_round_stops_it(
-    tmp_path: Any, feed_server: FeedServer
-) -> None:
-    """Shutdown cancels the scheduler while a round runs: it must end, not poll on."""
-    feed_server.reply("US", Reply(200, feed("Ravens").body, delay=1.0))
-    feed_server.reply("GB", Reply(200, feed("Derby").body, delay=1.0))
-    settings = feed_settings(
-        f"sqlite:///{tmp_path / 'p.db'}", feed_server, poll_interval_seconds=0.1
-    )
-
-    async def main() -> None:
-        async with open_state(settings) as state:
-            scheduler = state.feeds.scheduler
-            assert scheduler is not None
-            task = asyncio.create_task(scheduler.run())
-            while feed_server.count("US") == 0:
-                await asyncio.sleep(0.02)
-            task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=3)
-            assert done, "the scheduler swallowed its cancellation"
-            assert task.cancelled()
-            assert state.feeds.board.leading is None
 
     asyncio.run(main())

@@ -1,7 +1,8 @@
 """A real HTTP server on loopback that plays upstream feeds, and feed documents in their formats.
 
 ``FeedServer`` answers ``GET /<anything>?geo=XX`` with the replies queued for country XX
-(the last reply repeats), records every request, and can delay, drip or lie about sizes.
+(the last reply repeats), records every request, and can delay, drip, lie about sizes or
+encodings (:func:`bad_gzip`) and redirect in circles (:meth:`FeedServer.redirect_loop`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from graph.settings import Settings
+from tests.support.factories import make_settings
+
 TRENDING_NS = "https://trends.google.com/trending/rss"
 DAILY_NS = "https://trends.google.com/trends/trendingsearches/daily"
+# When the test session's feeds say their items were published (relative to it).
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass
@@ -28,6 +35,11 @@ class Reply:
     delay: float = 0.0
     # Send the body in pieces this far apart, without a Content-Length (the end is the close).
     drip: float | None = None
+
+
+def bad_gzip(body: bytes = b"<rss>this is not gzip</rss>") -> Reply:
+    """A 200 whose headers say its body is gzip-compressed when it is not."""
+    return Reply(200, body, {"Content-Encoding": "gzip"})
 
 
 @dataclass
@@ -66,6 +78,26 @@ def rss(items: Sequence[Item], *, ns: str = TRENDING_NS) -> bytes:
         parts.append("</item>")
     parts.append("</channel></rss>")
     return "\n".join(parts).encode()
+
+
+def feed(*titles: str, hours_ago: float = 1.0) -> Reply:
+    """A 200 with an RSS document holding one item per title, all at now - hours_ago."""
+    when = NOW - timedelta(hours=hours_ago)
+    return Reply(200, rss([Item(t, "10,000+", when, ["https://news.example/a"]) for t in titles]))
+
+
+def feed_settings(url: str, server: FeedServer, **overrides: Any) -> Settings:
+    """Settings polling ``server`` for US and GB, quickly: one attempt, short backoff."""
+    values: dict[str, Any] = {
+        "sources": ("google_trends_rss",),
+        "google_trends_rss_url": server.url,
+        "poll_countries": ("US", "GB"),
+        "source_backoff_seconds": 0.01,
+        "source_max_attempts": 1,
+        "source_timeout_seconds": 2.0,
+    }
+    values.update(overrides)
+    return make_settings(url, **values)
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
@@ -135,6 +167,10 @@ class FeedServer:
     def url(self) -> str:
         """A URL template in the shape of GOOGLE_TRENDS_RSS_URL."""
         return f"http://127.0.0.1:{self.port}/trending/rss?geo={{country}}"
+
+    def redirect_loop(self, country: str) -> Reply:
+        """A 302 to ``country``'s own feed URL: queued alone, it redirects forever."""
+        return Reply(302, headers={"Location": self.url.replace("{country}", country)})
 
     def reply(self, country: str, *replies: Reply) -> None:
         """Answer ``country``'s next requests with ``replies`` in turn; the last one repeats."""
