@@ -1,14 +1,29 @@
-"""The OpenAPI 3.1 document of the REST API, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 document of the REST API, served at ``/openapi.json``: the paths and their
+parameters, with the maxima and defaults of the app's own settings (the body schemas come
+from graph.http.schemas)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from graph.core.windows import DEFAULT_WINDOW, TimeWindow
+from graph.http.schemas import component_schemas
+from graph.service.params import MAX_HOTSPOTS
+from graph.settings import Settings
 
 _WINDOW = {
     "name": "time_window",
     "in": "query",
-    "schema": {"type": "string", "enum": ["1h", "6h", "12h", "24h"], "default": "24h"},
+    "schema": {
+        "type": "string",
+        "enum": [window.value for window in TimeWindow],
+        "default": DEFAULT_WINDOW.value,
+    },
     "description": "The window ending at as_of: as_of - W < timestamp <= as_of.",
 }
 _COUNTRIES = {
@@ -24,29 +39,56 @@ _AS_OF = {
     "schema": {"type": "string", "format": "date-time"},
     "description": "End of the window, ISO 8601 with a UTC offset. Default: now.",
 }
+_WARNINGS = {"type": "array", "items": {"type": "string"}}
+_ERROR_TEXT = {
+    400: "Bad parameters or records",
+    401: "Missing or unknown credential",
+    403: "Credential lacks the right",
+    413: "Body or batch too large",
+    429: "Rate limited: see Retry-After, RateLimit and RateLimit-Policy",
+    503: "The database is unavailable, or the worker is at capacity (see Retry-After)",
+}
 
 
-def _limit(maximum: int) -> dict[str, Any]:
+def _count(name: str, maximum: int, description: str) -> dict[str, Any]:
     return {
-        "name": "limit",
+        "name": name,
         "in": "query",
         "schema": {"type": "integer", "minimum": 1, "maximum": maximum},
+        "description": description,
     }
 
 
-_FLOW_PARAMETERS = [
-    _WINDOW,
-    _COUNTRIES,
-    {
+def _flow_parameters(settings: Settings) -> list[dict[str, Any]]:
+    threshold = {
         "name": "threshold",
         "in": "query",
         "schema": {"type": "number", "minimum": 0, "maximum": 1},
-        "description": "Minimum heat. Default FLOW_THRESHOLD (0.5).",
-    },
-    _AS_OF,
-    _limit(10_000),
-]
-_HOTSPOT_PARAMETERS = [_WINDOW, _COUNTRIES, _AS_OF, _limit(1_000)]
+        "description": f"Minimum heat. Default FLOW_THRESHOLD ({settings.flow_threshold}).",
+    }
+    limit = _count("limit", settings.max_flows, "At most this many flows (MAX_FLOWS).")
+    return [_WINDOW, _COUNTRIES, threshold, _AS_OF, limit]
+
+
+def _hotspot_parameters() -> list[dict[str, Any]]:
+    return [_WINDOW, _COUNTRIES, _AS_OF, _count("limit", MAX_HOTSPOTS, "At most this many.")]
+
+
+def _trend_parameters(settings: Settings) -> list[dict[str, Any]]:
+    moment = {"type": "string", "format": "date-time"}
+    first = _count(
+        "first",
+        settings.max_page_size,
+        f"Page size (MAX_PAGE_SIZE). Default DEFAULT_PAGE_SIZE ({settings.default_page_size}).",
+    )
+    return [
+        _COUNTRIES,
+        {"name": "topic", "in": "query", "schema": {"type": "string"}},
+        {"name": "since", "in": "query", "schema": moment},
+        {"name": "until", "in": "query", "schema": moment},
+        first,
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -58,119 +100,24 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "Bad parameters or records",
-        401: "Missing or unknown credential",
-        403: "Credential lacks the right",
-        413: "Body or batch too large",
-        429: "Rate limited: see Retry-After, RateLimit and RateLimit-Policy",
-        503: "The database is unavailable",
+    return {str(s): _json(_ref("Error"), _ERROR_TEXT[s]) for s in statuses}
+
+
+def _answer_path(
+    summary: str, parameters: list[dict[str, Any]], name: str, item: str
+) -> dict[str, Any]:
+    """GET of an answer: ``{<name>: [<item>...], metadata, warnings}``."""
+    body = {
+        "type": "object",
+        "required": [name, "metadata", "warnings"],
+        "properties": {
+            name: {"type": "array", "items": _ref(item)},
+            "metadata": _ref("Metadata"),
+            "warnings": _WARNINGS,
+        },
     }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
-
-
-_NUMBER_01 = {"type": "number", "minimum": 0, "maximum": 1}
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "detail", "request_id", "timestamp"],
-        "properties": {
-            "error": {"type": "string"},
-            "detail": {"type": "string"},
-            "request_id": {"type": ["string", "null"]},
-            "timestamp": {"type": "string", "format": "date-time"},
-            "field": {"type": "string"},
-            "errors": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-    "Flow": {
-        "type": "object",
-        "required": [
-            "from_country",
-            "to_country",
-            "heat",
-            "shared_topics",
-            "time_delta_hours",
-            "similarity_score",
-        ],
-        "properties": {
-            "from_country": {"type": "string"},
-            "to_country": {"type": "string"},
-            "heat": _NUMBER_01,
-            "shared_topics": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
-            "time_delta_hours": {"type": "number", "minimum": 0},
-            "similarity_score": _NUMBER_01,
-        },
-    },
-    "TopTopic": {
-        "type": "object",
-        "required": ["label", "count", "confidence"],
-        "properties": {
-            "label": {"type": "string"},
-            "count": {"type": "integer"},
-            "confidence": _NUMBER_01,
-        },
-    },
-    "Hotspot": {
-        "type": "object",
-        "required": ["country", "intensity", "topic_count", "top_topics"],
-        "properties": {
-            "country": {"type": "string"},
-            "intensity": _NUMBER_01,
-            "topic_count": {"type": "integer"},
-            "volume": {"type": "integer"},
-            "velocity": {"type": "number", "minimum": 0, "maximum": 2},
-            "avg_confidence": _NUMBER_01,
-            "top_topics": {"type": "array", "items": _ref("TopTopic"), "maxItems": 5},
-        },
-    },
-    "TrendIn": {
-        "type": "object",
-        "required": ["timestamp", "country", "topic_label", "count", "confidence"],
-        "properties": {
-            "timestamp": {"type": "string", "format": "date-time"},
-            "country": {"type": "string", "minLength": 2, "maxLength": 2},
-            "topic_label": {"type": "string", "minLength": 1, "maxLength": 200},
-            "count": {"type": "integer", "minimum": 1},
-            "confidence": _NUMBER_01,
-            "sources": {
-                "type": ["array", "null"],
-                "maxItems": 20,
-                "items": {"type": "string", "maxLength": 2048},
-            },
-        },
-    },
-    "Trend": {
-        "type": "object",
-        "required": ["id", "timestamp", "country", "topic_label", "count", "confidence"],
-        "properties": {
-            "id": {"type": "integer"},
-            "cursor": {"type": "string"},
-            "timestamp": {"type": "string", "format": "date-time"},
-            "country": {"type": "string"},
-            "topic_label": {"type": "string"},
-            "count": {"type": "integer"},
-            "confidence": _NUMBER_01,
-            "sources": {"type": ["array", "null"], "items": {"type": "string"}},
-        },
-    },
-    "Metadata": {
-        "type": "object",
-        "required": ["request_id", "time_window", "as_of", "cache_hit", "computed_at"],
-        "properties": {
-            "request_id": {"type": ["string", "null"]},
-            "time_window": {"type": "string"},
-            "countries": {"type": ["array", "null"], "items": {"type": "string"}},
-            "threshold": {"type": "number"},
-            "as_of": {"type": "string", "format": "date-time"},
-            "flow_count": {"type": "integer"},
-            "hotspot_count": {"type": "integer"},
-            "cache_hit": {"type": "boolean"},
-            "computed_at": {"type": "string", "format": "date-time"},
-        },
-    },
-}
+    responses = {"200": _json(body, name.capitalize()), **_errors(400, 401, 429, 503)}
+    return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
 
 
 _POSITION = {
@@ -234,10 +181,85 @@ def _geojson_path(summary: str, parameters: list[dict[str, Any]], kind: dict[str
     }
 
 
-@functools.cache
-def openapi_document() -> dict[str, Any]:
-    """The document (built once per process)."""
-    warnings = {"type": "array", "items": {"type": "string"}}
+def _trends_path(settings: Settings) -> dict[str, Any]:
+    page = {
+        "type": "object",
+        "required": ["trends", "page_info", "total_count", "warnings"],
+        "properties": {
+            "trends": {"type": "array", "items": _ref("Trend")},
+            "page_info": {
+                "type": "object",
+                "properties": {
+                    "has_next_page": {"type": "boolean"},
+                    "end_cursor": {"type": ["string", "null"]},
+                },
+            },
+            "total_count": {"type": "integer"},
+            "metadata": {"type": "object"},
+            "warnings": _WARNINGS,
+        },
+    }
+    outcomes = ("received", "inserted", "updated", "unchanged")
+    ingested = {
+        "type": "object",
+        "required": list(outcomes),
+        "properties": {k: {"type": "integer"} for k in outcomes}
+        | {"request_id": {"type": "string"}},
+    }
+    batch = {"type": "array", "items": _ref("TrendIn")}
+    return {
+        "get": {
+            "summary": "Stored records, newest first, in cursor pages",
+            "parameters": _trend_parameters(settings),
+            "responses": {"200": _json(page, "A page of records"), **_errors(400, 401, 429, 503)},
+        },
+        "post": {
+            "summary": "Ingest a batch of records (all or nothing; upsert by natural key)",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": batch}}},
+            "responses": {
+                "200": _json(ingested, "What the batch did"),
+                **_errors(400, 401, 403, 413, 429, 503),
+            },
+        },
+    }
+
+
+def _service_paths() -> dict[str, Any]:
+    """The map page and the health checks."""
+    page = {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    ready = (
+        "Readiness: the database answers. Also reports the cache, the broker,"
+        " live subscriptions and each feed's circuit breaker (sources)"
+    )
+    return {
+        "/": {
+            "get": {
+                "summary": "The live map (an HTML page)",
+                "responses": {"200": page, **_errors(429)},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness (no I/O)",
+                "responses": {"200": _json({"type": "object"}, "Alive")},
+            }
+        },
+        "/health/ready": {
+            "get": {
+                "summary": ready,
+                "responses": {
+                    "200": _json({"type": "object"}, "Ready"),
+                    "503": _json({"type": "object"}, "The database does not answer"),
+                },
+            }
+        },
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The document for an app with these settings."""
+    flows, hotspots = _flow_parameters(settings), _hotspot_parameters()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -246,7 +268,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "How trending topics spread between countries. GraphQL at /graphql.",
         },
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": component_schemas(),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
@@ -257,162 +279,33 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "paths": {
-            "/v1/flows": {
-                "get": {
-                    "summary": "Hot flows between countries, hottest first",
-                    "parameters": _FLOW_PARAMETERS,
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["flows", "metadata", "warnings"],
-                                "properties": {
-                                    "flows": {"type": "array", "items": _ref("Flow")},
-                                    "metadata": _ref("Metadata"),
-                                    "warnings": warnings,
-                                },
-                            },
-                            "Flows",
-                        ),
-                        **_errors(400, 401, 429, 503),
-                    },
-                }
-            },
-            "/v1/hotspots": {
-                "get": {
-                    "summary": "Countries by intensity, hottest first",
-                    "parameters": _HOTSPOT_PARAMETERS,
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["hotspots", "metadata", "warnings"],
-                                "properties": {
-                                    "hotspots": {"type": "array", "items": _ref("Hotspot")},
-                                    "metadata": _ref("Metadata"),
-                                    "warnings": warnings,
-                                },
-                            },
-                            "Hotspots",
-                        ),
-                        **_errors(400, 401, 429, 503),
-                    },
-                }
-            },
+            "/v1/flows": _answer_path(
+                "Hot flows between countries, hottest first", flows, "flows", "Flow"
+            ),
+            "/v1/hotspots": _answer_path(
+                "Countries by intensity, hottest first", hotspots, "hotspots", "Hotspot"
+            ),
             "/v1/flows.geojson": _geojson_path(
                 "Hot flows as GeoJSON LineString features, from source to target country",
-                _FLOW_PARAMETERS,
+                flows,
                 {"type": "LineString", "properties": "Flow", "count": "flow_count"},
             ),
             "/v1/hotspots.geojson": _geojson_path(
                 "Hotspots as GeoJSON Point features at each country's position",
-                _HOTSPOT_PARAMETERS,
+                hotspots,
                 {"type": "Point", "properties": "Hotspot", "count": "hotspot_count"},
             ),
-            "/v1/trends": {
-                "get": {
-                    "summary": "Stored records, newest first, in cursor pages",
-                    "parameters": [
-                        _COUNTRIES,
-                        {"name": "topic", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "since",
-                            "in": "query",
-                            "schema": {"type": "string", "format": "date-time"},
-                        },
-                        {
-                            "name": "until",
-                            "in": "query",
-                            "schema": {"type": "string", "format": "date-time"},
-                        },
-                        {
-                            "name": "first",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        },
-                        {"name": "after", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["trends", "page_info", "total_count", "warnings"],
-                                "properties": {
-                                    "trends": {"type": "array", "items": _ref("Trend")},
-                                    "page_info": {
-                                        "type": "object",
-                                        "properties": {
-                                            "has_next_page": {"type": "boolean"},
-                                            "end_cursor": {"type": ["string", "null"]},
-                                        },
-                                    },
-                                    "total_count": {"type": "integer"},
-                                    "metadata": {"type": "object"},
-                                    "warnings": warnings,
-                                },
-                            },
-                            "A page of records",
-                        ),
-                        **_errors(400, 401, 429, 503),
-                    },
-                },
-                "post": {
-                    "summary": "Ingest a batch of records (all or nothing; upsert by natural key)",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "array", "items": _ref("TrendIn")}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["received", "inserted", "updated", "unchanged"],
-                                "properties": {
-                                    k: {"type": "integer"}
-                                    for k in ("received", "inserted", "updated", "unchanged")
-                                }
-                                | {"request_id": {"type": "string"}},
-                            },
-                            "What the batch did",
-                        ),
-                        **_errors(400, 401, 403, 413, 429, 503),
-                    },
-                },
-            },
-            "/": {
-                "get": {
-                    "summary": "The live map (an HTML page)",
-                    "responses": {
-                        "200": {
-                            "description": "The page",
-                            "content": {"text/html": {"schema": {"type": "string"}}},
-                        },
-                        **_errors(429),
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Liveness (no I/O)",
-                    "responses": {"200": _json({"type": "object"}, "Alive")},
-                }
-            },
-            "/health/ready": {
-                "get": {
-                    "summary": (
-                        "Readiness: the database answers. Also reports the cache, the broker,"
-                        " live subscriptions and each feed's circuit breaker (sources)"
-                    ),
-                    "responses": {
-                        "200": _json({"type": "object"}, "Ready"),
-                        "503": _json({"type": "object"}, "The database does not answer"),
-                    },
-                }
-            },
+            "/v1/trends": _trends_path(settings),
+            **_service_paths(),
         },
     }
+
+
+def openapi_route(settings: Settings) -> Route:
+    """``GET /openapi.json``: the document, encoded once when the app is built."""
+    body = orjson.dumps(openapi_document(settings))
+
+    async def openapi(_request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    return Route("/openapi.json", openapi, methods=["GET"])

@@ -1,29 +1,18 @@
-"""Structured JSON logs, and the middleware that writes one line per request.
-
-The middleware also gives each request its id (``X-Request-ID`` when the client sends a sane
-one), echoes it, and turns any exception that escapes the app into a 500 in the error format:
-the stack trace goes to the log, never to the client.
-"""
+"""Structured JSON logs: their configuration, the ``trendmap`` logger, request ids and each
+request's extra log fields (graph.http.middleware.request_log writes the line)."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import os
-import re
 import secrets
 import sys
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-REQUEST_ID_HEADER = "x-request-id"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+from starlette.types import Scope
 
 logger = structlog.get_logger("trendmap")
 
@@ -73,19 +62,6 @@ def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
     )
 
 
-def error_document(code: str, detail: str, request_id: str | None, **extra: Any) -> bytes:
-    """The body of every error response: ``{error, detail, request_id, timestamp, ...}``."""
-    return orjson.dumps(
-        {
-            "error": code,
-            "detail": detail,
-            "request_id": request_id,
-            "timestamp": datetime.now(UTC).isoformat(),
-            **extra,
-        }
-    )
-
-
 def request_id_of(scope: Scope) -> str | None:
     state = scope.get("state") or {}
     rid = state.get("request_id")
@@ -97,69 +73,3 @@ def log_fields(scope: Scope) -> dict[str, Any]:
     state = scope.setdefault("state", {})
     fields: dict[str, Any] = state.setdefault("log", {})
     return fields
-
-
-class RequestLogMiddleware:
-    """Request id in, request id out, one log line per request, 500s in the error format."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        given = _header(scope, REQUEST_ID_HEADER)
-        request_id = given if given and _SANE_REQUEST_ID.match(given) else new_request_id()
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        fields = log_fields(scope)
-        started = time.perf_counter()
-        status = 500
-        response_started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] in ("http.response.start", "websocket.http.response.start"):
-                response_started = True
-                status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            elif message["type"] == "websocket.accept":
-                status = 101
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            logger.exception("unhandled error", request_id=request_id, path=scope.get("path"))
-            if scope["type"] == "http" and not response_started:
-                body = error_document(
-                    "internal_error", "an unexpected error occurred; it has been logged", request_id
-                )
-                await send_with_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send_with_id({"type": "http.response.body", "body": body})
-        finally:
-            logger.info(
-                "request",
-                request_id=request_id,
-                method=scope.get("method", "WS"),
-                path=scope.get("path"),
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                cache_hit=fields.pop("cache_hit", False),
-                **fields,
-            )
-
-
-def _header(scope: Scope, name: str) -> str | None:
-    wanted = name.encode()
-    for key, value in scope.get("headers", []):
-        if key.lower() == wanted:
-            return str(value.decode("latin-1"))
-    return None

@@ -1,25 +1,10 @@
-"""Prometheus metrics at ``/metrics``: request latency, the cache, live subscriptions, ingests,
-admission and breakers.
-
-The request path pays for one histogram observation and nothing else. Every other figure
-(cache hits and misses, live subscriptions, deliveries and drops, ingested records, admission,
-breaker states) is a plain counter the service already keeps in memory, read by a collector
-when Prometheus scrapes, so hot paths such as a fan-out to thousands of subscribers never touch
-prometheus_client.
-
-Labels stay bounded: REST requests are labelled by the route's path template (``unmatched``
-for any unknown path), GraphQL requests by operation type and root fields (``query flows``),
-never by client-chosen operation names, and the status by class (``2xx``).
-
-Metrics are per process. With ``--workers N`` a scrape is answered by whichever worker the
-kernel hands the connection to, so scrape one worker per container (the usual deployment) or
-put each worker on its own port. prometheus_client's multiprocess mode is not used: it would
-aggregate the counters but not the live figures, which are read from each worker's memory.
+"""Prometheus metrics: Metrics (one app's registry: the request histogram, and collectors
+that read the service's in-memory figures at scrape time) and the GraphQL operation label.
+graph.http.middleware.metrics times requests and serves ``/metrics``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,18 +13,15 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 if TYPE_CHECKING:
-    from graph.http.middleware.admission import Admission
     from graph.wiring import AppState
 
-METRICS_PATH = "/metrics"
 BREAKER_STATES = ("closed", "open", "half-open")
 # From a cached answer (about a millisecond) to a cold computation (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_OPERATION_KEY = "metrics_operation"
+OPERATION_KEY = "metrics_operation"
 _LABEL_MEMO_SIZE = 1024
 
 
@@ -49,18 +31,24 @@ class Breaker(Protocol):
     def snapshot(self) -> Mapping[str, object]: ...
 
 
-# Every feed breaker the process holds, as (source, country, breaker); read at each scrape.
-BreakerSource = Callable[[], Iterable[tuple[str, str, Breaker]]]
+class AdmissionFigures(Protocol):
+    """What the collector reads of admission control (graph.http.middleware.admission)."""
+
+    @property
+    def inflight(self) -> int: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def max_inflight(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
 
 
 class Metrics:
-    """One app's registry: the request histogram and the collector of in-memory figures.
+    """One app's registry: the request histogram, admission's figures when given, and whatever
+    :meth:`watch` or :meth:`register` adds while the app runs."""
 
-    ``state`` is set by the lifespan (the figures need it); ``admission`` and ``breakers`` are
-    set by whoever owns them. Until then their metrics are simply absent from a scrape.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, *, admission: AdmissionFigures | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = Histogram(
             "trendmap_request_duration_seconds",
@@ -69,12 +57,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.state: AppState | None = None
-        self.admission: Admission | None = None
-        self.breakers: BreakerSource | None = None
-        self.registry.register(_StateCollector(self))
+        if admission is not None:
+            self.registry.register(_AdmissionCollector(admission))
         # The labelled children, so a request does not go through labels()'s lock and checks.
         self._observers: dict[tuple[str, str, str], Callable[[float], None]] = {}
+
+    def register(self, collector: Collector) -> Callable[[], None]:
+        """Add a collector to the scrape; the function returned removes it."""
+        self.registry.register(collector)
+        return lambda: self.registry.unregister(collector)
+
+    def watch(self, state: AppState) -> Callable[[], None]:
+        """Scrape the running app's figures (cache, subscriptions, ingests, feed breakers)
+        until the function returned is called (the lifespan's end)."""
+        return self.register(_StateCollector(state))
 
     def observe(self, route: str, operation: str, status: int, seconds: float) -> None:
         key = (route, operation, f"{status // 100}xx")
@@ -90,20 +86,34 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    """The figures the service keeps as plain counters, read at scrape time."""
+    """The figures the running app keeps as plain counters, read at scrape time."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, state: AppState) -> None:
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        state = self.metrics.state
-        if state is not None:
-            yield from _state_metrics(state)
-        admission = self.metrics.admission
-        if admission is not None:
-            yield from _admission_metrics(admission)
-        if self.metrics.breakers is not None:
-            yield from _breaker_metrics(self.metrics.breakers())
+        yield from _state_metrics(self.state)
+        breakers = self.state.feeds.breakers()
+        if breakers:
+            yield from _breaker_metrics(breakers)
+
+
+class _AdmissionCollector(Collector):
+    def __init__(self, admission: AdmissionFigures) -> None:
+        self.admission = admission
+
+    def collect(self) -> Iterator[Metric]:
+        return _admission_metrics(self.admission)
+
+
+class BreakerCollector(Collector):
+    """Circuit breakers as (source, country, breaker), read from ``breakers`` at each scrape."""
+
+    def __init__(self, breakers: Callable[[], Iterable[tuple[str, str, Breaker]]]) -> None:
+        self.breakers = breakers
+
+    def collect(self) -> Iterator[Metric]:
+        return _breaker_metrics(self.breakers())
 
 
 def _state_metrics(state: AppState) -> Iterator[Metric]:
@@ -153,7 +163,7 @@ def _state_metrics(state: AppState) -> Iterator[Metric]:
     yield records
 
 
-def _admission_metrics(admission: Admission) -> Iterator[Metric]:
+def _admission_metrics(admission: AdmissionFigures) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "trendmap_inflight_requests", "HTTP requests being served.", value=admission.inflight
     )
@@ -192,82 +202,6 @@ def _breaker_metrics(breakers: Iterable[tuple[str, str, Breaker]]) -> Iterator[M
         failures.add_metric((source, country), float(count) if isinstance(count, int) else 0.0)
     yield states
     yield failures
-
-
-class MetricsMiddleware:
-    """Times every HTTP request, and answers ``GET /metrics`` itself.
-
-    Outermost, so the time includes every middleware (rate limits, admission) and their
-    refusals are counted too; and so ``/metrics`` is never rate-limited or refused for load
-    (a scraper that gets 503s when the service is busiest would see nothing when it matters).
-    A request refused before routing is labelled with its path when that is one of ``paths``
-    (the app's route templates: ours have no parameters), else ``unmatched``.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, paths: Iterable[str] = ()) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.paths = frozenset(paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope["path"] == METRICS_PATH:
-            await self._scrape(scope, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            path = getattr(scope.get("route"), "path", None)
-            if path is None and scope["path"] in self.paths:
-                path = scope["path"]
-            if path is None:
-                route_label, operation = "unmatched", scope["method"]
-            else:
-                route_label = path
-                state = scope.get("state") or {}
-                operation = state.get(_OPERATION_KEY) or (
-                    "not executed" if path == "/graphql" else scope["method"]
-                )
-            self.metrics.observe(route_label, operation, status, time.perf_counter() - started)
-
-    async def _scrape(self, scope: Scope, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, 405, b"", "text/plain", [(b"allow", b"GET, HEAD")])
-            return
-        accept = None
-        for key, value in scope["headers"]:
-            if key == b"accept":
-                accept = value.decode("latin-1")
-        body, content_type = self.metrics.exposition(accept)
-        await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, content_type)
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type.encode()), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 _labels: dict[tuple[str, str | None], str] = {}
@@ -310,5 +244,5 @@ class OperationLabel(SchemaExtension):
                 if len(_labels) >= _LABEL_MEMO_SIZE:
                     _labels.clear()
                 _labels[key] = label
-            connection.scope.setdefault("state", {})[_OPERATION_KEY] = label
+            connection.scope.setdefault("state", {})[OPERATION_KEY] = label
         yield

@@ -23,13 +23,9 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from graph.http.app import create_app
-from graph.http.middleware.ratelimit import (
-    Cost,
-    RateLimiter,
-    RateLimitMiddleware,
-    is_mutation,
-    request_cost,
-)
+from graph.http.middleware.ratelimit import RateLimitMiddleware
+from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
+from graph.http.ratelimit.limiter import RateLimiter
 from tests.support.factories import TEST_REDIS_URL, WRITE_KEY, make_settings, record, write_headers
 from tests.support.servers import RedisServer
 

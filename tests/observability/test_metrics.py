@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from graph.breaker import CircuitBreaker
-from graph.observability.metrics import Metrics
+from graph.observability.metrics import BreakerCollector, Metrics
 from tests.support.factories import record, write_headers
 
 FLOWS = 'query { flows(timeWindow: "24h") { fromCountry toCountry heat } }'
@@ -173,7 +173,11 @@ def test_feed_breakers_are_read_at_scrape_time() -> None:
     metrics = Metrics()
     failing = CircuitBreaker(failures=2, reset_seconds=60)
     healthy = CircuitBreaker(failures=2, reset_seconds=60)
-    metrics.breakers = lambda: [("google_trends_rss", "US", failing), ("json_feed", "BR", healthy)]
+    metrics.register(
+        BreakerCollector(
+            lambda: [("google_trends_rss", "US", failing), ("json_feed", "BR", healthy)]
+        )
+    )
     body, _ = metrics.exposition(None)
     found = samples(body.decode())
     state = "trendmap_source_breaker_state"
@@ -222,3 +226,19 @@ def test_histogram_buckets_cover_a_slow_request(app_with: Any) -> None:
     ]
     assert max(x for x in le if x != float("inf")) >= 5
     assert min(le) <= 0.001
+
+
+def test_a_refused_scrape_is_in_the_error_format(app_with: Any) -> None:
+    response = app_with().post("/metrics")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert response.json()["error"] == "method_not_allowed"
+
+
+def test_a_registered_collector_leaves_the_scrape_when_unregistered() -> None:
+    metrics = Metrics()
+    breaker = CircuitBreaker(failures=2, reset_seconds=60)
+    unregister = metrics.register(BreakerCollector(lambda: [("json_feed", "US", breaker)]))
+    assert "trendmap_source_breaker_state" in metrics.exposition(None)[0].decode()
+    unregister()
+    assert "trendmap_source_breaker_state" not in metrics.exposition(None)[0].decode()

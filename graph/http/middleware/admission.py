@@ -1,16 +1,6 @@
-"""Admission control: a worker serves at most MAX_INFLIGHT_REQUESTS HTTP requests at once.
-
-Past saturation, more concurrent requests do not make more answers, only longer queues: every
-request waits behind all the others until clients time out, and the worker serves requests
-whose clients have already gone. So a worker admits a bounded number of requests; a request
-over the bound waits up to ADMISSION_QUEUE_SECONDS for a slot (absorbing a short burst, first
-come first served, at most as many waiting as may be in flight) and is otherwise answered at
-once with 503 and ``Retry-After``, in the error format. A fast refusal is cheap, and a client
-can retry it elsewhere or later; a timeout costs both sides the whole wait.
-
-The health checks and ``/metrics`` are never refused: an orchestrator or a scraper must see a
-busy worker as alive. WebSockets are not counted here: a subscription holds its connection for
-hours, and WS_MAX_CONNECTIONS bounds those.
+"""Admission control: Admission (this worker's MAX_INFLIGHT_REQUESTS slots and its short
+queue) and AdmissionMiddleware (the excess gets a fast 503 "overloaded" with Retry-After).
+The health checks and /metrics are never refused; WebSockets are bounded elsewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +10,8 @@ from collections import deque
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graph.observability.log import error_document, request_id_of
+from graph.core.errors import Overloaded
+from graph.http.errors import send_error
 
 EXEMPT_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 RETRY_AFTER_SECONDS = 1
@@ -91,7 +82,8 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         if not await self.admission.acquire():
-            await _refuse(scope, send)
+            detail = f"the server is at capacity; retry in {RETRY_AFTER_SECONDS} s"
+            await send_error(scope, send, Overloaded(detail, retry_after=RETRY_AFTER_SECONDS))
             return
         try:
             await self.app(scope, receive, send)
@@ -102,23 +94,3 @@ class AdmissionMiddleware:
 def _settle(slot: asyncio.Future[bool], admitted: bool) -> None:
     if not slot.done():
         slot.set_result(admitted)
-
-
-async def _refuse(scope: Scope, send: Send) -> None:
-    body = error_document(
-        "overloaded",
-        f"the server is at capacity; retry in {RETRY_AFTER_SECONDS} s",
-        request_id_of(scope),
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
