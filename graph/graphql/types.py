@@ -1,61 +1,86 @@
-"""The GraphQL object and input types (camelCase on the wire, snake_case in Python)."""
+"""The GraphQL types (camelCase on the wire, snake_case in Python).
+
+``Flow``, ``Hotspot``, ``TopTopic`` and ``Trend`` are derived from the core dataclasses, and
+``TrendInput`` from the record validation model: a field added there appears here. Resolvers
+return the core objects themselves. mypy sees the core classes, which have exactly the fields
+of the types derived from them.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import dataclasses
+import types
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 import strawberry
 
-
-@strawberry.type(description="A topic that makes a country hot.")
-class TopTopic:
-    label: str
-    count: int
-    confidence: float
+from graph.core import flows, hotspots, records
 
 
-@strawberry.type(description="Where it is hot in the window, and why.")
-class Hotspot:
-    country: str
-    intensity: float
-    topic_count: int
-    volume: int
-    velocity: float
-    avg_confidence: float
-    top_topics: list[TopTopic]
-
-    @classmethod
-    def of(cls, item: dict[str, Any]) -> Hotspot:
-        """From the service's payload item (the REST shape)."""
-        topics = [TopTopic(**t) for t in item["top_topics"]]
-        return cls(**{**item, "top_topics": topics})
+def _graphql(hint: Any, nested: Mapping[Any, Any]) -> Any:
+    """A core field's type as Strawberry reads it: tuples are lists, core classes their types."""
+    if hint in nested:
+        return nested[hint]
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (tuple, list):
+        return list[_graphql(args[0], nested)]  # type: ignore[misc]
+    if origin in (Union, types.UnionType):
+        kept = [_graphql(a, nested) for a in args if a is not type(None)]
+        assert len(kept) == 1, hint
+        return kept[0] | None
+    return hint
 
 
-@strawberry.type(description="Topics spreading from one country to another.")
-class Flow:
-    from_country: str
-    to_country: str
-    heat: float
-    shared_topics: list[str]
-    time_delta_hours: float
-    similarity_score: float
+def derived(
+    source: type,
+    *,
+    description: str,
+    nested: Mapping[Any, Any] | None = None,
+    replace: Mapping[str, Any] | None = None,
+    as_input: bool = False,
+) -> Any:
+    """A Strawberry type (or input) named after ``source``, with its fields in their order."""
+    hints = get_type_hints(source)
+    if dataclasses.is_dataclass(source):
+        names = [f.name for f in dataclasses.fields(source)]
+        defaults: dict[str, Any] = {}
+    else:  # a pydantic model
+        fields = source.model_fields  # type: ignore[attr-defined]
+        names = list(fields)
+        defaults = {n: f.default for n, f in fields.items() if not f.is_required()}
+    replaced = dict(replace or {})
+    annotations = {
+        name: replaced.get(name) or _graphql(hints[name], nested or {}) for name in names
+    }
+    namespace = {"__annotations__": annotations, "__module__": __name__, **defaults}
+    cls = type(source.__name__, (), namespace)
+    decorate = strawberry.input if as_input else strawberry.type
+    return decorate(cls, name=_NAMES.get(source, source.__name__), description=description)
 
-    @classmethod
-    def of(cls, item: dict[str, Any]) -> Flow:
-        """From the service's payload item (the REST shape)."""
-        return cls(**item)
 
+_NAMES = {records.StoredRecord: "Trend", records.TrendIn: "TrendInput"}
 
-@strawberry.type(description="One stored trend record.")
-class Trend:
-    id: strawberry.ID
-    timestamp: datetime
-    country: str
-    topic_label: str
-    count: int
-    confidence: float
-    sources: list[str] | None
+if TYPE_CHECKING:
+    TopTopic = hotspots.TopTopic
+    Hotspot = hotspots.Hotspot
+    Flow = flows.Flow
+    Trend = records.StoredRecord
+    TrendInput = records.TrendIn
+else:
+    TopTopic = derived(hotspots.TopTopic, description="A topic that makes a country hot.")
+    Hotspot = derived(
+        hotspots.Hotspot,
+        description="Where it is hot in the window, and why.",
+        nested={hotspots.TopTopic: TopTopic},
+    )
+    Flow = derived(flows.Flow, description="Topics spreading from one country to another.")
+    Trend = derived(
+        records.StoredRecord,
+        description="One stored trend record.",
+        replace={"id": strawberry.ID},
+    )
+    TrendInput = derived(records.TrendIn, description="A trend record to ingest.", as_input=True)
 
 
 @strawberry.type
@@ -77,16 +102,6 @@ class TrendConnection:
     edges: list[TrendEdge]
     page_info: PageInfo
     total_count: int
-
-
-@strawberry.input(description="A trend record to ingest.")
-class TrendInput:
-    timestamp: datetime
-    country: str
-    topic_label: str
-    count: int
-    confidence: float
-    sources: list[str] | None = None
 
 
 @strawberry.type(description="What an ingest did.")

@@ -1,4 +1,4 @@
-"""Live flows: crossings per group, bounded subscriber queues, one build per group."""
+"""Live flows: bounded subscriber queues, and one build per snapshot for every member."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Any
 
 import orjson
 
-from graph.graphql.types import Flow
-from graph.live.broadcaster import Broadcaster, Group, Subscriber
-from graph.service.params import TimeWindow
+from graph.core.crossings import Crossings
+from graph.core.flows import Flow
+from graph.core.windows import TimeWindow
+from graph.live.broadcaster import Broadcaster, Group
+from graph.live.subscriber import Subscriber
+from graph.service.payloads import flow_of
 
 
 def flow(a: str, b: str, heat: float) -> dict[str, Any]:
@@ -23,43 +26,22 @@ def flow(a: str, b: str, heat: float) -> dict[str, Any]:
     }
 
 
-def pairs(flows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(f["from_country"], f["to_country"]) for f in flows]
-
-
-def test_a_flow_is_new_once_per_crossing() -> None:
-    group = Group(TimeWindow.H24, None, 0.5, hot=set())
-    assert pairs(group.crossings([flow("US", "CA", 0.6), flow("ES", "PT", 0.4)])) == [("US", "CA")]
-    assert group.crossings([flow("US", "CA", 0.7), flow("ES", "PT", 0.45)]) == []
-    assert pairs(group.crossings([flow("US", "CA", 0.3), flow("ES", "PT", 0.55)])) == [("ES", "PT")]
-    # US→CA fell below the threshold; coming back makes it new again.
-    assert pairs(group.crossings([flow("US", "CA", 0.8), flow("ES", "PT", 0.55)])) == [("US", "CA")]
-
-
-def test_a_flow_changing_direction_is_not_new() -> None:
-    group = Group(TimeWindow.H24, None, 0.5, hot={("US", "CA")})
-    assert group.crossings([flow("CA", "US", 0.9)]) == []
-
-
-def test_a_group_sees_only_its_countries_and_threshold() -> None:
-    group = Group(TimeWindow.H24, frozenset({"US", "CA", "MX"}), 0.5, hot=set())
-    fresh = group.crossings(
-        [flow("US", "CA", 0.9), flow("US", "GB", 0.9), flow("MX", "US", 0.49999999999)]
+def test_a_published_flow_is_read_as_a_core_flow() -> None:
+    assert flow_of(flow("US", "CA", 0.9)) == Flow(
+        from_country="US",
+        to_country="CA",
+        heat=0.9,
+        shared_topics=("x",),
+        time_delta_hours=1.0,
+        similarity_score=0.9,
     )
-    assert pairs(fresh) == [("US", "CA"), ("MX", "US")]
-
-
-def test_a_new_group_starts_from_what_is_hot() -> None:
-    group = Group(TimeWindow.H24, None, 0.5)
-    assert group.crossings([flow("US", "CA", 0.9)]) == []
-    assert pairs(group.crossings([flow("US", "CA", 0.9), flow("ES", "PT", 0.9)])) == [("ES", "PT")]
 
 
 def test_a_subscriber_that_falls_behind_is_dropped() -> None:
     async def main() -> None:
         dropped: list[bool] = []
         slow = Subscriber(2, lambda: dropped.append(True))
-        burst = [Flow.of(flow("US", "CA", 0.9))] * 500
+        burst = [flow_of(flow("US", "CA", 0.9))] * 500
         slow.offer(burst)  # one delivery, however large
         slow.offer(burst)
         assert not slow.dropped
@@ -73,19 +55,36 @@ def test_a_subscriber_that_falls_behind_is_dropped() -> None:
 def test_a_closed_subscriber_reads_what_was_queued() -> None:
     async def main() -> None:
         sub = Subscriber(5, lambda: None)
-        sub.offer([Flow.of(flow("US", "CA", 0.9))])
+        sub.offer([flow_of(flow("US", "CA", 0.9))])
         sub.drop(slow=False)
         assert [f.to_country async for f in sub] == ["CA"]
 
     asyncio.run(main())
 
 
+def test_a_closed_subscriber_with_a_full_queue_still_ends() -> None:
+    """Closing (shutdown) when the queue is exactly full must not lose the end of the stream."""
+
+    async def main() -> None:
+        sub = Subscriber(2, lambda: None)
+        sub.offer([flow_of(flow("US", "CA", 0.9))])
+        sub.offer([flow_of(flow("ES", "PT", 0.9))])
+        sub.drop(slow=False)
+
+        async def read() -> list[str]:
+            return [f.to_country async for f in sub]
+
+        assert await asyncio.wait_for(read(), timeout=2) == ["CA", "PT"]
+
+    asyncio.run(main())
+
+
 def test_dispatch_builds_each_flow_once_for_all_members() -> None:
     broadcaster = Broadcaster(None, None, queue_size=10)  # type: ignore[arg-type]
-    group = Group(TimeWindow.H6, None, 0.5, hot=set())
+    group = Group(TimeWindow.H6, Crossings(None, 0.5, hot=set()))
     members = [Subscriber(10, lambda: None) for _ in range(3)]
     group.members.update(members)
-    other = Group(TimeWindow.H24, None, 0.5, hot=set())
+    other = Group(TimeWindow.H24, Crossings(None, 0.5, hot=set()))
     bystander = Subscriber(10, lambda: None)
     other.members.add(bystander)
     broadcaster.groups = {

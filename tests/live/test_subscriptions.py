@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from graph.graphql.transport import GraphQLApp
 from graph.http.app import create_app
 from tests.support.factories import READ_KEY, make_settings, spread, write_headers
 from tests.support.servers import subscribed
@@ -143,43 +144,49 @@ def test_shutdown_ends_subscriptions_cleanly(database_url: str) -> None:
         assert client.get("/health/ready").json()["checks"]["subscriptions"]["active"] == 0
 
 
-def test_a_group_executes_and_encodes_each_flow_once(client: TestClient) -> None:
+def test_a_group_executes_and_encodes_each_flow_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three subscribers with one query: one execution and one encoding per new flow."""
-    from graph.graphql.schema import SharedEventExecution
+    encoded: list[tuple[object, str]] = []  # (result, its JSON) for each live message
 
-    app = client.app
-    view = next(r.endpoint for r in app.routes if r.path == "/graphql")  # type: ignore[attr-defined]
-    sockets = [
-        client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"])
-        for _ in range(3)
-    ]
-    opened = [s.__enter__() for s in sockets]
-    try:
-        for ws in opened:
-            ws.send_json({"type": "connection_init"})
-            ws.receive_json()
-            ws.send_json(
-                {
-                    "id": "s",
-                    "type": "subscribe",
-                    "payload": {"query": QUERY, "variables": variables()},
-                }
-            )
-        assert client.get("/health/ready").json()["checks"]["subscriptions"]["active"] == 3
-        executed, shared = SharedEventExecution.executed, SharedEventExecution.shared
-        encoded, reused = view.payloads.encoded, view.payloads.reused
-        ingest(client, spread("FR", "BE", ["Alpha"]))
-        texts = [ws.receive_text() for ws in opened]
-        assert len(set(texts)) == 1  # the same bytes, id included (each chose "s")
-        assert '"fromCountry":"FR"' in texts[0]
-        assert (SharedEventExecution.executed - executed, SharedEventExecution.shared - shared) == (
-            1,
-            2,
-        )
-        assert (view.payloads.encoded - encoded, view.payloads.reused - reused) == (1, 2)
-    finally:
-        for s in sockets:
-            s.__exit__(None, None, None)
+    class Spy(GraphQLApp):
+        def encode_result(self, result: object) -> str:
+            text = super().encode_result(result)
+            encoded.append((result, text))
+            return text
+
+    monkeypatch.setattr("graph.http.app.GraphQLApp", Spy)
+    with TestClient(create_app(make_settings(database_url))) as client:
+        sockets = [
+            client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"])
+            for _ in range(3)
+        ]
+        opened = [s.__enter__() for s in sockets]
+        try:
+            for ws in opened:
+                ws.send_json({"type": "connection_init"})
+                ws.receive_json()
+                ws.send_json(
+                    {
+                        "id": "s",
+                        "type": "subscribe",
+                        "payload": {"query": QUERY, "variables": variables()},
+                    }
+                )
+            subscribed(client, 3)
+            ingest(client, spread("FR", "BE", ["Alpha"]))
+            texts = [ws.receive_text() for ws in opened]
+            assert len(set(texts)) == 1  # the same bytes, id included (each chose "s")
+            assert '"fromCountry":"FR"' in texts[0]
+            [(result, text), *others] = encoded
+            assert len(others) == 2
+            # One execution: every member got the very same result object; one encoding: the
+            # very same text.
+            assert all(r is result and t is text for r, t in others)
+        finally:
+            for s in sockets:
+                s.__exit__(None, None, None)
 
 
 def test_unexpected_errors_are_masked_over_websockets(schemaless_postgres_url: str) -> None:
