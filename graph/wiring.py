@@ -1,4 +1,9 @@
-"""What the lifespan makes and every request reads: settings, engine, store, cache, service."""
+"""Builds the collaborators and hands each the ones it needs, through its constructor.
+
+:func:`open_archive` opens what every command that reads or writes the archive needs (database,
+store, cache, service, publisher); :func:`open_state` adds what a server runs besides (the live
+broadcaster and the feeds, with their HTTP client). A command builds only what it uses.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from db import migrate
 from db.engine import make_engine
+from db.locks import advisory_lock
 from db.repository import TrendRepository
 from graph.cache.response_cache import ResponseCache
-from graph.feeds.poller import Feeds, open_feeds
-from graph.live.broadcaster import Broadcaster, Publisher
+from graph.feeds.board import SourceBoard, make_board
+from graph.feeds.feeds import Feeds, open_feeds
+from graph.feeds.lease import POLLER_LOCK_ID
+from graph.live.broadcaster import Broadcaster
+from graph.live.publisher import Publisher
 from graph.observability.log import logger
 from graph.service.trend_service import TrendService
 from graph.settings import Settings
@@ -23,9 +31,26 @@ from graph.stores import Store, open_store
 
 
 @dataclass(frozen=True, slots=True)
-class AppState:
+class Archive:
+    """The archive and what answers from it: enough to ingest, query and announce changes."""
+
     settings: Settings
-    engine: AsyncEngine
+    database: str  # the database URL with its password hidden, for logs
+    repository: TrendRepository
+    store: Store
+    cache: ResponseCache
+    board: SourceBoard
+    service: TrendService
+    publisher: Publisher
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    """What the server's lifespan makes and every request reads."""
+
+    settings: Settings
+    database: str
+    repository: TrendRepository
     store: Store
     cache: ResponseCache
     service: TrendService
@@ -42,8 +67,8 @@ def app_state(conn: HTTPConnection) -> AppState:
 
 
 @asynccontextmanager
-async def open_state(settings: Settings) -> AsyncIterator[AppState]:
-    """Open the engine (migrating when AUTO_MIGRATE), the store and the service; close after."""
+async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
+    """The engine (migrated first when AUTO_MIGRATE), the store, the cache and the service."""
     engine = make_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -55,30 +80,31 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
     try:
         if settings.auto_migrate:
             await migrate.upgrade(engine)
+        repository = TrendRepository(engine)
         cache = ResponseCache(
             store if settings.use_cache else None, refresh_seconds=settings.flows_refresh_seconds
         )
+        board = make_board(settings, store)
         service = TrendService(
-            TrendRepository(engine),
+            repository,
             cache=cache,
             halflife_hours=settings.heat_halflife_hours,
             max_flows=settings.max_flows,
             max_batch_records=settings.max_batch_records,
+            unavailable=board.failing_countries,
         )
         publisher = Publisher(service, store)
         service.on_change(publisher.notify)
-        broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
-        async with open_feeds(settings, service, store, engine) as feeds:
-            yield AppState(
-                settings=settings,
-                engine=engine,
-                store=store,
-                cache=cache,
-                service=service,
-                publisher=publisher,
-                broadcaster=broadcaster,
-                feeds=feeds,
-            )
+        yield Archive(
+            settings=settings,
+            database=engine.url.render_as_string(hide_password=True),
+            repository=repository,
+            store=store,
+            cache=cache,
+            board=board,
+            service=service,
+            publisher=publisher,
+        )
     finally:
         await store.close()
         try:
@@ -87,3 +113,24 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             await asyncio.wait_for(engine.dispose(), settings.shutdown_timeout_seconds)
         except TimeoutError:
             logger.error("database connections did not close in time")
+
+
+@asynccontextmanager
+async def open_state(settings: Settings) -> AsyncIterator[AppState]:
+    """A server's state: the archive, the live broadcaster and the feeds."""
+    async with open_archive(settings) as archive:
+        lock = advisory_lock(archive.repository.engine, POLLER_LOCK_ID)
+        service, store = archive.service, archive.store
+        broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
+        async with open_feeds(settings, service, store, archive.board, lock) as feeds:
+            yield AppState(
+                settings=settings,
+                database=archive.database,
+                repository=archive.repository,
+                store=store,
+                cache=archive.cache,
+                service=service,
+                publisher=archive.publisher,
+                broadcaster=broadcaster,
+                feeds=feeds,
+            )

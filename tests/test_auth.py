@@ -204,12 +204,17 @@ def test_hs256_alone_refuses_rs256(rsa_keys: KeyPair) -> None:
     assert error.detail == "token algorithm is not accepted"
 
 
+# Times are seconds from when the test runs, not from when it was collected: a long suite runs
+# some tests minutes after collection, when a "future" time from then is already past.
+_RELATIVE_CLAIMS = ("exp", "nbf", "iat")
+
+
 @pytest.mark.parametrize(
     ("overrides", "detail"),
     [
-        ({"exp": int(time.time()) - 120}, "token expired"),
-        ({"nbf": int(time.time()) + 120}, "token not yet valid"),
-        ({"iat": int(time.time()) + 120}, "token not yet valid"),
+        ({"exp": -120}, "token expired"),
+        ({"nbf": 120}, "token not yet valid"),
+        ({"iat": 120}, "token not yet valid"),
         ({"iss": "https://elsewhere.test/"}, "token issuer is not accepted"),
         ({"aud": "another-service"}, "token audience is not accepted"),
         ({"exp": None}, "token lacks the 'exp' claim"),
@@ -221,6 +226,11 @@ def test_claims_that_make_a_token_invalid(
     rsa_keys: KeyPair, overrides: dict[str, Any], detail: str
 ) -> None:
     keys = creds(**jwt_settings(rsa_keys))
+    now = int(time.time())
+    overrides = {
+        name: now + value if name in _RELATIVE_CLAIMS and value is not None else value
+        for name, value in overrides.items()
+    }
     for token in (hs256(**overrides), rs256(rsa_keys, **overrides)):
         error = refusal(require_write, bearer(token), keys)
         assert isinstance(error, Unauthenticated)

@@ -21,10 +21,12 @@ from graph.cli.recordfile import Line, detect_format, open_text, read_lines
 from graph.core.errors import InvalidRecords, RecordProblem, TrendmapError
 from graph.core.records import parse_timestamp, validate_batch, validate_each
 from graph.feeds.demo import generate_demo_records
+from graph.live.publisher import Publisher
 from graph.observability.log import configure_logging
 from graph.service.trend_service import TrendService
 from graph.settings import Settings
-from graph.wiring import AppState, open_state
+from graph.stores import Store
+from graph.wiring import open_archive, open_state
 
 DEFAULT_BATCH = 5_000
 
@@ -99,10 +101,10 @@ async def _ingest(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
     show = sys.stderr.isatty()
     total = sum(1 for _ in path.open("rb")) if show else None
     with open_text(path) as stream, tqdm(total=total, unit=" lines", disable=not show) as bar:
-        async with open_state(settings) as state:
+        async with open_archive(settings) as archive:
             try:
                 summary = await ingest_lines(
-                    state.service,
+                    archive.service,
                     read_lines(stream, fmt),
                     batch_size=args.batch_size,
                     skip_invalid=args.skip_invalid,
@@ -122,20 +124,20 @@ async def _ingest(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
     return 0
 
 
-async def _announce(state: AppState) -> None:
+async def _announce(store: Store, publisher: Publisher) -> None:
     """Tell running servers' subscribers (through the shared store) about what was stored."""
-    if state.store.kind != "memory" and state.publisher.pending:
-        await state.publisher.publish_all()
+    if store.kind != "memory" and publisher.pending:
+        await publisher.publish_all()
 
 
 async def load_demo(settings: Settings, now: datetime | None = None) -> int:
     """Store the demo dataset (relative to now); returns how many records it holds."""
     records = generate_demo_records(now or datetime.now(UTC))
     rows = validate_batch(records)
-    async with open_state(settings) as state:
+    async with open_archive(settings) as archive:
         for start in range(0, len(rows), settings.max_batch_records):
-            await state.service.ingest(rows[start : start + settings.max_batch_records])
-        await _announce(state)
+            await archive.service.ingest(rows[start : start + settings.max_batch_records])
+        await _announce(archive.store, archive.publisher)
     return len(rows)
 
 
@@ -163,7 +165,7 @@ async def _poll_once(settings: Settings, out: TextIO) -> int:
         try:
             summary = await scheduler.poller.run_round()
             await scheduler.publish()
-            await _announce(state)
+            await _announce(state.store, state.publisher)
         finally:
             await scheduler.lease.release()
     for feed in summary.feeds:
@@ -286,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _examples(args: argparse.Namespace) -> int:
     # Imported here: the generator pulls in the whole app and the test client.
-    from graph.cli.examples import generate
+    from graph.cli.examples.generator import generate
 
     written = generate(Path(args.output))
     print(f"wrote {len(written)} example documents to {args.output}", file=sys.stderr)

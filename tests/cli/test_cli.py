@@ -14,8 +14,8 @@ import pytest
 
 from db import migrate
 from graph.cli import main as cli
-from graph.service.params import TimeWindow
-from graph.service.trend_service import FlowQuery, HotspotQuery
+from graph.core.windows import TimeWindow
+from graph.service.queries import FlowQuery, HotspotQuery
 from graph.settings import Settings
 from graph.wiring import open_state
 from tests.support.factories import record
@@ -198,7 +198,7 @@ def test_poll_once_prints_each_feed_and_exits_by_outcome(
 
 def cli_trend_query() -> Any:
     from graph.service.params import parse_record_filter
-    from graph.service.trend_service import TrendQuery
+    from graph.service.queries import TrendQuery
 
     return TrendQuery(parse_record_filter(None, None, None, None), 10, None)
 
@@ -215,7 +215,7 @@ def test_poll_once_needs_sources_and_waits_for_no_one(
 def test_poll_once_does_nothing_while_another_poller_leads(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from graph.feeds.poller import LEASE_KEY
+    from graph.feeds.lease import LEASE_KEY
     from graph.stores import open_store
     from tests.support.factories import TEST_REDIS_URL
 

@@ -10,7 +10,8 @@ import pytest
 from starlette.routing import Route
 
 from graph.cli import main as cli
-from graph.cli.examples import CLOCK, EXAMPLES, GraphQL, Rest, Subscription, normalise, pretty
+from graph.cli.examples.catalogue import EXAMPLES
+from graph.cli.examples.kinds import CLOCK, GraphQL, Rest, Subscription, normalise, pretty
 from graph.graphql.schema import make_schema
 from graph.http.app import create_app
 from tests.support.factories import make_settings
@@ -71,7 +72,7 @@ def test_the_command_removes_stale_documents_and_writes_the_index(regenerated: P
 
 
 def test_every_endpoint_has_an_example(tmp_path: Path) -> None:
-    """A new route needs an example (one entry in graph.cli.examples.EXAMPLES) or a reason here."""
+    """A new route needs an example (an entry in graph.cli.examples.catalogue) or a reason here."""
     app = create_app(make_settings(f"sqlite:///{tmp_path / 'a.db'}"))
     served = {
         (method, route.path)

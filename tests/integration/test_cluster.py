@@ -205,7 +205,7 @@ def test_cache_keys_and_their_ttl(cluster: Cluster) -> None:
     client = redis.Redis.from_url(cluster.redis.url)
     try:
         keys = {k.decode() for k in client.keys("*")}
-        from graph.cache.response_cache import countries_hash
+        from graph.cache.keys import countries_hash
 
         expected = {
             "trendmap:generation",

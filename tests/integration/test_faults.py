@@ -57,7 +57,7 @@ def test_an_exhausted_pool_answers_503_fast(postgres_url: str) -> None:
         postgres_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.5
     )
     with TestClient(create_app(settings)) as client:
-        engine = client.app_state["trendmap"].engine
+        engine = client.app_state["trendmap"].repository.engine
         held = engine.connect()
         client.portal.call(held.start)  # the pool's only connection, taken
         try:
