@@ -1,21 +1,8 @@
-"""One feed call: a timeout per attempt, retries with backoff, and a cap on the response size.
-
-Every source's request goes through :class:`Fetcher`, over the one shared ``httpx.AsyncClient``.
-
-- **Timeout:** each attempt, connection to last byte, gets ``SOURCE_TIMEOUT_SECONDS``; a server
-  that drips bytes cannot stretch it.
-- **Retries** (tenacity): up to ``SOURCE_MAX_ATTEMPTS`` (3) attempts for a failure that may
-  pass: no connection, a timeout, a 5xx, a 429. Between attempts: exponential backoff from
-  ``SOURCE_BACKOFF_SECONDS`` with jitter, or, on 429 and 503, the ``Retry-After`` the server
-  asked for. A ``Retry-After`` over ``SOURCE_RETRY_AFTER_MAX_SECONDS`` is not waited for: the
-  call fails at once and the breaker takes it from there.
-- **Size:** a response over ``SOURCE_MAX_BYTES`` (declared, or counted while reading, after
-  decompression) is refused without reading further.
-
-Other 4xx answers, a body that cannot be decoded (a ``Content-Encoding`` it does not have),
-too many redirects and a URL httpx cannot send fail at once. Whatever the cause, the caller gets
-a :class:`~graph.feeds.sources.FeedError`, never an httpx exception.
-"""
+"""Fetcher: one feed call over the shared ``httpx.AsyncClient``, with a deadline per attempt,
+tenacity retries (backoff with jitter, or the server's ``Retry-After``) and a size cap counted
+after decompression. Whatever fails, the caller gets a
+:class:`~graph.feeds.sources.FeedError`, never an httpx exception (docs/architecture.md,
+"Feeds", has the policy)."""
 
 from __future__ import annotations
 

@@ -1,23 +1,7 @@
-"""Limits on what one GraphQL operation may ask, checked before anything executes.
-
-- tokens: at most GRAPHQL_MAX_TOKENS, enforced by the lexer, so an oversized document is
-  refused before it is parsed into a tree;
-- depth: at most GRAPHQL_MAX_DEPTH, counting through fragments;
-- aliases: at most GRAPHQL_MAX_ALIASES, counting a fragment's aliases each time it is used;
-- computing root fields (``flows``, ``hotspots``): at most GRAPHQL_MAX_COMPUTING_FIELDS per
-  operation, however they are aliased or wrapped in fragments;
-- introspection and field suggestions: off with GRAPHQL_INTROSPECTION=false.
-
-Fragment cycles never recurse forever: every walk skips fragments it is already inside, and
-GraphQL's own validation refuses the cycle.
-
-Parsed and validated documents are kept (LRU, DOCUMENT_CACHE_SIZE each), so an operation sent
-again is neither parsed nor validated again. That is safe because every rule here looks at the
-document only, never at variables, and because the token limit is one of the parse options the
-parse cache is keyed by: an oversized document still fails in the lexer, and failures are not
-cached. The validation cache is keyed by the rule classes too, so they are made once per schema,
-not once per request (a new class each time would make every key new).
-"""
+"""Limits on what one GraphQL operation may ask, checked before anything executes: tokens (in
+the lexer), depth and aliases (through fragments), computing root fields per operation, and
+introspection. The rules read the document only, never variables, so parsed and validated
+documents can be kept and reused (docs/architecture.md, "Limits, rate limits, metrics")."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ implement :class:`Store`, and both answer a store that cannot be reached with
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -126,3 +127,11 @@ def open_store(url: str | None, *, socket_timeout: float = 0.25) -> Store:
     raise ValueError(
         f"unsupported store URL scheme {scheme!r}: use memory://, redis://, rediss:// or unix://"
     )
+
+
+async def acquire_by_set(store: Store, key: str, ttl_seconds: float) -> str | None:
+    """A lock as both backends take it: a random token SET only if absent, with a TTL. The
+    token, or None when someone else holds the lock."""
+    token = secrets.token_hex(16)
+    written = await store.set(key, token.encode(), ttl_seconds, only_if_absent=True)
+    return token if written else None

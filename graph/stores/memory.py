@@ -10,12 +10,11 @@ operation, so concurrent tasks see each operation whole.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from graph.stores import StoreUnavailable, check_ttl
+from graph.stores import StoreUnavailable, acquire_by_set, check_ttl
 
 # Expired keys are dropped when read; keys nobody reads again are swept this often (by the
 # clock of the store), so a long-running process does not keep every key it ever wrote.
@@ -143,9 +142,7 @@ class MemoryStore:
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """The lock's token, or None when someone else holds the lock."""
-        token = secrets.token_hex(16)
-        written = await self.set(key, token.encode(), ttl_seconds, only_if_absent=True)
-        return token if written else None
+        return await acquire_by_set(self, key, ttl_seconds)
 
     async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
         """Renew the lock for ``ttl_seconds`` if it still holds ``token``."""

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import math
 import random
-import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from redis.asyncio import Redis
@@ -23,7 +22,7 @@ from redis.exceptions import ConnectionError, RedisError
 from redis.typing import EncodableT, FieldT
 
 from graph.observability.log import logger
-from graph.stores import StoreUnavailable, check_ttl
+from graph.stores import StoreUnavailable, acquire_by_set, check_ttl
 
 # The builtin TimeoutError, which asyncio.TimeoutError is since Python 3.11, is an OSError.
 _CLIENT_ERRORS = (RedisError, OSError)
@@ -161,9 +160,7 @@ class RedisStore:
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """SET key <random token> NX PX: the token, or None when someone else holds the lock."""
-        token = secrets.token_hex(16)
-        written = await self.set(key, token.encode(), ttl_seconds, only_if_absent=True)
-        return token if written else None
+        return await acquire_by_set(self, key, ttl_seconds)
 
     async def extend(self, key: str, token: str, ttl_seconds: float) -> bool:
         """Compare-and-PEXPIRE in Lua: True when the lock still held ``token``."""
