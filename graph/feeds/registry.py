@@ -3,15 +3,26 @@ it, and the feeds build the configured sources from it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from graph.feeds.google_trends import GoogleTrendsRSS
 from graph.feeds.json_feed import JSONFeed
 from graph.feeds.sources import Source
 
-if TYPE_CHECKING:  # graph.settings reads SOURCE_NAMES from here
-    from graph.settings import Settings
+
+class Settings(Protocol):
+    """What building the sources reads (graph.settings.Settings has it; it imports this module
+    for SOURCE_NAMES, so this one names only what it needs)."""
+
+    @property
+    def sources(self) -> Sequence[str]: ...
+
+    @property
+    def google_trends_rss_url(self) -> str: ...
+
+    @property
+    def json_feed_url(self) -> str | None: ...
 
 
 def _json_feed(settings: Settings) -> Source:
