@@ -86,3 +86,31 @@ def test_every_setting_is_documented_in_the_readme_with_its_default() -> None:
         env = name.upper()
         documented = [row for row in rows if f"`{env}`" in row.split("|")[1]]
         assert documented, f"{env} has no row in a README settings table"
+
+
+def test_record_bounds_and_forwarding_proxies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.forwarded_allow_ips == ()
+    bounds = s.record_bounds()
+    assert bounds.earliest.isoformat() == "1970-01-01T00:00:00+00:00"
+    assert bounds.max_future.total_seconds() == 86_400
+    monkeypatch.setenv("MIN_RECORD_TIMESTAMP", "2020-01-01T02:00:00+02:00")
+    monkeypatch.setenv("MAX_RECORD_FUTURE_SECONDS", "3600")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1, 192.168.0.0/16,::1")
+    s = Settings()
+    assert s.record_bounds().earliest.isoformat() == "2020-01-01T00:00:00+00:00"
+    assert s.record_bounds().max_future.total_seconds() == 3_600
+    assert s.forwarded_allow_ips == ("10.0.0.1", "192.168.0.0/16", "::1")
+    for name, bad in [
+        ("MIN_RECORD_TIMESTAMP", "2020-01-01T00:00:00"),  # naive
+        ("MIN_RECORD_TIMESTAMP", "0001-01-01T00:00:00+14:00"),  # year 0 in UTC
+        ("MAX_RECORD_FUTURE_SECONDS", "-1"),
+        ("FORWARDED_ALLOW_IPS", "proxy.internal"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setenv(name, bad)
+            with pytest.raises(ValidationError, match=name.lower()):
+                Settings()

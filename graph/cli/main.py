@@ -19,7 +19,13 @@ from db.engine import UnsupportedDatabaseURL, make_engine
 from graph.auth import credentials_for
 from graph.cli.recordfile import Line, detect_format, open_text, read_lines
 from graph.core.errors import InvalidRecords, RecordProblem, TrendmapError
-from graph.core.records import parse_timestamp, validate_batch, validate_each
+from graph.core.records import (
+    DEFAULT_TIMESTAMP_BOUNDS,
+    TimestampBounds,
+    parse_timestamp,
+    validate_batch,
+    validate_each,
+)
 from graph.feeds.demo import generate_demo_records
 from graph.live.publisher import Publisher
 from graph.observability.log import configure_logging
@@ -54,6 +60,7 @@ async def ingest_lines(
     batch_size: int = DEFAULT_BATCH,
     skip_invalid: bool = False,
     progress: tqdm | None = None,
+    bounds: TimestampBounds = DEFAULT_TIMESTAMP_BOUNDS,
 ) -> IngestSummary:
     """Store records batch by batch; a batch with a bad line is stored whole or not at all.
 
@@ -69,7 +76,10 @@ async def ingest_lines(
         ]
         readable = [ln for ln in batch if ln.fields is not None]
         rows, invalid = validate_each(
-            [ln.fields for ln in readable], positions=[ln.number for ln in readable], where="line"
+            [ln.fields for ln in readable],
+            positions=[ln.number for ln in readable],
+            where="line",
+            bounds=bounds,
         )
         problems += invalid
         if problems:
@@ -109,6 +119,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
                     batch_size=args.batch_size,
                     skip_invalid=args.skip_invalid,
                     progress=bar,
+                    bounds=settings.record_bounds(),
                 )
             except InvalidRecords as exc:
                 print(f"error: {exc.detail}", file=sys.stderr)
@@ -205,7 +216,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         access_log=False,
-        proxy_headers=True,
+        # Off unless the operator names the proxies: uvicorn would otherwise take any
+        # X-Forwarded-For from 127.0.0.1 as the client's address, and a client sending a new
+        # one per request past a local proxy would have a new rate-limit budget each time.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,
         # A peer that stopped reading can hold its connection open (ASGI cannot abort it):
         # shutdown waits this long, then closes whatever is left.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import pycountry
@@ -20,6 +21,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -29,6 +31,33 @@ from graph.core.errors import InvalidRecords, MalformedBody, RecordProblem
 MAX_LABEL_CHARS = 200
 MAX_SOURCES = 20
 MAX_SOURCE_CHARS = 2_048
+# Characters no label or source may hold: C0 controls (PostgreSQL refuses NUL in text), DEL
+# and lone surrogates (not encodable as UTF-8). A label may hold tabs and line breaks, which
+# its topic key collapses; a source (a URL or a name) may not.
+_LABEL_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_SOURCE_REFUSED = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampBounds:
+    """The span a record's timestamp must fall in: not before ``earliest``, and not more than
+    ``max_future`` ahead of the clock when the record arrives."""
+
+    earliest: datetime
+    max_future: timedelta
+
+    def check(self, moment: datetime, now: datetime) -> None:
+        """ValueError naming the span unless ``moment`` falls in it."""
+        latest = now + self.max_future
+        if not self.earliest <= moment <= latest:
+            raise ValueError(
+                f"{moment.isoformat()} is out of range: records must be dated from"
+                f" {self.earliest.isoformat()} to {latest.isoformat()}"
+                f" ({self.max_future.total_seconds():g} s ahead of the server's clock)"
+            )
+
+
+DEFAULT_TIMESTAMP_BOUNDS = TimestampBounds(datetime(1970, 1, 1, tzinfo=UTC), timedelta(days=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +119,8 @@ def parse_timestamp(value: object) -> datetime:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
+        # fromisoformat stops reading at a NUL byte: "...Z\x00junk" would pass.
+        refuse_control_characters(value)
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
@@ -100,7 +131,22 @@ def parse_timestamp(value: object) -> datetime:
         raise ValueError("must be an ISO 8601 string such as 2026-01-31T12:00:00Z")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("needs a UTC offset ('Z' or '+hh:mm'); naive timestamps are refused")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        raise ValueError(f"{value!s} is outside years 1 to 9999 once converted to UTC") from None
+
+
+def refuse_control_characters(value: str, *, line_breaks: bool = False) -> str:
+    """``value`` unchanged, or ValueError naming its first control character or lone surrogate
+    (``line_breaks``: tabs, line feeds and carriage returns are let through)."""
+    found = (_LABEL_REFUSED if line_breaks else _SOURCE_REFUSED).search(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control characters or lone surrogates"
+            f" (U+{ord(found.group()):04X} at position {found.start()})"
+        )
+    return value
 
 
 def _country(value: object) -> object:
@@ -125,6 +171,13 @@ class TrendIn(BaseModel):
         | None
     ) = None
 
+    @field_validator("timestamp")
+    @classmethod
+    def _within_bounds(cls, value: datetime, info: ValidationInfo) -> datetime:
+        bounds, now = info.context if info.context else (DEFAULT_TIMESTAMP_BOUNDS, _now())
+        bounds.check(value, now)
+        return value
+
     @field_validator("topic_label")
     @classmethod
     def _trimmed_label(cls, value: str) -> str:
@@ -133,7 +186,14 @@ class TrendIn(BaseModel):
             raise ValueError(
                 f"must be 1 to {MAX_LABEL_CHARS} characters after trimming, not {len(label)}"
             )
-        return label
+        return refuse_control_characters(label, line_breaks=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _printable_sources(cls, value: list[str] | None) -> list[str] | None:
+        for source in value or ():
+            refuse_control_characters(source)
+        return value
 
     @field_validator("confidence", mode="before")
     @classmethod
@@ -161,6 +221,15 @@ class TrendIn(BaseModel):
 _BATCH = TypeAdapter(list[TrendIn])
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _context(bounds: TimestampBounds) -> tuple[TimestampBounds, datetime]:
+    """What the validators read: the bounds, and one clock reading for the whole batch."""
+    return bounds, _now()
+
+
 def _problems(exc: ValidationError, positions: Sequence[int] | None) -> list[RecordProblem]:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
@@ -175,24 +244,32 @@ def _problems(exc: ValidationError, positions: Sequence[int] | None) -> list[Rec
 
 
 def validate_batch(
-    records: Any, *, positions: Sequence[int] | None = None, where: str = "record"
+    records: Any,
+    *,
+    positions: Sequence[int] | None = None,
+    where: str = "record",
+    bounds: TimestampBounds = DEFAULT_TIMESTAMP_BOUNDS,
 ) -> list[Record]:
     """Validate a whole batch (a list of mappings) or raise InvalidRecords naming every problem.
 
-    ``positions`` maps batch indexes to what the caller calls them (line numbers for a file).
+    ``positions`` maps batch indexes to what the caller calls them (line numbers for a file);
+    ``bounds`` is the span timestamps must fall in (the settings' ``record_bounds()``).
     """
     try:
-        return [item.row() for item in _BATCH.validate_python(records)]
+        return [item.row() for item in _BATCH.validate_python(records, context=_context(bounds))]
     except ValidationError as exc:
         raise InvalidRecords(_problems(exc, positions), where=where) from None
 
 
-def validate_json_batch(body: bytes) -> list[Record]:
+def validate_json_batch(
+    body: bytes, *, bounds: TimestampBounds = DEFAULT_TIMESTAMP_BOUNDS
+) -> list[Record]:
     """Parse and validate a JSON array of records in one pass."""
     try:
         # Tens of thousands of objects that live until stored: see collector_paused.
         with collector_paused():
-            return [item.row() for item in _BATCH.validate_json(body)]
+            items = _BATCH.validate_json(body, context=_context(bounds))
+            return [item.row() for item in items]
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise MalformedBody("malformed JSON: send a JSON array of records") from None
@@ -200,7 +277,11 @@ def validate_json_batch(body: bytes) -> list[Record]:
 
 
 def validate_each(
-    records: Sequence[Any], *, positions: Sequence[int] | None = None, where: str = "record"
+    records: Sequence[Any],
+    *,
+    positions: Sequence[int] | None = None,
+    where: str = "record",
+    bounds: TimestampBounds = DEFAULT_TIMESTAMP_BOUNDS,
 ) -> tuple[list[Record], list[RecordProblem]]:
     """Validate record by record: the valid ones as rows, and the problems of the rest.
 
@@ -208,13 +289,13 @@ def validate_each(
     --skip-invalid); a request body is still validated whole with :func:`validate_batch`.
     """
     try:
-        return validate_batch(records, positions=positions, where=where), []
+        return validate_batch(records, positions=positions, where=where, bounds=bounds), []
     except InvalidRecords as exc:
         problems = exc.problems
     named = positions if positions is not None else range(len(records))
     bad = {p.index for p in problems}
     keep = [i for i, name in enumerate(named) if name not in bad]
     rows = validate_batch(
-        [records[i] for i in keep], positions=[named[i] for i in keep], where=where
+        [records[i] for i in keep], positions=[named[i] for i in keep], where=where, bounds=bounds
     )
     return rows, problems

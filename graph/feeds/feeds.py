@@ -100,6 +100,7 @@ async def open_feeds(
             breaker_failures=settings.breaker_failures,
             breaker_reset_seconds=settings.breaker_reset_seconds,
             concurrency=settings.source_concurrency,
+            bounds=settings.record_bounds(),
         )
         feeds.scheduler = PollScheduler(
             feeds.poller,

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from graph.breaker import BreakerState, CircuitBreaker
 from graph.core.errors import TrendmapError
-from graph.core.records import Record, validate_each
+from graph.core.records import DEFAULT_TIMESTAMP_BOUNDS, Record, TimestampBounds, validate_each
 from graph.feeds.dry_run import FEED_EXTENSION
 from graph.feeds.sources import FeedError, Source
 from graph.observability.log import logger
@@ -136,8 +136,10 @@ class Poller:
         breaker_reset_seconds: float = 30.0,
         concurrency: int = 4,
         clock: Callable[[], float] = time.monotonic,
+        bounds: TimestampBounds = DEFAULT_TIMESTAMP_BOUNDS,
     ) -> None:
         self.service = service
+        self.bounds = bounds
         self.fetcher = fetcher
         self.feeds = [
             Feed(
@@ -179,7 +181,7 @@ class Poller:
                     feed.source.url(country), extensions={FEED_EXTENSION: (name, country)}
                 )
                 items = feed.source.parse(body, country)
-                rows, problems = validate_each(items.records, where="item")
+                rows, problems = validate_each(items.records, where="item", bounds=self.bounds)
             except FeedError as exc:
                 return self._failed(feed, str(exc)), []
             except Exception as exc:  # a bug must cost one feed, not the poller

@@ -8,6 +8,10 @@ import json
 from datetime import datetime
 
 from graph.core.errors import InvalidParameter
+from graph.core.records import parse_timestamp
+
+# Ids are BIGINT: a larger one would overflow the database's parameter, not miss a row.
+_MAX_ID = 2**63 - 1
 
 __all__ = ["decode_cursor", "encode_cursor"]
 
@@ -21,9 +25,10 @@ def decode_cursor(cursor: str, *, field: str = "after") -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, ident = json.loads(raw)
-        moment = datetime.fromisoformat(stamp)
-        if moment.tzinfo is None or not isinstance(ident, int):
+        moment = parse_timestamp(stamp)  # aware, in UTC, or ValueError
+        if type(ident) is not int or not 0 <= ident <= _MAX_ID:
             raise ValueError("bad cursor")
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    # RecursionError: JSON nested deeper than the parser recurses.
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         raise InvalidParameter(field, "not a cursor this service issued") from None
     return moment, ident

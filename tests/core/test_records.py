@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import string
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from graph.core.errors import InvalidRecords, MalformedBody
 from graph.core.records import (
+    DEFAULT_TIMESTAMP_BOUNDS,
+    TimestampBounds,
     assigned_country_codes,
     parse_timestamp,
     topic_key,
@@ -50,6 +53,11 @@ def test_a_good_record_is_normalised() -> None:
         ("timestamp", "20/11/2026 10:00"),
         ("timestamp", 1_763_632_800),  # epoch seconds are not ISO 8601
         ("timestamp", None),
+        ("timestamp", "2026-11-20T10:00:00Z\x00"),  # fromisoformat stops reading at NUL
+        ("timestamp", "0001-01-01T00:00:00+14:00"),  # year 0 in UTC
+        ("timestamp", "9999-12-31T23:59:59-12:00"),  # year 10000 in UTC
+        ("timestamp", "9999-12-31T23:59:59Z"),  # past the default bounds
+        ("timestamp", "1969-12-31T23:59:59Z"),
         ("country", "XX"),  # not assigned
         ("country", "USA"),  # alpha-3
         ("country", "U"),
@@ -58,6 +66,10 @@ def test_a_good_record_is_normalised() -> None:
         ("topic_label", ""),
         ("topic_label", "x" * 201),
         ("topic_label", 42),
+        ("topic_label", "Copa\x00América"),  # PostgreSQL refuses NUL in text
+        ("topic_label", "\x1b[31mred"),
+        ("topic_label", "del\x7f"),
+        ("topic_label", "lone \ud800 surrogate"),
         ("count", 0),
         ("count", -1),
         ("count", 1.5),
@@ -74,6 +86,9 @@ def test_a_good_record_is_normalised() -> None:
         ("sources", ["x" * 2049]),
         ("sources", "https://one.test"),
         ("sources", [1]),
+        ("sources", ["https://a.test/\x00"]),
+        ("sources", ["ok", "tab\tinside"]),
+        ("sources", ["\ud800"]),
     ],
 )
 def test_every_rule_refuses_the_whole_batch(field: str, value: Any) -> None:
@@ -84,6 +99,55 @@ def test_every_rule_refuses_the_whole_batch(field: str, value: Any) -> None:
     assert (problem.index, problem.field.split(".")[0]) == (1, field)
     assert caught.value.status == 400
     assert f"record 1: {field}" in caught.value.detail
+
+
+def test_control_characters_are_named_with_their_position() -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([{**GOOD, "topic_label": "Copa\x00América"}])
+    assert "U+0000 at position 4" in caught.value.problems[0].message
+    # Tabs and line breaks inside a label are whitespace its topic key collapses.
+    [row] = validate_batch([{**GOOD, "topic_label": "Copa\tAmérica\r\nfinal"}])
+    assert row.topic_key == "copa américa final"
+
+
+def test_timestamps_overflowing_utc_are_refused_not_raised() -> None:
+    for text in ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"]:
+        with pytest.raises(ValueError, match="outside years 1 to 9999"):
+            parse_timestamp(text)
+    with pytest.raises(ValueError, match="outside years"):
+        parse_timestamp(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))))
+
+
+def test_bounds_are_inclusive_and_named_in_the_refusal() -> None:
+    now = datetime.now(UTC)
+    bounds = TimestampBounds(datetime(2020, 1, 1, tzinfo=UTC), timedelta(hours=1))
+    edge = {**GOOD, "timestamp": "2020-01-01T00:00:00Z"}
+    soon = {**GOOD, "timestamp": (now + timedelta(minutes=59)).isoformat()}
+    assert len(validate_batch([edge, soon], bounds=bounds)) == 2
+    for moment in [
+        datetime(2019, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        now + timedelta(hours=2),
+    ]:
+        with pytest.raises(InvalidRecords) as caught:
+            validate_batch([{**GOOD, "timestamp": moment.isoformat()}], bounds=bounds)
+        [problem] = caught.value.problems
+        assert problem.field == "timestamp"
+        assert "records must be dated from 2020-01-01T00:00:00+00:00 to" in problem.message
+        assert "(3600 s ahead of the server's clock)" in problem.message
+    old = [{**GOOD, "timestamp": "2010-01-01T00:00:00Z"}]
+    with pytest.raises(InvalidRecords):
+        validate_json_batch(json.dumps(old).encode(), bounds=bounds)
+    assert validate_each(old, bounds=bounds)[0] == []
+    assert len(validate_batch(old)) == 1  # the default bounds reach back to 1970
+
+
+def test_the_default_bounds() -> None:
+    assert DEFAULT_TIMESTAMP_BOUNDS.earliest == datetime(1970, 1, 1, tzinfo=UTC)
+    assert DEFAULT_TIMESTAMP_BOUNDS.max_future == timedelta(days=1)
+    assert validate_batch([{**GOOD, "timestamp": "1970-01-01T00:00:00Z"}])
+    assert validate_batch(
+        [{**GOOD, "timestamp": (datetime.now(UTC) + timedelta(hours=23)).isoformat()}]
+    )
 
 
 @pytest.mark.parametrize("field", ["timestamp", "country", "topic_label", "count", "confidence"])
@@ -170,7 +234,7 @@ records = st.fixed_dictionaries(
     {
         "timestamp": st.datetimes(
             min_value=datetime(2000, 1, 1),
-            max_value=datetime(2100, 1, 1),
+            max_value=datetime(2026, 11, 1),  # within the default bounds
             timezones=st.just(UTC)
             | st.builds(lambda h: timezone(timedelta(hours=h)), st.integers(-12, 14)),
         ).map(lambda d: d.isoformat()),
@@ -178,7 +242,10 @@ records = st.fixed_dictionaries(
         "topic_label": labels,
         "count": st.integers(1, 2**31 - 1),
         "confidence": st.floats(0, 1),
-        "sources": st.none() | st.lists(st.text(max_size=10), max_size=4),
+        "sources": st.none()
+        | st.lists(
+            st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=10), max_size=4
+        ),
     }
 )
 

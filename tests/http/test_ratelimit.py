@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -27,7 +29,7 @@ from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
 from graph.http.ratelimit.limiter import RateLimiter
 from tests.support.factories import TEST_REDIS_URL, WRITE_KEY, make_settings, record, write_headers
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, running_server
 
 TYPENAME = {"query": "{ __typename }"}
 MUTATION = "mutation { ingestTrends(trends: []) { received } }"
@@ -419,3 +421,38 @@ def test_a_redis_outage_falls_back_to_counting_in_process(
         time.sleep(0.3)  # the breaker's reset: the next request probes Redis
         assert [read(client).status_code for _ in range(4)] == [200, 200, 200, 429]
         assert counters(throwaway_redis.url) == {"ratelimit:default:ip:testclient": 4}
+
+
+def _served_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "FORWARDED_ALLOW_IPS"}}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 's.db'}", LOG_LEVEL="WARNING", **settings)
+    return env
+
+
+def test_a_served_process_never_takes_the_client_address_from_a_forged_header(
+    tmp_path: Path,
+) -> None:
+    """A real `trendmap serve` on loopback: a new X-Forwarded-For per request is no new budget
+    unless FORWARDED_ALLOW_IPS names the peer as a proxy."""
+    env = _served_env(tmp_path, RATE_LIMIT_PER_MINUTE="3", TRUST_FORWARDED_FOR="false")
+    with running_server(tmp_path, env) as server:
+        spoofed = [
+            httpx.get(
+                f"{server.base}/graphql",
+                params=TYPENAME,
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            )
+            for i in range(5)
+        ]
+        assert [r.status_code for r in spoofed] == [200, 200, 200, 429, 429]
+        assert spoofed[-1].json()["error"] == "rate_limited"
+
+    env = _served_env(tmp_path, RATE_LIMIT_PER_MINUTE="1", FORWARDED_ALLOW_IPS="127.0.0.1")
+    with running_server(tmp_path, env) as server:
+
+        def get(address: str) -> int:
+            headers = {"X-Forwarded-For": address}
+            return httpx.get(f"{server.base}/graphql", params=TYPENAME, headers=headers).status_code
+
+        # The operator named loopback as a proxy: each forwarded client has its own budget.
+        assert [get("198.51.100.1"), get("198.51.100.2"), get("198.51.100.1")] == [200, 200, 429]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from graph.core.errors import InvalidParameter
 from graph.core.windows import Span, TimeWindow
+from graph.service.cursor import decode_cursor, encode_cursor
 from graph.service.params import (
     parse_as_of,
     parse_count,
     parse_countries,
+    parse_record_filter,
     parse_threshold,
     parse_time_window,
 )
@@ -31,7 +35,7 @@ def test_span_bounds() -> None:
     as_of = datetime(2026, 1, 2, tzinfo=UTC)
     span = Span(TimeWindow.H12, as_of)
     assert span.start == as_of - timedelta(hours=12)
-    assert span.recent_after == as_of - timedelta(hours=6)
+    assert span.previous_start == as_of - timedelta(hours=24)
 
 
 def test_countries_are_normalised() -> None:
@@ -68,8 +72,73 @@ def test_counts() -> None:
         assert caught.value.field == "first"
 
 
-@pytest.mark.parametrize("text", ["0001-01-01T01:01:00Z", "0001-01-01T23:59:59+00:00"])
-def test_an_as_of_whose_window_would_start_before_year_one_is_refused(text: str) -> None:
-    with pytest.raises(InvalidParameter, match="must be after 0001-01-02"):
-        parse_as_of(text)
-    assert parse_as_of("0001-01-02T00:00:00Z") == datetime(1, 1, 2, tzinfo=UTC)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T01:01:00Z",
+        "0001-01-08T23:59:59.999999+00:00",  # the window before a day's window starts in year 0
+        "9999-12-24T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_an_instant_whose_spans_would_leave_the_calendar_is_refused(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="must be between 0001-01-09T00:00:00"):
+        parse_as_of(text, field="since")
+    assert parse_as_of("0001-01-09T00:00:00Z") == datetime(1, 1, 9, tzinfo=UTC)
+    assert parse_as_of("9999-12-23T23:59:59Z") == datetime(9999, 12, 23, 23, 59, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("0001-01-01T00:00:00+14:00", "outside years 1 to 9999"),
+        ("9999-12-31T23:59:59-12:00", "outside years 1 to 9999"),
+        ("2026-01-01T00:00:00Z\x00", "control characters"),
+        ("2026-01-01T00:00:00\x00Z", "control characters"),
+    ],
+)
+def test_instants_that_overflow_or_hide_a_nul_are_refused(text: str, words: str) -> None:
+    with pytest.raises(InvalidParameter, match=words) as caught:
+        parse_as_of(text, field="until")
+    assert caught.value.field == "until"
+
+
+def test_a_topic_filter_refuses_nul() -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        parse_record_filter(None, "world\x00cup", None, None)
+    assert caught.value.field == "topic"
+    assert parse_record_filter(None, " World  Cup ", None, None).topic_key == "world cup"
+    assert parse_record_filter(None, "  ", None, None).topic_key is None
+
+
+def _cursor(raw: object) -> str:
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_cursors_round_trip() -> None:
+    moment = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    assert decode_cursor(encode_cursor(moment, 2**63 - 1)) == (moment, 2**63 - 1)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        _cursor(["2026-11-20T00:00:00+00:00", 2**63]),  # past BIGINT
+        _cursor(["2026-11-20T00:00:00+00:00", -1]),
+        _cursor(["2026-11-20T00:00:00+00:00", True]),
+        _cursor(["2026-11-20T00:00:00+00:00", 1.0]),
+        _cursor(["2026-11-20T00:00:00+00:00\x00", 1]),
+        _cursor(["0001-01-01T00:00:00+14:00", 1]),
+        _cursor(["2026-11-20T00:00:00", 1]),
+        _cursor([1, 1]),
+        _cursor("[" * 5_000),  # deeper than the JSON parser recurses
+        _cursor({"a": 1, "b": 2}),
+        "!!!",
+        "\x00",
+    ],
+)
+def test_forged_cursors_are_refused_naming_the_field(forged: str) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        decode_cursor(forged, field="after")
+    assert caught.value.field == "after"

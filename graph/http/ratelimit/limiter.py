@@ -52,7 +52,12 @@ def _headers(scope: Scope, name: bytes) -> list[str]:
 
 
 def client_of(scope: Scope, settings: Settings) -> str:
-    """``key:<sha256 of the token>`` for a valid credential, else ``ip:<address>``."""
+    """``key:<sha256 of the token>`` for a valid credential, else ``ip:<address>``.
+
+    The address is the peer's, as the server saw it: the server rewrites it from
+    ``X-Forwarded-For`` only for the proxies in ``FORWARDED_ALLOW_IPS`` (none by default).
+    ``TRUST_FORWARDED_FOR`` makes the limiter alone read the header's last entry instead.
+    """
     authorization = _headers(scope, b"authorization")
     try:
         token = bearer_token(authorization[0]) if authorization else None
