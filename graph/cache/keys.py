@@ -36,3 +36,23 @@ def trends_key(country: str, as_of: datetime) -> str:
 def trends_roster_key(as_of: datetime) -> str:
     """Which countries had data in windows ending at ``as_of`` (field: window)."""
     return f"trends:countries:{as_of.isoformat()}"
+
+
+def digest(text: str) -> str:
+    """A short fixed-length stand-in for client text (a search, a topic) inside keys."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def span_key() -> str:
+    """The archive's extent (field: ``now``)."""
+    return "span:all"
+
+
+def topics_key(window: str, countries: Sequence[str] | None) -> str:
+    """A window's topic summaries (field: as_of, search digest and limit)."""
+    return f"topics:{window}:{countries_hash(countries)}"
+
+
+def spread_key(topic_key: str) -> str:
+    """One topic's spread (field: since and until)."""
+    return f"spread:{digest(topic_key)}"

@@ -1,0 +1,104 @@
+"""The REST routes for exploring the archive: ``/v1/span``, ``/v1/topics``, ``/v1/topics/spread``.
+
+Each answer is ``{<name>: <the cached JSON>, "metadata": {...}, "warnings": [...]}``, the
+cached bytes spliced in as REST does for flows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from graph.auth import credentials_for, require_read
+from graph.observability.log import log_fields, request_id_of
+from graph.service.explorer import Explored, SpreadQuery, TopicsQuery
+from graph.wiring import AppState, app_state
+
+
+def _state(request: Request) -> AppState:
+    """The app state, once the read is authorised."""
+    state = app_state(request)
+    require_read(request.headers.get("authorization"), credentials_for(state.settings))
+    return state
+
+
+def _response(request: Request, name: str, explored: Explored, **metadata: Any) -> Response:
+    log_fields(request.scope).update(cache_hit=explored.cache_hit)
+    envelope = {
+        "request_id": request_id_of(request.scope),
+        **metadata,
+        "cache_hit": explored.cache_hit,
+        "computed_at": explored.computed_at.isoformat(),
+    }
+    body = b"".join(
+        [
+            b'{"',
+            name.encode(),
+            b'":',
+            explored.payload,
+            b',"metadata":',
+            orjson.dumps(envelope),
+            b',"warnings":',
+            orjson.dumps(list(explored.warnings)),
+            b"}",
+        ]
+    )
+    return Response(body, media_type="application/json")
+
+
+async def get_span(request: Request) -> Response:
+    explored = await _state(request).explorer.data_span()
+    return _response(request, "data_span", explored)
+
+
+async def get_topics(request: Request) -> Response:
+    state = _state(request)
+    q = request.query_params
+    countries = q.getlist("countries")
+    query = TopicsQuery.parse(
+        time_window=q.get("time_window"),
+        as_of=q.get("as_of"),
+        countries=",".join(countries) if countries else None,
+        search=q.get("search"),
+        limit=q.get("limit"),
+    )
+    explored = await state.explorer.topics(query)
+    return _response(
+        request,
+        "topics",
+        explored,
+        time_window=query.window.value,
+        countries=list(query.countries) if query.countries else None,
+        search=query.search,
+        limit=query.limit,
+        as_of=explored.as_of.isoformat(),
+        topic_count=explored.count,
+    )
+
+
+async def get_topic_spread(request: Request) -> Response:
+    state = _state(request)
+    q = request.query_params
+    query = SpreadQuery.parse(topic=q.get("topic"), since=q.get("since"), until=q.get("until"))
+    explored = await state.explorer.topic_spread(query)
+    since, until = query.bounds(explored.as_of)
+    return _response(
+        request,
+        "topic_spread",
+        explored,
+        topic=query.key,
+        since=since.isoformat(),
+        until=until.isoformat(),
+        country_count=explored.count,
+    )
+
+
+routes = [
+    Route("/v1/span", get_span, methods=["GET"]),
+    Route("/v1/topics", get_topics, methods=["GET"]),
+    Route("/v1/topics/spread", get_topic_spread, methods=["GET"]),
+]

@@ -1,0 +1,264 @@
+"""Exploring: the archive's span, a window's topics and one topic's spread, for REST and GraphQL.
+
+Each question is parsed once (:class:`TopicsQuery`, :class:`SpreadQuery`, refusals naming the
+parameter as the client spelled it) and answered through the response cache like flows: the
+payload is the JSON of the core answer (graph.core.exploring), which REST splices into its
+envelope and GraphQL reads back into the core objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from db.errors import StorageUnavailable
+from db.exploring import ExploringRepository
+from graph.cache.entry import Entry
+from graph.cache.keys import digest, span_key, spread_key, topics_key
+from graph.cache.response_cache import ResponseCache
+from graph.core.errors import DependencyUnavailable, NotFound
+from graph.core.exploring import (
+    DataSpan,
+    TopicCell,
+    TopicCountry,
+    TopicSpread,
+    TopicSummary,
+    summarise_topics,
+    topic_spread,
+)
+from graph.core.windows import Span, TimeWindow
+from graph.service.params import (
+    check_order,
+    parse_as_of,
+    parse_count,
+    parse_countries,
+    parse_since_until,
+    parse_text,
+    parse_time_window,
+)
+
+__all__ = ["Explored", "Explorer", "SpreadQuery", "TopicsQuery"]
+
+DEFAULT_TOPICS = 20
+MAX_TOPICS = 1_000
+SPREAD_DEFAULT = timedelta(days=7)
+
+Clock = Callable[[], datetime]
+PartialWarnings = Callable[[Collection[str] | None], Awaitable[tuple[str, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsQuery:
+    window: TimeWindow
+    as_of: datetime | None
+    countries: tuple[str, ...] | None
+    search: str | None  # normalised as topic keys are
+    limit: int
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        time_window: str | None,
+        as_of: str | datetime | None,
+        countries: str | list[str] | None,
+        search: str | None,
+        limit: str | int | None,
+        camel_case: bool = False,
+    ) -> TopicsQuery:
+        limit_ = parse_count(limit, maximum=MAX_TOPICS, field="limit", default=DEFAULT_TOPICS)
+        assert limit_ is not None  # a default was given
+        return cls(
+            window=parse_time_window(
+                time_window, field="timeWindow" if camel_case else "time_window"
+            ),
+            as_of=parse_as_of(as_of, field="asOf" if camel_case else "as_of"),
+            countries=parse_countries(countries),
+            search=parse_text(search, field="search"),
+            limit=limit_,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadQuery:
+    key: str
+    since: datetime | None
+    until: datetime | None
+
+    @classmethod
+    def parse(
+        cls, *, topic: str | None, since: str | datetime | None, until: str | datetime | None
+    ) -> SpreadQuery:
+        key = parse_text(topic, field="topic", required=True)
+        assert key is not None  # required
+        return cls(key, *parse_since_until(since, until))
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """``since`` and ``until``, defaults filled in (``until`` now, ``since`` 7 days before)."""
+        until = self.until if self.until is not None else now
+        check_order(self.since, until)
+        return (self.since if self.since is not None else _days_before(until), until)
+
+
+def _days_before(until: datetime) -> datetime:
+    try:
+        return until - SPREAD_DEFAULT
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Explored:
+    """An exploring answer (computed now or read from the cache): the JSON and how it was made.
+
+    ``as_of`` is the instant it describes: the window's end, the spread's ``until``, or when
+    the span was read."""
+
+    payload: bytes
+    count: int
+    as_of: datetime
+    computed_at: datetime
+    cache_hit: bool
+    warnings: tuple[str, ...] = ()
+
+    def item(self) -> Any:
+        return orjson.loads(self.payload)
+
+
+@asynccontextmanager
+async def _storage() -> AsyncIterator[None]:
+    try:
+        yield
+    except StorageUnavailable as exc:
+        raise DependencyUnavailable(str(exc)) from exc
+
+
+def _cells(rows: list[Any]) -> list[TopicCell]:
+    return [TopicCell(*row) for row in rows]
+
+
+class Explorer:
+    """Answers the exploring questions from the archive, through the response cache."""
+
+    def __init__(
+        self,
+        repository: ExploringRepository,
+        *,
+        cache: ResponseCache,
+        clock: Clock,
+        partial_warnings: PartialWarnings | None = None,
+    ) -> None:
+        self.repository = repository
+        self.cache = cache
+        self.clock = clock
+        self._partial_warnings = partial_warnings
+
+    async def data_span(self) -> Explored:
+        async def compute(token: str) -> Entry:
+            now = self.clock()
+            async with _storage():
+                first, last, records, countries = await self.repository.span()
+            payload = orjson.dumps(DataSpan(first, last, records, countries))
+            return Entry(token, now, self.clock(), payload, count=records)
+
+        return await self._answer(span_key(), "now", True, compute)
+
+    async def topics(self, query: TopicsQuery) -> Explored:
+        async def compute(token: str) -> Entry:
+            span = Span(query.window, query.as_of or self.clock())
+            async with _storage():
+                rows = await self.repository.window_cells(span.start, span.as_of, query.search)
+            items = summarise_topics(_cells(rows), query.countries, query.limit)
+            return Entry(token, span.as_of, self.clock(), orjson.dumps(items), count=len(items))
+
+        search = "" if query.search is None else digest(query.search)
+        field = f"{_instant(query.as_of)}|{search}|{query.limit}"
+        key = topics_key(query.window.value, query.countries)
+        explored = await self._answer(key, field, query.as_of is None, compute)
+        return await self._with_warnings(explored, query.countries)
+
+    async def topic_spread(self, query: SpreadQuery) -> Explored:
+        """The topic's spread; NotFound when it has no record between since and until."""
+        query.bounds(self.clock())  # a since after now is refused before any lookup
+
+        async def compute(token: str) -> Entry:
+            since, until = query.bounds(self.clock())
+            async with _storage():
+                rows = await self.repository.topic_cells(query.key, since, until)
+            spread = topic_spread(query.key, _cells(rows))
+            count = 0 if spread is None else len(spread.countries)
+            return Entry(token, until, self.clock(), orjson.dumps(spread), count=count)
+
+        field = f"{_instant(query.since)}|{_instant(query.until)}"
+        explored = await self._answer(spread_key(query.key), field, query.until is None, compute)
+        if explored.count == 0:  # cached too: asking again costs no query
+            raise NotFound(f"topic: no record of {query.key!r} in the span asked")
+        return explored
+
+    async def _answer(
+        self, key: str, field: str, sliding: bool, compute: Callable[[str], Awaitable[Entry]]
+    ) -> Explored:
+        entry, hit = await self.cache.get_or_compute(key, field, sliding=sliding, compute=compute)
+        return Explored(
+            entry.payload, entry.count, entry.as_of, entry.computed_at, hit, entry.warnings
+        )
+
+    async def _with_warnings(
+        self, explored: Explored, countries: Collection[str] | None
+    ) -> Explored:
+        if self._partial_warnings is None:
+            return explored
+        extra = await self._partial_warnings(countries)
+        if not extra:
+            return explored
+        return Explored(
+            explored.payload,
+            explored.count,
+            explored.as_of,
+            explored.computed_at,
+            explored.cache_hit,
+            explored.warnings + extra,
+        )
+
+
+def _instant(moment: datetime | None) -> str:
+    return "now" if moment is None else moment.isoformat()
+
+
+def data_span_of(item: dict[str, Any]) -> DataSpan:
+    """A core data span from its JSON."""
+    first, last = (
+        None if item[k] is None else datetime.fromisoformat(item[k]) for k in ("first", "last")
+    )
+    return DataSpan(first, last, item["records"], item["countries"])
+
+
+def topic_summary_of(item: dict[str, Any]) -> TopicSummary:
+    """A core topic summary from its JSON."""
+    return TopicSummary(
+        **{
+            **item,
+            "countries": tuple(item["countries"]),
+            "first_seen": datetime.fromisoformat(item["first_seen"]),
+        }
+    )
+
+
+def topic_spread_of(item: dict[str, Any]) -> TopicSpread:
+    """A core topic spread from its JSON."""
+    countries = tuple(
+        TopicCountry(
+            **{
+                **c,
+                "first_seen": datetime.fromisoformat(c["first_seen"]),
+                "last_seen": datetime.fromisoformat(c["last_seen"]),
+            }
+        )
+        for c in item["countries"]
+    )
+    return TopicSpread(item["key"], item["label"], countries)
