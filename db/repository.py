@@ -57,32 +57,42 @@ _PG_UPSERT = sa.text(
 )
 
 
-# One pass over the window's rows (an index-only scan of idx_trends_timestamp, which carries
-# every column the sums need), hashed by (country, topic key), and the result shipped as seven
-# arrays in one row. The label of a topic's earliest record in a country comes out of the same
-# pass: the smallest "timestamp text, \x01, label" is the earliest record's (ISO text in UTC
-# orders like time, and the natural key makes timestamps unique within a group), so no join
-# back on the table and no sort per group are needed. The label is what follows the first
-# \x01, which the timestamp text never holds (a label may).
+# One pass over the rows of the window and the one before it (an index-only scan of
+# idx_trends_timestamp, which carries every column the sums need), hashed by (country, topic
+# key), and the result shipped as eight arrays in one row. The window's sums are FILTERed to
+# it; the first sighting spans both windows. A country's previous volume counts every topic it
+# had in the previous window (a window function over the groups, before the groups with no
+# record in the window are dropped). The label of a topic's earliest record in the window comes
+# out of the same pass: the smallest "timestamp text, \x01, label" is the earliest record's
+# (ISO text in UTC orders like time, and the natural key makes timestamps unique within a
+# group), so no join back on the table and no sort per group are needed. The label is what
+# follows the first \x01, which the timestamp text never holds (a label may).
 _PG_AGGREGATE = sa.text(
     """
     WITH agg AS (
         SELECT country, topic_key,
-               min(timestamp::text || chr(1) || topic_label COLLATE "C") AS first_record,
-               sum(count) AS count,
-               sum(count * confidence) AS weighted_confidence,
+               min(timestamp::text || chr(1) || topic_label COLLATE "C")
+                   FILTER (WHERE timestamp > :start) AS first_record,
+               sum(count) FILTER (WHERE timestamp > :start) AS count,
+               sum(count * confidence) FILTER (WHERE timestamp > :start) AS weighted_confidence,
                min(timestamp) AS first_seen,
-               coalesce(sum(count) FILTER (WHERE timestamp > :recent_after), 0) AS recent_count
+               min(timestamp) FILTER (WHERE timestamp > :start) AS window_first_seen,
+               coalesce(sum(count) FILTER (WHERE timestamp <= :start), 0) AS previous_count
         FROM trends_archive
-        WHERE timestamp > :start AND timestamp <= :end
+        WHERE timestamp > :previous_start AND timestamp <= :end
         GROUP BY country, topic_key
+    ), totals AS (
+        SELECT *, (sum(previous_count) OVER (PARTITION BY country))::bigint AS previous_volume
+        FROM agg
     )
     SELECT array_agg(country), array_agg(topic_key),
            array_agg(substr(first_record, strpos(first_record, chr(1)) + 1)),
            array_agg(count), array_agg(weighted_confidence),
            array_agg((extract(epoch FROM first_seen) * 1000000)::bigint),
-           array_agg(recent_count)
-    FROM agg
+           array_agg((extract(epoch FROM window_first_seen) * 1000000)::bigint),
+           array_agg(previous_volume)
+    FROM totals
+    WHERE count IS NOT NULL
     """
 )
 # For the aggregate's transaction only: timestamp text in ISO and UTC (the label trick above
@@ -123,8 +133,12 @@ _R = TypeVar("_R", bound=RecordLike)
 
 
 class AggregateColumns(NamedTuple):
-    """A window's per (country, topic key) sums, column by column; ``first_seen_us`` is
-    microseconds since the Unix epoch (UTC)."""
+    """A window's per (country, topic key) sums, column by column, for each topic a country
+    has in the window: its label, count and weighted confidence there, its first sighting over
+    the window and the one before it (``first_seen_us``), its earliest record in the window
+    (``window_first_seen_us``, whose label it is), and the country's summed count in the window
+    before (``previous_volumes``, the same on every row of a country). Times are microseconds
+    since the Unix epoch (UTC)."""
 
     countries: list[str]
     topic_keys: list[str]
@@ -132,7 +146,8 @@ class AggregateColumns(NamedTuple):
     counts: list[int]
     weighted_confidences: list[float]
     first_seen_us: list[int]
-    recent_counts: list[int]
+    window_first_seen_us: list[int]
+    previous_volumes: list[int]
 
 
 # A stored record as read: id, timestamp, country, topic_label, count, confidence, sources.
@@ -226,10 +241,12 @@ class TrendRepository:
         return UpsertResult(inserted, updated, len(rows) - inserted - updated)
 
     async def aggregate_window(
-        self, start: datetime, end: datetime, recent_after: datetime
+        self, previous_start: datetime, start: datetime, end: datetime
     ) -> AggregateColumns:
-        """Per (country, topic key) sums over ``start < timestamp <= end``, column by column."""
-        bounds = {"start": start, "end": end, "recent_after": recent_after}
+        """Per (country, topic key) sums over the window ``start < timestamp <= end``, with
+        first sightings and previous volumes over ``previous_start < timestamp <= start``, in
+        one pass over both, column by column."""
+        bounds = {"previous_start": previous_start, "start": start, "end": end}
         async with translated("aggregate"), self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 async with conn.begin():
@@ -237,18 +254,19 @@ class TrendRepository:
                         await conn.execute(setting)
                     columns = (await conn.execute(_PG_AGGREGATE, bounds)).one()
                 if columns[0] is None:  # no record in the window: array_agg of nothing
-                    return AggregateColumns([], [], [], [], [], [], [])
+                    return AggregateColumns([], [], [], [], [], [], [], [])
                 return AggregateColumns(*(list(column) for column in columns))
-            result = await conn.execute(_sqlite_aggregate(start, end, recent_after))
-            table = AggregateColumns([], [], [], [], [], [], [])
-            for c, k, label, n, w, ts, r in result:
+            result = await conn.execute(_sqlite_aggregate(previous_start, start, end))
+            table = AggregateColumns([], [], [], [], [], [], [], [])
+            for c, k, label, n, w, ts, window_ts, previous in result:
                 table.countries.append(c)
                 table.topic_keys.append(k)
                 table.labels.append(label)
                 table.counts.append(int(n))
                 table.weighted_confidences.append(float(w))
                 table.first_seen_us.append((ts - _EPOCH) // _MICROSECOND)
-                table.recent_counts.append(int(r))
+                table.window_first_seen_us.append((window_ts - _EPOCH) // _MICROSECOND)
+                table.previous_volumes.append(int(previous))
             return table
 
     async def page(
@@ -282,40 +300,54 @@ class TrendRepository:
         return RowPage(rows[:first], len(rows) > first, total_count)
 
 
-def _sqlite_aggregate(start: datetime, end: datetime, recent_after: datetime) -> sa.Select[Any]:
-    """The window's sums, with the earliest record's label found through the natural key."""
-    agg = (
+def _sqlite_aggregate(previous_start: datetime, start: datetime, end: datetime) -> sa.Select[Any]:
+    """The window's sums over both windows in one pass, each country's previous volume by a
+    window function over the groups, and the label through the natural key."""
+    in_window = _t.c.timestamp > start
+    groups = (
         sa.select(
             _t.c.country,
             _t.c.topic_key,
-            sa.func.sum(_t.c.count).label("count"),
-            sa.func.sum(_t.c.count * _t.c.confidence).label("weighted_confidence"),
+            sa.func.sum(sa.case((in_window, _t.c.count))).label("count"),
+            sa.func.sum(sa.case((in_window, _t.c.count * _t.c.confidence))).label(
+                "weighted_confidence"
+            ),
             sa.func.min(_t.c.timestamp).label("first_seen"),
-            sa.func.sum(sa.case((_t.c.timestamp > recent_after, _t.c.count), else_=0)).label(
-                "recent_count"
+            sa.func.min(sa.case((in_window, _t.c.timestamp))).label("window_first_seen"),
+            sa.func.sum(sa.case((in_window, 0), else_=_t.c.count)).label("previous_count"),
+        )
+        .where(_t.c.timestamp > previous_start, _t.c.timestamp <= end)
+        .group_by(_t.c.country, _t.c.topic_key)
+        .cte("groups")
+    )
+    totals = sa.select(
+        groups,
+        sa.func.sum(groups.c.previous_count)
+        .over(partition_by=groups.c.country)
+        .label("previous_volume"),
+    ).cte("totals")
+    first = _t.alias("first")
+    return (
+        sa.select(
+            totals.c.country,
+            totals.c.topic_key,
+            first.c.topic_label,
+            totals.c.count,
+            totals.c.weighted_confidence,
+            sa.type_coerce(totals.c.first_seen, _t.c.timestamp.type),
+            sa.type_coerce(totals.c.window_first_seen, _t.c.timestamp.type),
+            totals.c.previous_volume,
+        )
+        .join_from(
+            totals,
+            first,
+            sa.and_(
+                first.c.country == totals.c.country,
+                first.c.topic_key == totals.c.topic_key,
+                first.c.timestamp == totals.c.window_first_seen,
             ),
         )
-        .where(_t.c.timestamp > start, _t.c.timestamp <= end)
-        .group_by(_t.c.country, _t.c.topic_key)
-        .cte("agg")
-    )
-    first = _t.alias("first")
-    return sa.select(
-        agg.c.country,
-        agg.c.topic_key,
-        first.c.topic_label,
-        agg.c.count,
-        agg.c.weighted_confidence,
-        agg.c.first_seen,
-        agg.c.recent_count,
-    ).join_from(
-        agg,
-        first,
-        sa.and_(
-            first.c.country == agg.c.country,
-            first.c.topic_key == agg.c.topic_key,
-            first.c.timestamp == agg.c.first_seen,
-        ),
+        .where(totals.c.count.is_not(None))
     )
 
 

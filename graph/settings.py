@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from graph.core.records import DEFAULT_TIMESTAMP_BOUNDS, TimestampBounds, parse_timestamp
 from graph.feeds.registry import SOURCE_NAMES
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -42,6 +45,8 @@ class Settings(BaseSettings):
 
     flow_threshold: float = Field(default=0.5, ge=0, le=1)
     heat_halflife_hours: float = Field(default=6.0, gt=0)
+    # A median lag under this many minutes makes a flow simultaneous (no direction).
+    flow_min_lag_minutes: float = Field(default=30.0, gt=0)
     max_flows: int = Field(default=10_000, ge=1)
     max_page_size: int = Field(default=1_000, ge=1)
     default_page_size: int = Field(default=100, ge=1)
@@ -70,10 +75,20 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(default=100_000, ge=1)
+    # Record timestamps: none before the floor, none further ahead of the server's clock.
+    min_record_timestamp: Annotated[datetime, BeforeValidator(parse_timestamp)] = (
+        DEFAULT_TIMESTAMP_BOUNDS.earliest
+    )
+    max_record_future_seconds: int = Field(
+        default=int(DEFAULT_TIMESTAMP_BOUNDS.max_future.total_seconds()), ge=0, le=3650 * 86_400
+    )
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_writes_per_minute: int = Field(default=60, ge=1)
     trust_forwarded_for: bool = False
+    # Proxies (addresses, networks or "*") whose X-Forwarded-For the server takes as the
+    # client's address. Empty: the peer's address is the client's, whatever headers say.
+    forwarded_allow_ips: CommaList = ()
     max_inflight_requests: int = Field(default=64, ge=1)
     admission_queue_seconds: float = Field(default=0.1, ge=0)
     metrics_enabled: bool = True
@@ -98,7 +113,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @field_validator(
-        "api_keys", "read_api_keys", "cors_origins", "sources", "poll_countries", mode="before"
+        "api_keys",
+        "read_api_keys",
+        "cors_origins",
+        "sources",
+        "poll_countries",
+        "forwarded_allow_ips",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -116,6 +137,19 @@ class Settings(BaseSettings):
                 f"unknown source {', '.join(unknown)}: SOURCES takes {', '.join(SOURCE_NAMES)}"
             )
         return names
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"FORWARDED_ALLOW_IPS takes addresses, networks or *, not {entry!r}"
+                    ) from None
+        return value
 
     @field_validator("poll_countries")
     @classmethod
@@ -138,6 +172,12 @@ class Settings(BaseSettings):
         if "json_feed" in self.sources and self.json_feed_url is None:
             raise ValueError("SOURCES names json_feed: set JSON_FEED_URL too")
         return self
+
+    def record_bounds(self) -> TimestampBounds:
+        """The span record timestamps must fall in (graph.core.records.TimestampBounds)."""
+        return TimestampBounds(
+            self.min_record_timestamp, timedelta(seconds=self.max_record_future_seconds)
+        )
 
     @field_validator("log_level")
     @classmethod

@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 
 from db import migrate
 from db.engine import make_engine
+from db.exploring import ExploringRepository
 from db.locks import advisory_lock
 from db.repository import TrendRepository
 from graph.cache.response_cache import ResponseCache
@@ -25,6 +26,7 @@ from graph.feeds.lease import POLLER_LOCK_ID
 from graph.live.broadcaster import Broadcaster
 from graph.live.publisher import Publisher
 from graph.observability.log import logger
+from graph.service.explorer import Explorer
 from graph.service.trend_service import TrendService
 from graph.settings import Settings
 from graph.stores import Store, open_store
@@ -42,6 +44,7 @@ class Archive:
     board: SourceBoard
     service: TrendService
     publisher: Publisher
+    explorer: Explorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class AppState:
     publisher: Publisher
     broadcaster: Broadcaster
     feeds: Feeds
+    explorer: Explorer
 
 
 def app_state(conn: HTTPConnection) -> AppState:
@@ -89,12 +93,19 @@ async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
             repository,
             cache=cache,
             halflife_hours=settings.heat_halflife_hours,
+            min_lag_hours=settings.flow_min_lag_minutes / 60,
             max_flows=settings.max_flows,
             max_batch_records=settings.max_batch_records,
             unavailable=board.failing_countries,
         )
         publisher = Publisher(service, store)
         service.on_change(publisher.notify)
+        explorer = Explorer(
+            ExploringRepository(engine),
+            cache=cache,
+            clock=service.clock,
+            partial_warnings=service.partial_warnings,
+        )
         yield Archive(
             settings=settings,
             database=engine.url.render_as_string(hide_password=True),
@@ -104,6 +115,7 @@ async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
             board=board,
             service=service,
             publisher=publisher,
+            explorer=explorer,
         )
     finally:
         await store.close()
@@ -133,4 +145,5 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
                 publisher=archive.publisher,
                 broadcaster=broadcaster,
                 feeds=feeds,
+                explorer=archive.explorer,
             )

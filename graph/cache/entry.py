@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
+
+FORMAT = 2
+"""The layout of payloads: raised when they change shape (2: hotspot scores, simultaneous
+flows, flow stats, aggregates over two windows). An entry of another format decodes with no
+generation, so it is never a hit and is recomputed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,8 @@ class Entry:
     payload: bytes
     warnings: tuple[str, ...] = ()
     count: int = 0
+    # What an answer says beside its items (a flows answer's max_heat and pairs), as JSON.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         """A JSON header line, then the payload as it is (it is served without re-encoding)."""
@@ -29,6 +36,8 @@ class Entry:
                 "computed_at": self.computed_at.isoformat(),
                 "warnings": list(self.warnings),
                 "count": self.count,
+                "metadata": self.metadata,
+                "format": FORMAT,
             }
         )
         return header + b"\n" + self.payload
@@ -37,11 +46,13 @@ class Entry:
     def decode(cls, raw: bytes) -> Entry:
         header, _, payload = raw.partition(b"\n")
         meta: dict[str, Any] = orjson.loads(header)
+        current = meta.get("format") == FORMAT
         return cls(
-            generation=meta["generation"],
+            generation=meta["generation"] if current else "",
             as_of=datetime.fromisoformat(meta["as_of"]),
             computed_at=datetime.fromisoformat(meta["computed_at"]),
             payload=payload,
             warnings=tuple(meta["warnings"]),
             count=meta["count"],
+            metadata=meta.get("metadata", {}),
         )

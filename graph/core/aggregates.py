@@ -3,6 +3,11 @@
 :class:`AggregateRow` is one (country, topic key) total; :class:`AggregateTable` holds a
 window's totals column by column, as the database returns them. :func:`columns` turns either
 into the integer-coded numpy arrays the maths works on.
+
+A row exists for each topic a country has in the window. Two of its values reach back over the
+window before it too (DESIGN.md): ``first_seen`` is the topic's earliest record in the country
+over both windows, and ``previous_volume`` is the country's summed count in the previous window
+(every topic, the same on every row of one country). Everything else is the window's own.
 """
 
 from __future__ import annotations
@@ -36,7 +41,12 @@ _MICROSECOND = timedelta(microseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class AggregateRow:
-    """One country's activity on one topic key inside a window."""
+    """One country's activity on one topic key inside a window.
+
+    ``label`` is the label of the earliest record in the window, seen at ``window_first_seen``;
+    ``first_seen`` is the earliest record over the window and the one before it;
+    ``previous_volume`` is the country's summed count (all topics) in the window before.
+    """
 
     country: str
     topic_key: str
@@ -44,7 +54,8 @@ class AggregateRow:
     count: int
     weighted_confidence: float
     first_seen: datetime
-    recent_count: int
+    window_first_seen: datetime
+    previous_volume: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +63,8 @@ class AggregateTable(Sequence[AggregateRow]):
     """A window's aggregates column by column: what the maths wants, with no object per row.
 
     It is also a sequence of :class:`AggregateRow` (built on access), so code that walks rows
-    keeps working. ``first_seen_us`` holds microseconds since the Unix epoch (UTC).
+    keeps working. ``first_seen_us`` and ``window_first_seen_us`` hold microseconds since the
+    Unix epoch (UTC).
     """
 
     countries: list[str] = field(default_factory=list)
@@ -61,7 +73,8 @@ class AggregateTable(Sequence[AggregateRow]):
     counts: list[int] = field(default_factory=list)
     weighted_confidences: list[float] = field(default_factory=list)
     first_seen_us: list[int] = field(default_factory=list)
-    recent_counts: list[int] = field(default_factory=list)
+    window_first_seen_us: list[int] = field(default_factory=list)
+    previous_volumes: list[int] = field(default_factory=list)
     # What a reader derived from the columns (the arrays of `columns`), kept with them so that
     # flows and hotspots over one window derive it once. The columns are never changed.
     derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -76,7 +89,8 @@ class AggregateTable(Sequence[AggregateRow]):
             table.counts.append(r.count)
             table.weighted_confidences.append(r.weighted_confidence)
             table.first_seen_us.append((r.first_seen - _EPOCH) // _MICROSECOND)
-            table.recent_counts.append(r.recent_count)
+            table.window_first_seen_us.append((r.window_first_seen - _EPOCH) // _MICROSECOND)
+            table.previous_volumes.append(r.previous_volume)
         return table
 
     def __len__(self) -> int:
@@ -98,7 +112,8 @@ class AggregateTable(Sequence[AggregateRow]):
             self.counts[index],
             self.weighted_confidences[index],
             _EPOCH + timedelta(microseconds=self.first_seen_us[index]),
-            self.recent_counts[index],
+            _EPOCH + timedelta(microseconds=self.window_first_seen_us[index]),
+            self.previous_volumes[index],
         )
 
     def __iter__(self) -> Iterator[AggregateRow]:
@@ -107,7 +122,8 @@ class AggregateTable(Sequence[AggregateRow]):
 
 @dataclass(frozen=True, slots=True)
 class Columns:
-    """Aggregates as arrays: country and topic as integer codes, first sightings in µs."""
+    """Aggregates as arrays: country and topic as integer codes, first sightings in µs (over
+    both windows in ``seen``, in the window in ``window_seen``; same origin)."""
 
     country: IntArray
     names: list[str]
@@ -117,7 +133,8 @@ class Columns:
     count: IntArray
     weighted: FloatArray
     seen: IntArray
-    recent: IntArray
+    window_seen: IntArray
+    previous: IntArray
 
 
 def columns(aggregates: Sequence[AggregateRow]) -> Columns:
@@ -138,7 +155,8 @@ def _build(aggregates: Sequence[AggregateRow]) -> Columns:
         count = np.array(table.counts, np.int64)
         weighted = np.array(table.weighted_confidences, np.float64)
         seen = np.array(table.first_seen_us, np.int64)
-        recent = np.array(table.recent_counts, np.int64)
+        window_seen = np.array(table.window_first_seen_us, np.int64)
+        previous = np.array(table.previous_volumes, np.int64)
     else:
         countries = [a.country for a in aggregates]
         topic_keys = [a.topic_key for a in aggregates]
@@ -148,10 +166,15 @@ def _build(aggregates: Sequence[AggregateRow]) -> Columns:
         base = aggregates[0].first_seen
         # Integer microseconds keep lags exact, so a median of exactly zero is recognised.
         seen = np.fromiter([(a.first_seen - base) // _MICROSECOND for a in aggregates], np.int64, n)
-        recent = np.fromiter([a.recent_count for a in aggregates], np.int64, n)
+        window_seen = np.fromiter(
+            [(a.window_first_seen - base) // _MICROSECOND for a in aggregates], np.int64, n
+        )
+        previous = np.fromiter([a.previous_volume for a in aggregates], np.int64, n)
     country, names = _encode(countries)
     topic, keys = _encode(topic_keys)
-    return Columns(country, names, topic, keys, labels, count, weighted, seen, recent)
+    return Columns(
+        country, names, topic, keys, labels, count, weighted, seen, window_seen, previous
+    )
 
 
 def _encode(values: list[str]) -> tuple[IntArray, list[str]]:

@@ -1,8 +1,9 @@
 """Hotspots: how hot each country is in a window, from its topic totals.
 
-For each country, volume V = sum(count), recent R = the part of V in the newer half of the
-window, velocity v = 2R/V in [0, 2] (1 steady, 2 all new, 0 fading), average confidence
-a = sum(count * confidence) / V, raw = V * v * a, and intensity = raw / max(raw).
+For each country with a record in the window: volume V = sum(count), previous P = its summed
+count in the window just before, velocity v = 2V/(V+P) in (0, 2] (2 all new, 1 steady, towards
+0 fading), average confidence a = sum(count * confidence) / V, score = V * v * a (comparable
+across instants), and intensity = score / max(score) (the hottest country is 1.0).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from graph.core.aggregates import (
     KEY_LIMIT,
     AggregateRow,
     Columns,
+    IntArray,
     cell_order,
     check_counts,
     columns,
@@ -37,6 +39,7 @@ class TopTopic:
 class Hotspot:
     country: str
     intensity: float
+    score: float
     topic_count: int
     volume: int
     velocity: float
@@ -50,23 +53,20 @@ def compute_hotspots(aggregates: Sequence[AggregateRow]) -> list[Hotspot]:
         return []
     cols = columns(aggregates)
     country, names, topic = cols.country, cols.names, cols.topic
-    count, recent, weighted = cols.count, cols.recent, cols.weighted
+    count, weighted = cols.count, cols.weighted
     check_counts(count)
-    if np.any((recent < 0) | (recent > count)):
-        raise ValueError("recent_count must be within [0, count]")
     cell_order(country, topic, names)
 
     n_countries = len(names)
     volume = np.zeros(n_countries, np.int64)
     np.add.at(volume, country, count)
-    recent_total = np.zeros(n_countries, np.int64)
-    np.add.at(recent_total, country, recent)
-    velocity = 2.0 * recent_total / volume
+    previous = previous_volumes(cols, n_countries)
+    velocity = 2.0 * volume / (volume + previous)
     avg_confidence = np.bincount(country, weights=weighted, minlength=n_countries) / volume
-    raw = volume * velocity * avg_confidence
-    top = float(raw.max())
+    score = volume * velocity * avg_confidence
+    top = float(score.max())
     # The hottest country is exactly 1.0.
-    intensity = raw / top if top > 0 else np.zeros(n_countries)
+    intensity = score / top if top > 0 else np.zeros(n_countries)
     topic_count = np.bincount(country, minlength=n_countries)
     top_topics = _top_topics(cols, n_countries)
 
@@ -74,6 +74,7 @@ def compute_hotspots(aggregates: Sequence[AggregateRow]) -> list[Hotspot]:
         Hotspot(
             country=names[c],
             intensity=float(intensity[c]),
+            score=float(score[c]),
             topic_count=int(topic_count[c]),
             volume=int(volume[c]),
             velocity=float(velocity[c]),
@@ -84,6 +85,20 @@ def compute_hotspots(aggregates: Sequence[AggregateRow]) -> list[Hotspot]:
     ]
     hotspots.sort(key=lambda h: (-h.intensity, h.country))
     return hotspots
+
+
+def previous_volumes(cols: Columns, n_countries: int) -> IntArray:
+    """Each country's previous-window volume, which every one of its rows carries."""
+    low = np.full(n_countries, np.iinfo(np.int64).max, np.int64)
+    high = np.full(n_countries, -1, np.int64)
+    np.minimum.at(low, cols.country, cols.previous)
+    np.maximum.at(high, cols.country, cols.previous)
+    if np.any(low < 0):
+        raise ValueError("previous_volume must be >= 0")
+    differ = np.flatnonzero(low != high)
+    if len(differ):
+        raise ValueError(f"rows of {cols.names[differ[0]]} disagree on previous_volume")
+    return high
 
 
 def _top_topics(cols: Columns, n_countries: int) -> list[tuple[TopTopic, ...]]:

@@ -27,7 +27,8 @@ DEFAULT_WINDOW = TimeWindow.H24
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A window ending at ``as_of``: it holds ``start < timestamp <= as_of``."""
+    """A window ending at ``as_of``: it holds ``start < timestamp <= as_of``; the window before
+    it (for velocities and first sightings) holds ``previous_start < timestamp <= start``."""
 
     window: TimeWindow
     as_of: datetime
@@ -37,6 +38,6 @@ class Span:
         return self.as_of - self.window.length
 
     @property
-    def recent_after(self) -> datetime:
-        """Records after this instant are the window's recent half."""
-        return self.as_of - self.window.length / 2
+    def previous_start(self) -> datetime:
+        """The window just before this one holds ``previous_start < timestamp <= start``."""
+        return self.as_of - 2 * self.window.length

@@ -11,6 +11,7 @@ from typing import Any
 
 from graphql import (
     ASTValidationRule,
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -18,7 +19,10 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValidationContext,
     ValidationRule,
+    Visitor,
+    visit,
 )
 from strawberry.extensions import (
     AddValidationRules,
@@ -33,7 +37,8 @@ from strawberry.extensions import (
 
 from graph.settings import Settings
 
-COMPUTING_FIELDS = frozenset({"flows", "hotspots"})
+# Root fields that compute over a window or a span (cached, but a miss costs a scan).
+COMPUTING_FIELDS = frozenset({"flows", "flowStats", "hotspots", "topics", "topicSpread"})
 # Distinct documents kept parsed, and validated, per process. Bounded: every distinct text a
 # client sends would otherwise stay in memory.
 DOCUMENT_CACHE_SIZE = 256
@@ -44,7 +49,7 @@ def count_computing_fields(
     fragments: dict[str, FragmentDefinitionNode],
     inside: frozenset[str] = frozenset(),
 ) -> int:
-    """How many root ``flows``/``hotspots`` fields a selection set asks for."""
+    """How many computing root fields (``COMPUTING_FIELDS``) a selection set asks for."""
     count = 0
     for selection in selections.selections:
         if isinstance(selection, FieldNode):
@@ -73,8 +78,8 @@ def computing_fields_rule(maximum: int) -> type[ValidationRule]:
             if count > maximum:
                 self.report_error(
                     GraphQLError(
-                        f"an operation may ask for at most {maximum} of flows and hotspots,"
-                        f" this one asks for {count}",
+                        f"an operation may ask for at most {maximum} of"
+                        f" {', '.join(sorted(COMPUTING_FIELDS))}, this one asks for {count}",
                         node,
                     )
                 )
@@ -82,10 +87,44 @@ def computing_fields_rule(maximum: int) -> type[ValidationRule]:
     return ComputingFieldsLimit
 
 
+class _Spreads(Visitor):
+    """Collects the names of the fragments a document spreads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+        self.names.add(node.name.value)
+
+
+def spreads_unknown_fragment(document: DocumentNode) -> bool:
+    """Whether the document spreads a fragment it does not define."""
+    spreads = _Spreads()
+    visit(document, spreads)
+    defined = {d.name.value for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    return not spreads.names <= defined
+
+
+def depth_rule(maximum: int) -> type[ValidationRule]:
+    """Strawberry's depth limit, left out for a document that spreads an unknown fragment: its
+    walk looks every spread up (a KeyError, answered as the bare fragment name and logged as a
+    traceback), and GraphQL's own rule refuses such a document as "Unknown fragment"."""
+    [limiter] = QueryDepthLimiter(max_depth=maximum).validation_rules
+
+    class DepthLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            if not spreads_unknown_fragment(context.document):
+                limiter(context)  # reports its errors on the context as it is made
+
+    return DepthLimit
+
+
 def limit_rules(settings: Settings) -> list[type[ASTValidationRule]]:
     """The validation rules enforcing depth, aliases and computing fields, made once."""
     return [
-        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        depth_rule(settings.graphql_max_depth),
         *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
         computing_fields_rule(settings.graphql_max_computing_fields),
     ]

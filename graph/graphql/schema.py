@@ -12,7 +12,7 @@ import contextlib
 import functools
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import strawberry
@@ -26,12 +26,15 @@ from strawberry.types import Info
 from graph.auth import credentials_for, require_write
 from graph.core.errors import LimitExceeded, TrendmapError
 from graph.core.records import TrendIn, validate_batch
+from graph.graphql import exploring
 from graph.graphql.context import Context
+from graph.graphql.exploring import ARGUMENTS, DataSpan, TopicSpread, TopicSummary
 from graph.graphql.fast_path import SharedEventExecution
 from graph.graphql.identity_memo import IdentityMemo
 from graph.graphql.limits import limit_extensions
 from graph.graphql.types import (
     Flow,
+    FlowStats,
     Hotspot,
     IngestResult,
     PageInfo,
@@ -43,13 +46,17 @@ from graph.graphql.warnings import Warnings, warn
 from graph.observability.metrics import OperationLabel
 from graph.service.cursor import encode_cursor
 from graph.service.params import parse_countries, parse_threshold, parse_time_window
-from graph.service.payloads import flow_of, hotspot_of
+from graph.service.payloads import flow_of, flow_stats_of, hotspot_of
 from graph.service.queries import FlowQuery, HotspotQuery, TrendQuery
 from graph.settings import Settings
 
 
 def _context(info: Info[Context, None]) -> Context:
     return info.context
+
+
+def _argument(name: str) -> Any:
+    return strawberry.argument(description=ARGUMENTS[name])
 
 
 # A cache hit on the response cache's local copy hands out the same payload bytes: their core
@@ -111,6 +118,43 @@ class Query:
         warn(answer.warnings)
         return _flows_of(answer.payload)
 
+    @strawberry.field(
+        description="Why flows holds what it holds: the hottest pair in the window whatever the"
+        " threshold, and how many pairs of countries share a topic (computed and cached with"
+        " the flows at the default threshold)."
+    )
+    async def flow_stats(
+        self,
+        info: Info[Context, None],
+        time_window: Annotated[
+            str, strawberry.argument(description="The window: 1h, 6h, 12h or 24h.")
+        ] = "24h",
+        as_of: Annotated[
+            datetime | None,
+            strawberry.argument(description="When the window ends (ISO 8601). Default: now."),
+        ] = None,
+        countries: Annotated[
+            list[str] | None,
+            strawberry.argument(
+                description="Only pairs with both countries in this list (ISO 3166-1 alpha-2)."
+            ),
+        ] = None,
+    ) -> FlowStats:
+        ctx = _context(info)
+        ctx.authorise_read()
+        query = FlowQuery.parse(
+            time_window=time_window,
+            countries=countries,
+            threshold=None,
+            as_of=as_of,
+            limit=None,
+            settings=ctx.state.settings,
+            camel_case=True,
+        )
+        answer = await ctx.state.service.flows(query)
+        warn(await ctx.state.service.partial_warnings(query.countries))
+        return flow_stats_of(answer.metadata)
+
     @strawberry.field(description="Stored records, newest first, in cursor pages.")
     async def trends(
         self,
@@ -147,6 +191,46 @@ class Query:
             total_count=page.total_count,
         )
 
+    @strawberry.field(description="The archive's first and last record, records and countries.")
+    async def data_span(self, info: Info[Context, None]) -> DataSpan:
+        return await exploring.data_span(_context(info))
+
+    @strawberry.field(
+        description="Topics in the window: seen in the most countries first, then the largest"
+        " count, then by label."
+    )
+    async def topics(
+        self,
+        info: Info[Context, None],
+        time_window: Annotated[str, _argument("time_window")] = "24h",
+        as_of: Annotated[datetime | None, _argument("as_of")] = None,
+        countries: Annotated[list[str] | None, _argument("countries")] = None,
+        search: Annotated[str | None, _argument("search")] = None,
+        limit: Annotated[int, _argument("limit")] = 20,
+    ) -> list[TopicSummary]:
+        return await exploring.topics(
+            _context(info),
+            time_window=time_window,
+            as_of=as_of,
+            countries=countries,
+            search=search,
+            limit=limit,
+        )
+
+    @strawberry.field(
+        description="How one topic went round the world: every country that saw it between"
+        " since and until, by first sighting. Null when none did."
+    )
+    async def topic_spread(
+        self,
+        info: Info[Context, None],
+        topic: Annotated[str, _argument("topic")],
+        since: Annotated[datetime | None, _argument("since")] = None,
+        until: Annotated[datetime | None, _argument("until")] = None,
+    ) -> TopicSpread | None:
+        ctx = _context(info)
+        return await exploring.topic_spread(ctx, topic=topic, since=since, until=until)
+
 
 @strawberry.type
 class Mutation:
@@ -157,7 +241,9 @@ class Mutation:
         ctx = _context(info)
         settings = ctx.state.settings
         require_write(ctx.authorization, credentials_for(settings))
-        rows = validate_batch([_record(t) for t in trends], where="trends")
+        rows = validate_batch(
+            [_record(t) for t in trends], where="trends", bounds=settings.record_bounds()
+        )
         result = await ctx.state.service.ingest(rows)
         return IngestResult(
             received=len(rows),

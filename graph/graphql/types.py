@@ -39,8 +39,10 @@ def derived(
     nested: Mapping[Any, Any] | None = None,
     replace: Mapping[str, Any] | None = None,
     as_input: bool = False,
+    fields_described: Mapping[str, str] | None = None,
 ) -> Any:
-    """A Strawberry type (or input) named after ``source``, with its fields in their order."""
+    """A Strawberry type (or input) named after ``source``, with its fields in their order
+    (and the descriptions given, by field name)."""
     hints = get_type_hints(source)
     if dataclasses.is_dataclass(source):
         names = [f.name for f in dataclasses.fields(source)]
@@ -54,6 +56,9 @@ def derived(
         name: replaced.get(name) or _graphql(hints[name], nested or {}) for name in names
     }
     namespace = {"__annotations__": annotations, "__module__": __name__, **defaults}
+    for name, text in (fields_described or {}).items():
+        given = {"default": defaults[name]} if name in defaults else {}
+        namespace[name] = strawberry.field(description=text, **given)
     cls = type(source.__name__, (), namespace)
     decorate = strawberry.input if as_input else strawberry.type
     return decorate(cls, name=_NAMES.get(source, source.__name__), description=description)
@@ -65,6 +70,7 @@ if TYPE_CHECKING:
     TopTopic = hotspots.TopTopic
     Hotspot = hotspots.Hotspot
     Flow = flows.Flow
+    FlowStats = flows.FlowStats
     Trend = records.StoredRecord
     TrendInput = records.TrendIn
 else:
@@ -75,6 +81,19 @@ else:
         nested={hotspots.TopTopic: TopTopic},
     )
     Flow = derived(flows.Flow, description="Topics spreading from one country to another.")
+    FlowStats = derived(
+        flows.FlowStats,
+        description="Why flows holds what it holds: the hottest pair of countries in the window"
+        " whatever the threshold, and how many pairs share a topic (within the countries asked).",
+        fields_described={
+            "max_heat": "The heat of the hottest pair, whether or not it reaches the threshold;"
+            " null when no two countries share a topic.",
+            "from_country": "The hottest pair's source (the first of a simultaneous pair); null"
+            " when there is no pair.",
+            "to_country": "The hottest pair's target; null when there is no pair.",
+            "pairs": "How many pairs of countries share at least one topic in the window.",
+        },
+    )
     Trend = derived(
         records.StoredRecord,
         description="One stored trend record.",

@@ -14,7 +14,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from graph.auth import credentials_for
 from graph.graphql.schema import make_schema
 from graph.graphql.transport import GraphQLApp
-from graph.http import health, rest, web
+from graph.http import exploring, health, rest, web
 from graph.http.errors import EXCEPTION_HANDLERS
 from graph.http.lifespan import make_lifespan
 from graph.http.middleware.admission import Admission, AdmissionMiddleware
@@ -79,6 +79,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
     return [
         Route("/", web.map_page, methods=["GET"]),
         *rest.routes,
+        *exploring.routes,
         *health.routes,
         openapi_route(settings),
         Route("/graphql", graphql, methods=["GET", "POST"]),

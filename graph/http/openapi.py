@@ -7,13 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from graph.core.exploring import DataSpan, TopicSpread, TopicSummary
 from graph.core.windows import DEFAULT_WINDOW, TimeWindow
 from graph.http.schemas import component_schemas
-from graph.service.params import MAX_HOTSPOTS
+from graph.service.explorer import DEFAULT_TOPICS, MAX_TOPICS
+from graph.service.params import MAX_HOTSPOTS, MAX_TEXT_CHARS
 from graph.settings import Settings
 
 _WINDOW = {
@@ -44,6 +47,7 @@ _ERROR_TEXT = {
     400: "Bad parameters or records",
     401: "Missing or unknown credential",
     403: "Credential lacks the right",
+    404: "Not found",
     413: "Body or batch too large",
     429: "Rate limited: see Retry-After, RateLimit and RateLimit-Policy",
     503: "The database is unavailable, or the worker is at capacity (see Retry-After)",
@@ -268,7 +272,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "description": "How trending topics spread between countries. GraphQL at /graphql.",
         },
         "components": {
-            "schemas": component_schemas(),
+            "schemas": component_schemas() | exploring_schemas(),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
@@ -296,6 +300,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 {"type": "Point", "properties": "Hotspot", "count": "hotspot_count"},
             ),
             "/v1/trends": _trends_path(settings),
+            **exploring_paths(),
             **_service_paths(),
         },
     }
@@ -309,3 +314,68 @@ def openapi_route(settings: Settings) -> Route:
         return Response(body, media_type="application/json")
 
     return Route("/openapi.json", openapi, methods=["GET"])
+
+
+def exploring_schemas() -> dict[str, Any]:
+    """The schemas of the exploring answers, derived from the core dataclasses."""
+    found: dict[str, Any] = {}
+    for model in (DataSpan, TopicSummary, TopicSpread):
+        schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+        found.update(schema.pop("$defs", {}))
+        found[model.__name__] = schema
+    return found
+
+
+def _explored_path(
+    summary: str, parameters: list[dict[str, Any]], name: str, answer: Any, *errors: int
+) -> dict[str, Any]:
+    """GET of an exploring answer: ``{<name>: <answer>, metadata, warnings}``."""
+    body = {
+        "type": "object",
+        "required": [name, "metadata", "warnings"],
+        "properties": {name: answer, "metadata": {"type": "object"}, "warnings": _WARNINGS},
+    }
+    responses = {"200": _json(body, summary), **_errors(*errors, 401, 429, 503)}
+    return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
+
+
+def exploring_paths() -> dict[str, Any]:
+    """``/v1/span``, ``/v1/topics`` and ``/v1/topics/spread``."""
+    moment = {"type": "string", "format": "date-time"}
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
+    search = {
+        "name": "search",
+        "in": "query",
+        "schema": text,
+        "description": "Only topics whose key holds this text (normalised as keys are).",
+    }
+    limit = _count("limit", MAX_TOPICS, f"At most this many. Default {DEFAULT_TOPICS}.")
+    topics: list[dict[str, Any]] = [_WINDOW, _AS_OF, _COUNTRIES, search, limit]
+    spread: list[dict[str, Any]] = [
+        {"name": "topic", "in": "query", "required": True, "schema": text},
+        {"name": "since", "in": "query", "schema": moment, "description": "Default: until - 7d"},
+        {"name": "until", "in": "query", "schema": moment, "description": "Default: now"},
+    ]
+    return {
+        "/v1/span": _explored_path(
+            "The archive's first and last record, records and countries",
+            [],
+            "data_span",
+            _ref("DataSpan"),
+        ),
+        "/v1/topics": _explored_path(
+            "Topics in the window: most countries, then largest count, then label",
+            topics,
+            "topics",
+            {"type": "array", "items": _ref("TopicSummary")},
+            400,
+        ),
+        "/v1/topics/spread": _explored_path(
+            "How one topic spread: its countries by first sighting (404: none saw it)",
+            spread,
+            "topic_spread",
+            _ref("TopicSpread"),
+            400,
+            404,
+        ),
+    }

@@ -117,6 +117,7 @@ async def get_flows(request: Request) -> Response:
         query.countries,
         threshold=query.threshold,
         flow_count=answer.count,
+        **answer.metadata,  # max_heat and pairs: why the answer holds what it holds
     )
 
 
@@ -132,7 +133,12 @@ async def get_flows_geojson(request: Request) -> Response:
     query, answer = await _flows_answer(request)
     features, unplaced = geojson.flow_features(answer.items())
     metadata = _metadata(
-        request, answer, query.countries, threshold=query.threshold, flow_count=len(features)
+        request,
+        answer,
+        query.countries,
+        threshold=query.threshold,
+        flow_count=len(features),
+        **answer.metadata,
     )
     return GeoJSONBody(
         geojson.feature_collection(features, metadata, [*answer.warnings, *unplaced])
@@ -184,7 +190,7 @@ async def post_trends(request: Request) -> Response:
     state = app_state(request)
     settings = state.settings
     require_write(request.headers.get("authorization"), credentials_for(settings))
-    rows = validate_json_batch(await request.body())
+    rows = validate_json_batch(await request.body(), bounds=settings.record_bounds())
     result = await state.service.ingest(rows)
     log_fields(request.scope).update(ingested=len(rows))
     return JSONBody(

@@ -27,11 +27,16 @@ _BOUNDS: dict[str, dict[str, dict[str, Any]]] = {
         "similarity_score": _SHARE,
         "time_delta_hours": {"minimum": 0},
         "shared_topics": {"maxItems": SHARED_TOPICS},
+        "simultaneous": {
+            "description": "The median lag is under FLOW_MIN_LAG_MINUTES: no direction, the"
+            " alphabetically smaller country first."
+        },
     },
     "Hotspot": {
         "intensity": _SHARE,
-        # 2 x the share of the volume in the window's recent part: 0 fading, 2 all new.
-        "velocity": {"minimum": 0, "maximum": 2},
+        "score": {"minimum": 0, "description": "volume x velocity x avg_confidence"},
+        # 2V / (V + P), P the previous window's volume: 2 all new, 1 steady, towards 0 fading.
+        "velocity": {"exclusiveMinimum": 0, "maximum": 2},
         "avg_confidence": _SHARE,
         "top_topics": {"maxItems": TOP_TOPICS},
     },
@@ -66,6 +71,22 @@ _METADATA = {
         "threshold": {"type": "number"},
         "as_of": {"type": "string", "format": "date-time"},
         "flow_count": {"type": "integer"},
+        "max_heat": {
+            "description": "Flows only: the hottest pair in the window whatever the threshold"
+            " (null when no two countries share a topic).",
+            "type": ["object", "null"],
+            "required": ["heat", "from_country", "to_country"],
+            "properties": {
+                "heat": {"type": "number", **_SHARE},
+                "from_country": {"type": "string"},
+                "to_country": {"type": "string"},
+            },
+        },
+        "pairs": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Flows only: how many pairs of countries share a topic.",
+        },
         "hotspot_count": {"type": "integer"},
         "cache_hit": {"type": "boolean"},
         "computed_at": {"type": "string", "format": "date-time"},
@@ -86,6 +107,8 @@ def _model_schemas() -> dict[str, Any]:
     for name, bounds in _BOUNDS.items():
         for field, extra in bounds.items():
             found[name]["properties"][field].update(extra)
+    for name in ("Flow", "Hotspot"):  # every field is always sent, defaults or not
+        found[name]["required"] = list(found[name]["properties"])
     return found
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,8 @@ class Answer:
     computed_at: datetime
     cache_hit: bool
     warnings: tuple[str, ...]
+    # What the answer says beside its items, snake_case (flows: max_heat and pairs).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def items(self) -> list[dict[str, Any]]:
         """The payload's items as dicts (snake_case keys)."""

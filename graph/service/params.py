@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from db.repository import RecordFilter
 from graph.core.errors import InvalidParameter
-from graph.core.records import normalise_country, parse_timestamp, topic_key
+from graph.core.records import MAX_LABEL_CHARS, normalise_country, parse_timestamp, topic_key
 from graph.core.windows import DEFAULT_WINDOW, TimeWindow
 
-_EARLIEST_AS_OF = datetime(1, 1, 2, tzinfo=UTC)
+# Instants a query may name: windows, the window before them and default spans (a week)
+# reach back or forward from them, and must stay within what a datetime holds.
+_EDGE = timedelta(days=8)
+_EARLIEST_AS_OF = datetime.min.replace(tzinfo=UTC) + _EDGE
+_LATEST_AS_OF = datetime.max.replace(tzinfo=UTC) - _EDGE
 MAX_HOTSPOTS = 1_000  # more than there are countries: the cap only refuses nonsense
+# Labels are trimmed and whitespace collapsed: longer raw text is refused before normalising.
+MAX_TEXT_CHARS = 4 * MAX_LABEL_CHARS
 
 
 def parse_time_window(value: str | None, *, field: str = "time_window") -> TimeWindow:
@@ -63,9 +69,11 @@ def parse_as_of(value: str | datetime | None, *, field: str = "as_of") -> dateti
         moment = parse_timestamp(value)
     except (ValueError, OverflowError) as exc:
         raise InvalidParameter(field, str(exc)) from None
-    # A window reaches back up to a day: earlier than this, its start is not a datetime.
-    if moment < _EARLIEST_AS_OF:
-        raise InvalidParameter(field, f"must be after {_EARLIEST_AS_OF.isoformat()}")
+    if not _EARLIEST_AS_OF <= moment <= _LATEST_AS_OF:
+        raise InvalidParameter(
+            field,
+            f"must be between {_EARLIEST_AS_OF.isoformat()} and {_LATEST_AS_OF.isoformat()}",
+        )
     return moment
 
 
@@ -93,7 +101,41 @@ def parse_record_filter(
     """Which records a listing holds: the same parameters for REST and GraphQL."""
     return RecordFilter(
         countries=parse_countries(countries),
-        topic_key=topic_key(topic) if topic and topic.strip() else None,
+        # parse_text refuses NUL (PostgreSQL refuses it in text) and overlong topics.
+        topic_key=parse_text(topic, field="topic") if topic and topic.strip() else None,
         since=parse_as_of(since, field="since"),
         until=parse_as_of(until, field="until"),
     )
+
+
+def parse_text(value: str | None, *, field: str, required: bool = False) -> str | None:
+    """A topic or a search, normalised as topic keys are. Empty, NUL bytes or longer than any
+    topic key are refused; absent is None unless ``required``."""
+    if value is None:
+        if required:
+            raise InvalidParameter(field, "is required")
+        return None
+    if "\x00" in value:
+        raise InvalidParameter(field, "must not contain NUL bytes")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidParameter(field, f"must be at most {MAX_TEXT_CHARS} characters")
+    key = topic_key(value)
+    if not key:
+        raise InvalidParameter(field, "must not be empty")
+    if len(key) > MAX_LABEL_CHARS:
+        raise InvalidParameter(field, f"must be at most {MAX_LABEL_CHARS} characters")
+    return key
+
+
+def parse_since_until(
+    since: str | datetime | None, until: str | datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """Inclusive bounds; ``since`` after ``until`` is refused (naming ``since``)."""
+    start, end = parse_as_of(since, field="since"), parse_as_of(until, field="until")
+    check_order(start, end)
+    return start, end
+
+
+def check_order(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since > until:
+        raise InvalidParameter("since", f"{since.isoformat()} is after until ({until.isoformat()})")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from graph.core.flows import Flow
+from graph.core.flows import Flow, FlowStats
 from graph.core.hotspots import Hotspot, TopTopic
 from graph.core.records import StoredRecord
 
-__all__ = ["flow_of", "hotspot_of", "trend_json"]
+__all__ = ["flow_of", "flow_stats_of", "hotspot_of", "trend_json"]
 
 _FIELDS = tuple(f.name for f in fields(StoredRecord))
 
@@ -21,6 +21,16 @@ _FIELDS = tuple(f.name for f in fields(StoredRecord))
 def flow_of(item: dict[str, Any]) -> Flow:
     """A core flow from its JSON."""
     return Flow(**{**item, "shared_topics": tuple(item["shared_topics"])})
+
+
+def flow_stats_of(metadata: dict[str, Any]) -> FlowStats:
+    """A flows answer's stats from its metadata (``max_heat`` and ``pairs``)."""
+    hottest = metadata.get("max_heat")
+    if hottest is None:
+        return FlowStats(None, None, None, metadata.get("pairs", 0))
+    return FlowStats(
+        hottest["heat"], hottest["from_country"], hottest["to_country"], metadata["pairs"]
+    )
 
 
 def hotspot_of(item: dict[str, Any]) -> Hotspot:

@@ -26,7 +26,15 @@ def encode_rows(rows: Sequence[AggregateRow]) -> bytes:
     """One country's aggregates as a cache payload (the country is in the key)."""
     return orjson.dumps(
         [
-            [r.topic_key, r.label, r.count, r.weighted_confidence, r.first_seen, r.recent_count]
+            [
+                r.topic_key,
+                r.label,
+                r.count,
+                r.weighted_confidence,
+                r.first_seen,
+                r.window_first_seen,
+                r.previous_volume,
+            ]
             for r in rows
         ]
     )
@@ -34,8 +42,17 @@ def encode_rows(rows: Sequence[AggregateRow]) -> bytes:
 
 def decode_rows(country: str, payload: bytes) -> list[AggregateRow]:
     return [
-        AggregateRow(country, key, label, n, w, datetime.fromisoformat(first), recent)
-        for key, label, n, w, first, recent in orjson.loads(payload)
+        AggregateRow(
+            country,
+            key,
+            label,
+            n,
+            w,
+            datetime.fromisoformat(first),
+            datetime.fromisoformat(window_first),
+            previous,
+        )
+        for key, label, n, w, first, window_first, previous in orjson.loads(payload)
     ]
 
 
@@ -63,7 +80,7 @@ class Snapshots:
     async def from_database(self, span: Span) -> AggregateTable:
         try:
             columns = await self.repository.aggregate_window(
-                span.start, span.as_of, span.recent_after
+                span.previous_start, span.start, span.as_of
             )
         except StorageUnavailable as exc:
             raise DependencyUnavailable(str(exc)) from exc

@@ -19,7 +19,7 @@ from graph.cache.entry import Entry
 from graph.cache.keys import flows_key, hotspots_key
 from graph.cache.response_cache import ResponseCache
 from graph.core.errors import DependencyUnavailable, PayloadTooLarge
-from graph.core.flows import compute_flows
+from graph.core.flows import DEFAULT_MIN_LAG_HOURS, FlowStats, flows_and_stats
 from graph.core.hotspots import compute_hotspots
 from graph.core.records import Page, StoredRecord
 from graph.core.windows import Span
@@ -58,12 +58,15 @@ class TrendService:
         halflife_hours: float,
         max_flows: int,
         max_batch_records: int,
+        min_lag_hours: float = DEFAULT_MIN_LAG_HOURS,
         clock: Clock = utcnow,
         unavailable: FailingCountries | None = None,
     ) -> None:
         self.repository = repository
         self.cache = cache
         self.halflife_hours = halflife_hours
+        # A median lag under this makes a pair simultaneous (FLOW_MIN_LAG_MINUTES / 60).
+        self.min_lag_hours = min_lag_hours
         self.max_flows = max_flows
         self.max_batch_records = max_batch_records
         self.clock = clock
@@ -127,10 +130,11 @@ class TrendService:
     async def flows(self, query: FlowQuery) -> Answer:
         async def compute(token: str) -> Entry:
             span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
-            items = compute_flows(
+            items, stats = flows_and_stats(
                 aggregates,
                 threshold=query.threshold,
                 halflife_hours=self.halflife_hours,
+                min_lag_hours=self.min_lag_hours,
                 countries=query.countries,
             )
             warnings: tuple[str, ...] = ()
@@ -142,7 +146,15 @@ class TrendService:
                 )
             items = items[:cap]
             payload = orjson.dumps(items)
-            return Entry(token, span.as_of, self.clock(), payload, warnings, count=len(items))
+            return Entry(
+                token,
+                span.as_of,
+                self.clock(),
+                payload,
+                warnings,
+                count=len(items),
+                metadata=stats_metadata(stats),
+            )
 
         field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"
         key = flows_key(query.window.value, query.countries)
@@ -165,6 +177,7 @@ class TrendService:
             computed_at=entry.computed_at,
             cache_hit=hit,
             warnings=entry.warnings + await self.partial_warnings(query.countries),
+            metadata=entry.metadata,
         )
 
     async def trends(self, query: TrendQuery) -> Page:
@@ -179,6 +192,19 @@ class TrendService:
         except StorageUnavailable:
             return False
         return True
+
+
+def stats_metadata(stats: FlowStats) -> dict[str, Any]:
+    """A flows answer's ``max_heat`` (``{heat, from_country, to_country}``, or None when no
+    two countries share a topic) and ``pairs``, as REST's metadata says them."""
+    hottest = None
+    if stats.max_heat is not None:
+        hottest = {
+            "heat": stats.max_heat,
+            "from_country": stats.from_country,
+            "to_country": stats.to_country,
+        }
+    return {"max_heat": hottest, "pairs": stats.pairs}
 
 
 def _as_of_field(as_of: datetime | None) -> str:

@@ -235,7 +235,7 @@ async def cold(url: str, end: datetime) -> Timing:
         span = Span(TimeWindow.H24, end)
         started = time.perf_counter()
         rows = AggregateTable(
-            *await repository.aggregate_window(span.start, span.as_of, span.recent_after)
+            *await repository.aggregate_window(span.previous_start, span.start, span.as_of)
         )
         aggregate = time.perf_counter() - started
     finally:

@@ -13,12 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graph.core import flows as flows_module
+from graph.core import pairs as pairs_module
 from graph.core.aggregates import AggregateRow, AggregateTable
-from graph.core.flows import HEAT_EPSILON, Flow, compute_flows, heat
+from graph.core.flows import HEAT_EPSILON, Flow, compute_flows, flows_and_stats, heat
 from graph.core.hotspots import TopTopic, compute_hotspots
 from tests.support.reference import (
     assert_flows_match,
     assert_hotspots_match,
+    assert_stats_match,
+    naive_flow_stats,
     naive_flows,
     naive_hotspots,
 )
@@ -34,8 +37,11 @@ def agg(
     hours: float = 0.0,
     label: str | None = None,
     confidence: float = 1.0,
-    recent: int = 0,
+    previous: int = 0,
+    window_hours: float | None = None,
 ) -> AggregateRow:
+    """A row first seen ``hours`` after T0 (its label in the window at ``window_hours``, by
+    default the same instant); ``previous`` is its country's previous-window volume."""
     return AggregateRow(
         country=country,
         topic_key=key,
@@ -43,7 +49,8 @@ def agg(
         count=count,
         weighted_confidence=count * confidence,
         first_seen=T0 + timedelta(hours=hours),
-        recent_count=recent,
+        window_first_seen=T0 + timedelta(hours=hours if window_hours is None else window_hours),
+        previous_volume=previous,
     )
 
 
@@ -52,10 +59,15 @@ def flows_of(
     *,
     threshold: float = 0.0,
     halflife_hours: float = 6.0,
+    min_lag_hours: float = 0.5,
     countries: list[str] | None = None,
 ) -> list[Flow]:
     return compute_flows(
-        aggregates, threshold=threshold, halflife_hours=halflife_hours, countries=countries
+        aggregates,
+        threshold=threshold,
+        halflife_hours=halflife_hours,
+        min_lag_hours=min_lag_hours,
+        countries=countries,
     )
 
 
@@ -63,9 +75,15 @@ def only_flow(
     aggregates: list[AggregateRow],
     *,
     halflife_hours: float = 6.0,
+    min_lag_hours: float = 0.5,
     countries: list[str] | None = None,
 ) -> Flow:
-    flows = flows_of(aggregates, halflife_hours=halflife_hours, countries=countries)
+    flows = flows_of(
+        aggregates,
+        halflife_hours=halflife_hours,
+        min_lag_hours=min_lag_hours,
+        countries=countries,
+    )
     assert len(flows) == 1
     return flows[0]
 
@@ -115,24 +133,46 @@ def test_every_flows_heat_is_heat_of_its_own_fields(halflife: float) -> None:
 
 
 def test_hotspots_hand_computed() -> None:
-    """US: volume 8, velocity 1, confidence 0.75, raw 6; BR and CO raw 4; DE raw 0."""
+    """velocity = 2V/(V+P), score = V x velocity x confidence, intensity = score / max score.
+
+    US: V 8, P 8, velocity 1, confidence 0.75, score 6; BR and CO: V 2, P 0, velocity 2,
+    score 4; DE: V 3, P 9, velocity 0.5, score 1.5.
+    """
     hotspots = compute_hotspots(
         [
-            agg("DE", "a", 3, recent=0),
-            agg("CO", "a", 2, recent=2, confidence=1.0),
-            agg("US", "a", 4, recent=4, confidence=0.5),
-            agg("BR", "a", 2, recent=2, confidence=1.0),
-            agg("US", "b", 4, recent=0, confidence=1.0),
+            agg("DE", "a", 3, previous=9),
+            agg("CO", "a", 2, confidence=1.0),
+            agg("US", "a", 4, previous=8, confidence=0.5),
+            agg("BR", "a", 2, confidence=1.0),
+            agg("US", "b", 4, previous=8, confidence=1.0),
         ]
     )
     assert [h.country for h in hotspots] == ["US", "BR", "CO", "DE"]
     us, br, co, de = hotspots
-    assert us.intensity == 1.0
+    assert (us.intensity, us.score) == (1.0, 6.0)
     assert (us.volume, us.velocity, us.avg_confidence, us.topic_count) == (8, 1.0, 0.75, 2)
     assert br.intensity == pytest.approx(4 / 6, rel=1e-12)
-    assert (br.volume, br.velocity, br.avg_confidence, br.topic_count) == (2, 2.0, 1.0, 1)
+    assert (br.volume, br.velocity, br.avg_confidence, br.score) == (2, 2.0, 1.0, 4.0)
     assert co.intensity == br.intensity
-    assert (de.intensity, de.velocity, de.volume) == (0.0, 0.0, 3)
+    assert (de.velocity, de.score, de.intensity) == (0.5, 1.5, 0.25)
+
+
+def test_velocity_is_never_zero_for_a_country_with_data() -> None:
+    """However large the previous window, a country in the window has a velocity and an
+    intensity above 0: sparse snapshots no longer zero every country."""
+    hotspots = compute_hotspots([agg("US", "a", 1, previous=10**9), agg("BR", "a", 1)])
+    assert all(h.velocity > 0 and h.intensity > 0 for h in hotspots)
+    us = next(h for h in hotspots if h.country == "US")
+    assert us.velocity == pytest.approx(2 / (1 + 10**9), rel=1e-12)
+
+
+def test_score_is_comparable_across_answers() -> None:
+    """Intensity is rescaled in every answer; score is not."""
+    alone = compute_hotspots([agg("US", "a", 4, previous=4)])
+    crowded = compute_hotspots([agg("US", "a", 4, previous=4), agg("BR", "a", 40)])
+    us = next(h for h in crowded if h.country == "US")
+    assert alone[0].intensity == 1.0 > us.intensity
+    assert alone[0].score == us.score == 4.0
 
 
 def test_hotspot_top_topics_keep_five_and_break_count_ties_by_label() -> None:
@@ -152,17 +192,22 @@ def test_hotspot_top_topics_keep_five_and_break_count_ties_by_label() -> None:
 
 def test_hotspot_top_topic_carries_its_own_label_and_count_weighted_confidence() -> None:
     aggregates = [
-        AggregateRow("US", "world cup", "World Cup", 4, 3.0, T0, 1),
-        AggregateRow("BR", "world cup", "Copa do Mundo", 2, 2.0, T0, 2),
+        AggregateRow("US", "world cup", "World Cup", 4, 3.0, T0, T0, 1),
+        AggregateRow("BR", "world cup", "Copa do Mundo", 2, 2.0, T0, T0, 2),
     ]
     by_country = {h.country: h for h in compute_hotspots(aggregates)}
     assert by_country["US"].top_topics == (TopTopic("World Cup", 4, 0.75),)
     assert by_country["BR"].top_topics == (TopTopic("Copa do Mundo", 2, 1.0),)
 
 
-def test_hotspot_intensities_are_zero_when_nothing_is_hot() -> None:
-    hotspots = compute_hotspots([agg("US", "a", 2, recent=0), agg("BR", "a", 2, recent=0)])
-    assert [(h.country, h.intensity) for h in hotspots] == [("BR", 0.0), ("US", 0.0)]
+def test_hotspot_intensities_are_zero_when_no_record_is_believed() -> None:
+    hotspots = compute_hotspots(
+        [agg("US", "a", 2, confidence=0.0), agg("BR", "a", 2, confidence=0.0)]
+    )
+    assert [(h.country, h.intensity, h.score) for h in hotspots] == [
+        ("BR", 0.0, 0.0),
+        ("US", 0.0, 0.0),
+    ]
 
 
 def test_hotspots_of_nothing() -> None:
@@ -175,11 +220,16 @@ def test_hotspots_reject_two_aggregates_for_one_topic_of_a_country() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [agg("US", "a", 0), agg("US", "a", 2, recent=3), agg("US", "a", 2, recent=-1)]
+    "bad",
+    [
+        [agg("US", "a", 0)],
+        [agg("US", "a", 2, previous=-1)],
+        [agg("US", "a", 2, previous=3), agg("US", "b", 2, previous=4)],
+    ],
 )
-def test_hotspots_reject_impossible_counts(bad: AggregateRow) -> None:
+def test_hotspots_reject_impossible_counts(bad: list[AggregateRow]) -> None:
     with pytest.raises(ValueError):
-        compute_hotspots([agg("BR", "a"), bad])
+        compute_hotspots([agg("BR", "a"), *bad])
 
 
 def test_hotspot_ties_with_huge_counts() -> None:
@@ -213,12 +263,51 @@ def test_flow_direction_follows_the_sign_of_the_median_lag() -> None:
     assert (flow.from_country, flow.to_country, flow.time_delta_hours) == ("US", "AR", 2.0)
 
 
-def test_flow_with_a_zero_median_goes_alphabetically() -> None:
-    """Lags +2 h and -2 h: median 0, so the alphabetically smaller country is the source."""
+def test_flow_with_a_zero_median_is_simultaneous() -> None:
+    """Lags +2 h and -2 h: median 0, simultaneous, the alphabetically smaller country first."""
     aggregates = [agg("US", "a"), agg("US", "b", hours=2), agg("BR", "a", hours=2), agg("BR", "b")]
     flow = only_flow(aggregates)
     assert (flow.from_country, flow.to_country, flow.time_delta_hours) == ("BR", "US", 0.0)
+    assert flow.simultaneous
     assert flow.heat == pytest.approx(flow.similarity_score, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "min_lag_hours", "simultaneous"),
+    [(29, 0.5, True), (30, 0.5, False), (31, 0.5, False), (59, 1.0, True), (1, 1 / 120, False)],
+)
+def test_a_median_lag_under_the_minimum_is_simultaneous(
+    minutes: int, min_lag_hours: float, simultaneous: bool
+) -> None:
+    """US saw the topic first; under the minimum lag the pair is simultaneous and goes
+    alphabetically (BR first), at or over it the flow is directed US -> BR. time_delta_hours
+    and the heat are the lag's either way."""
+    aggregates = [agg("US", "a"), agg("BR", "a", hours=minutes / 60)]
+    flow = only_flow(aggregates, min_lag_hours=min_lag_hours)
+    assert flow.simultaneous is simultaneous
+    ends = ("BR", "US") if simultaneous else ("US", "BR")
+    assert (flow.from_country, flow.to_country) == ends
+    assert flow.time_delta_hours == pytest.approx(minutes / 60, rel=1e-12)
+    assert flow.heat == heat(flow.similarity_score, flow.time_delta_hours, 6.0)
+
+
+@pytest.mark.parametrize("min_lag_hours", [0.0, -1.0, math.nan])
+def test_the_minimum_lag_must_be_positive(min_lag_hours: float) -> None:
+    with pytest.raises(ValueError):
+        flows_of([agg("US", "a"), agg("BR", "a")], min_lag_hours=min_lag_hours)
+
+
+def test_lags_come_from_first_sightings_and_labels_from_the_window() -> None:
+    """BR first saw the topic in the previous window (first_seen -20 h) and again in this one
+    (+1 h): the lag uses -20 h. The display label is the earliest record in the window across
+    countries: US's at 0 h, not BR's older spelling."""
+    aggregates = [
+        agg("US", "a", label="US spelling"),
+        agg("BR", "a", hours=-20, window_hours=1, label="BR spelling"),
+    ]
+    flow = only_flow(aggregates)
+    assert (flow.from_country, flow.to_country, flow.time_delta_hours) == ("BR", "US", 20.0)
+    assert flow.shared_topics == ("US spelling",)
 
 
 def test_even_median_is_the_mean_of_the_middle_two() -> None:
@@ -233,14 +322,15 @@ def test_lags_keep_microsecond_precision() -> None:
     """Lags of +1 us and -1 us, years apart, cancel exactly; a lone +1 us lag sets the direction."""
     tick = timedelta(microseconds=1)
     far = timedelta(days=3000, hours=7, microseconds=123457)
-    us_a = AggregateRow("US", "a", "a", 1, 1.0, T0, 0)
-    us_b = AggregateRow("US", "b", "b", 1, 1.0, T0 + far, 0)
-    br_a = AggregateRow("BR", "a", "a", 1, 1.0, T0 - tick, 0)
-    br_b = AggregateRow("BR", "b", "b", 1, 1.0, T0 + far + tick, 0)
-    flow = only_flow([us_b, br_a, us_a, br_b])
-    assert (flow.from_country, flow.time_delta_hours) == ("BR", 0.0)
-    flow = only_flow([us_b, br_b])
-    assert (flow.from_country, flow.to_country) == ("US", "BR")
+    us_a = AggregateRow("US", "a", "a", 1, 1.0, T0, T0, 0)
+    us_b = AggregateRow("US", "b", "b", 1, 1.0, T0 + far, T0 + far, 0)
+    br_a = AggregateRow("BR", "a", "a", 1, 1.0, T0 - tick, T0 - tick, 0)
+    br_b = AggregateRow("BR", "b", "b", 1, 1.0, T0 + far + tick, T0 + far + tick, 0)
+    half_a_tick = 1 / 7.2e9  # hours: any lag of 1 us or more is directed
+    flow = only_flow([us_b, br_a, us_a, br_b], min_lag_hours=half_a_tick)
+    assert (flow.from_country, flow.time_delta_hours, flow.simultaneous) == ("BR", 0.0, True)
+    flow = only_flow([us_b, br_b], min_lag_hours=half_a_tick)
+    assert (flow.from_country, flow.to_country, flow.simultaneous) == ("US", "BR", False)
     assert flow.time_delta_hours == pytest.approx(1 / 3.6e9, rel=1e-12)
 
 
@@ -332,6 +422,69 @@ def test_threshold_zero_keeps_every_pair_with_a_shared_topic() -> None:
     assert 0 < flows[0].heat < 1e-9
 
 
+# flows: why nothing is hot
+
+
+def test_stats_name_the_hottest_pair_even_below_the_threshold() -> None:
+    """Nothing reaches 0.6: the stats still say which pair is hottest and how many share."""
+    aggregates = [agg("US", "a"), agg("BR", "a", hours=12), agg("CO", "a", hours=18)]
+    aggregates.append(agg("DE", "b"))
+    flows, stats = flows_and_stats(aggregates, threshold=0.6, halflife_hours=6.0)
+    assert flows == []
+    assert (stats.from_country, stats.to_country, stats.pairs) == ("BR", "CO", 3)
+    assert stats.max_heat == pytest.approx(0.5, rel=1e-12)
+    # The hottest pair is the first flow at threshold 0, whatever threshold was asked.
+    first = flows_of(aggregates, threshold=0.0)[0]
+    assert (first.heat, first.from_country, first.to_country) == (
+        stats.max_heat,
+        stats.from_country,
+        stats.to_country,
+    )
+
+
+def test_stats_follow_the_countries_filter() -> None:
+    aggregates = [agg("US", "a"), agg("BR", "a", hours=12), agg("CO", "a", hours=18)]
+    _, stats = flows_and_stats(
+        aggregates, threshold=0.9, halflife_hours=6.0, countries=["US", "BR"]
+    )
+    assert (stats.from_country, stats.to_country, stats.pairs) == ("US", "BR", 1)
+    assert stats.max_heat == pytest.approx(0.25, rel=1e-12)
+
+
+def test_stats_without_a_shared_topic() -> None:
+    for aggregates, countries in [
+        ([], None),
+        ([agg("US", "a"), agg("BR", "b")], None),
+        ([agg("US", "a"), agg("BR", "a")], ["US"]),
+    ]:
+        flows, stats = flows_and_stats(
+            aggregates, threshold=0.0, halflife_hours=6.0, countries=countries
+        )
+        assert flows == []
+        assert (stats.max_heat, stats.from_country, stats.to_country, stats.pairs) == (
+            None,
+            None,
+            None,
+            0,
+        )
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_the_search_for_the_hottest_pair_stops_early_but_right(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """With nothing over the threshold, the hottest pair is searched most similar first in
+    growing batches; it must be the naive model's whatever the batch size."""
+    monkeypatch.setattr(flows_module, "_FIRST_BATCH", batch)
+    for seed in range(4):
+        aggregates = random_aggregates(seed, 25, 40, 0.2)
+        flows, stats = flows_and_stats(aggregates, threshold=1.5, halflife_hours=1.0)
+        assert flows == []
+        expected = naive_flows(aggregates, 1.0, None)
+        assert_stats_match(stats, naive_flow_stats(expected))
+        assert stats.pairs > 100
+
+
 def test_flows_of_nothing_or_of_one_country() -> None:
     assert flows_of([]) == []
     assert flows_of([agg("US", "a"), agg("US", "b")]) == []
@@ -364,11 +517,13 @@ def aggregate_sets(draw: st.DrawFn, max_size: int = 40) -> list[AggregateRow]:
             max_size=max_size,
         )
     )
+    previous = {c: draw(st.sampled_from([0, 0, 1, 7, 40])) for c in COUNTRIES}
     result = []
     for country, key in cells:
         count = draw(st.integers(1, 6))
         confidence = draw(st.sampled_from([0.0, 0.3, 0.5, 0.9, 1.0]))
         minutes = draw(st.integers(-4, 4)) * 45  # a coarse grid: ties and zero medians happen
+        later = draw(st.integers(0, 2)) * 45  # when the window's earliest record was
         result.append(
             AggregateRow(
                 country=country,
@@ -377,7 +532,8 @@ def aggregate_sets(draw: st.DrawFn, max_size: int = 40) -> list[AggregateRow]:
                 count=count,
                 weighted_confidence=count * confidence,
                 first_seen=T0 + timedelta(minutes=minutes),
-                recent_count=draw(st.integers(0, count)),
+                window_first_seen=T0 + timedelta(minutes=minutes + later),
+                previous_volume=previous[country],
             )
         )
     return result
@@ -393,10 +549,17 @@ filters = st.none() | st.sets(st.sampled_from(COUNTRIES))
 def test_flows_equal_the_naive_reference(
     aggregates: list[AggregateRow], threshold: float, halflife: float, countries: set[str] | None
 ) -> None:
-    flows = compute_flows(
-        aggregates, threshold=threshold, halflife_hours=halflife, countries=countries
+    min_lag = halflife / 4  # 45-minute grid: medians fall on both sides of it
+    flows, stats = flows_and_stats(
+        aggregates,
+        threshold=threshold,
+        halflife_hours=halflife,
+        min_lag_hours=min_lag,
+        countries=countries,
     )
-    assert_flows_match(flows, naive_flows(aggregates, halflife, countries), threshold)
+    expected = naive_flows(aggregates, halflife, countries, min_lag)
+    assert_flows_match(flows, expected, threshold)
+    assert_stats_match(stats, naive_flow_stats(expected))
 
 
 @settings(max_examples=200, deadline=None)
@@ -424,6 +587,9 @@ def test_flow_properties(aggregates: list[AggregateRow], threshold: float, halfl
         assert f.heat <= f.similarity_score
         assert f.time_delta_hours >= 0.0
         assert 1 <= len(f.shared_topics) <= 10
+        assert f.simultaneous == (f.time_delta_hours < 0.5)
+        if f.simultaneous:
+            assert f.from_country < f.to_country
 
 
 @settings(max_examples=150, deadline=None)
@@ -458,7 +624,8 @@ def random_aggregates(
                         count=count,
                         weighted_confidence=count * rng.random(),
                         first_seen=T0 + timedelta(minutes=rng.randint(-60, 60) * 6),
-                        recent_count=rng.randint(0, count),
+                        window_first_seen=T0 + timedelta(minutes=rng.randint(60, 120) * 6),
+                        previous_volume=7,
                     )
                 )
     return result
@@ -473,7 +640,8 @@ def test_block_and_blas_limits_do_not_change_flows(
     expected = naive_flows(aggregates, 6.0, None)
     roomy = compute_flows(aggregates, threshold=0.1, halflife_hours=6.0)
     assert_flows_match(roomy, expected, 0.1)
-    monkeypatch.setattr(flows_module, "_BLOCK_CELLS", 1)
+    monkeypatch.setattr(pairs_module, "_BLOCK_CELLS", 1)
+    monkeypatch.setattr(pairs_module, "_DENSE_CELLS", 0)
     monkeypatch.setattr(flows_module, "_DENSE_CELLS", 0)
     tight = compute_flows(aggregates, threshold=0.1, halflife_hours=6.0)
     assert_flows_match(tight, expected, 0.1)

@@ -90,7 +90,8 @@ def rounded(rows: list[AggregateRow]) -> set[AggregateRow]:
             a.count,
             round(a.weighted_confidence, 6),
             a.first_seen,
-            a.recent_count,
+            a.window_first_seen,
+            a.previous_volume,
         )
         for a in rows
     }
@@ -128,10 +129,12 @@ def test_aggregation_in_sql_equals_a_naive_one(database_url: str) -> None:
         await repo.upsert(unique)
         for hours in (1, 6, 12, 24):
             end = T0 + timedelta(hours=30)
-            start, mid = end - timedelta(hours=hours), end - timedelta(hours=hours / 2)
-            got = AggregateTable(*await repo.aggregate_window(start, end, mid))
+            start, before = end - timedelta(hours=hours), end - timedelta(hours=2 * hours)
+            got = AggregateTable(*await repo.aggregate_window(before, start, end))
             assert len(rounded(got)) == len(got)
-            assert rounded(got) == rounded(naive_aggregates(unique, start, end, mid))
+            # Plain ints (no Decimal from a SQL sum): the cache's JSON codec takes them.
+            assert {type(n) for n in [*got.counts, *got.previous_volumes]} <= {int}
+            assert rounded(got) == rounded(naive_aggregates(unique, before, start, end))
 
     run(database_url, work)
 
@@ -170,6 +173,11 @@ def test_an_empty_window_aggregates_to_an_empty_table(database_url: str) -> None
             *await repo.aggregate_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0)
         )
         assert len(got) == 0 and list(got) == []
+        # Data only in the window before is no row either.
+        got = AggregateTable(
+            *await repo.aggregate_window(T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1))
+        )
+        assert len(got) == 0
 
     run(database_url, work)
 
@@ -187,9 +195,72 @@ def test_the_label_is_the_earliest_records_whatever_it_holds(database_url: str) 
                 Record(T0 + timedelta(minutes=9), "US", "A first", "odd\x01 one", 3, 1.0, None),
             ]
         )
-        got = AggregateTable(*await repo.aggregate_window(T0, T0 + timedelta(hours=1), T0))
+        got = AggregateTable(
+            *await repo.aggregate_window(T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1))
+        )
         assert [(a.label, a.count, a.first_seen) for a in got] == [
             (odd, 6, T0 + timedelta(minutes=1))
         ]
+
+    run(database_url, work)
+
+
+def test_the_window_before_gives_first_sightings_and_previous_volumes(database_url: str) -> None:
+    """Window (T0, T0 + 1 h], the one before (T0 - 1 h, T0]. US had "a" before and in the
+    window, "b" only before: its previous volume is 2 + 5 on every US row; "a" was first seen
+    before the window, but its label and window sighting are the window's. BR has nothing
+    before (its record 61 minutes before T0 is outside both windows)."""
+
+    def at(country: str, label: str, minutes: int, count: int) -> Record:
+        key = label.split()[0].casefold()
+        return Record(T0 + timedelta(minutes=minutes), country, label, key, count, 0.5, None)
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(
+            [
+                at("US", "A old", -30, 2),
+                at("US", "B", -10, 5),
+                at("US", "A new", 20, 3),
+                at("US", "A", 40, 1),
+                at("US", "C", 45, 6),
+                at("BR", "a", 50, 4),
+                at("BR", "gone", -61, 9),
+            ]
+        )
+        got = AggregateTable(
+            *await repo.aggregate_window(T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1))
+        )
+        rows = {(a.country, a.topic_key): a for a in got}
+        assert set(rows) == {("US", "a"), ("US", "c"), ("BR", "a")}
+        us = rows["US", "a"]
+        assert (us.label, us.count, us.previous_volume) == ("A new", 4, 7)
+        assert us.first_seen == T0 - timedelta(minutes=30)
+        assert us.window_first_seen == T0 + timedelta(minutes=20)
+        assert (rows["US", "c"].first_seen, rows["US", "c"].previous_volume) == (
+            T0 + timedelta(minutes=45),
+            7,
+        )
+        br = rows["BR", "a"]
+        assert (br.previous_volume, br.first_seen) == (0, T0 + timedelta(minutes=50))
+
+    run(database_url, work)
+
+
+def test_a_topic_seen_before_the_window_keeps_its_first_sighting(database_url: str) -> None:
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(
+            [
+                Record(T0 - timedelta(minutes=50), "US", "Old Label", "storm", 2, 0.5, None),
+                Record(T0 + timedelta(minutes=5), "US", "Storm", "storm", 3, 1.0, None),
+            ]
+        )
+        got = AggregateTable(
+            *await repo.aggregate_window(T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1))
+        )
+        [row] = list(got)
+        assert (row.label, row.count, row.weighted_confidence) == ("Storm", 3, 3.0)
+        assert row.first_seen == T0 - timedelta(minutes=50)
+        assert row.window_first_seen == T0 + timedelta(minutes=5)
+        assert row.previous_volume == 2
 
     run(database_url, work)

@@ -16,6 +16,7 @@ from graph.core.flows import compute_flows
 from graph.core.hotspots import compute_hotspots
 from graph.core.records import Record, topic_key, validate_batch
 from graph.feeds.demo import generate_demo_records
+from tests.support.reference import naive_aggregates
 
 NOW = datetime(2026, 11, 20, 12, 3, 41, tzinfo=UTC)
 # A day's worth of `now`s, so the time-of-day rhythm of every region is exercised.
@@ -41,27 +42,10 @@ def demo_rows(now: datetime) -> list[Record]:
 
 
 def aggregate(rows: Sequence[Record], as_of: datetime, hours: float) -> list[AggregateRow]:
-    """What the database aggregates for the window (as_of - W, as_of], one row per country/topic."""
-    start, recent_after = as_of - timedelta(hours=hours), as_of - timedelta(hours=hours / 2)
-    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    for row in rows:
-        if start < row.timestamp <= as_of:
-            groups[row.country, row.topic_key].append(row)
-    aggregates = []
-    for (country, key), group in sorted(groups.items()):
-        earliest = min(group, key=lambda r: (r.timestamp, r.topic_label))
-        aggregates.append(
-            AggregateRow(
-                country=country,
-                topic_key=key,
-                label=earliest.topic_label,
-                count=sum(r.count for r in group),
-                weighted_confidence=sum(r.count * r.confidence for r in group),
-                first_seen=earliest.timestamp,
-                recent_count=sum(r.count for r in group if r.timestamp > recent_after),
-            )
-        )
-    return aggregates
+    """What the database aggregates for the window (as_of - W, as_of], one row per country/topic
+    (with first sightings and previous volumes over the window before it)."""
+    window = timedelta(hours=hours)
+    return naive_aggregates(rows, as_of - 2 * window, as_of - window, as_of)
 
 
 def region_of(country: str) -> str:

@@ -86,7 +86,12 @@ def test_computing_root_fields_at_the_limit_and_one_over(app_with: Any) -> None:
     four = "{ a: flows { heat } b: flows { heat } c: hotspots { country } d: hotspots { country } }"
     assert "errors" not in ask(client, four)
     five = four[:-1] + " e: flows { heat } }"
-    assert refused(ask(client, five), "at most 4 of flows and hotspots")
+    assert refused(ask(client, five), "at most 4 of flowStats, flows, hotspots, topicSpread")
+    # Every root field that computes over a window counts, however it is aliased.
+    stats = "{ " + " ".join(f"s{i}: flowStats {{ pairs }}" for i in range(5)) + " }"
+    assert refused(ask(client, stats), "this one asks for 5")
+    topics = '{ a: topics { key } b: topics { key } c: topicSpread(topic: "x") { key } }'
+    assert refused(ask(client, four[:-1] + topics[1:]), "this one asks for 7")
     via_fragments = (
         "{ ...F ...F2 } fragment F on Query { a: flows { heat } b: flows { heat } } "
         "fragment F2 on Query { c: hotspots { country } ... on Query { d: hotspots { country } "
@@ -281,3 +286,28 @@ def test_plain_lists_are_completed_in_one_pass_with_graphql_semantics(
     )["data"]["hotspots"]
     assert len(hotspots) == 3 and all(h["topTopics"] for h in hotspots)
     assert len(plain) == 2 + 3
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("query { ...Missing }", "Missing"),
+        ("query { trends { edges { node { ...Gone } } } }", "Gone"),
+        ("query { ...Known } fragment Known on Query { ...Missing }", "Missing"),
+    ],
+)
+def test_an_unknown_fragment_is_graphql_own_validation_error(
+    app_with: Any, caplog: pytest.LogCaptureFixture, query: str, name: str
+) -> None:
+    """The depth rule looks spreads up; one naming no fragment is left to GraphQL's own rule,
+    not raised as a KeyError (answered as the bare name and logged as a traceback)."""
+    client = app_with(graphql_max_depth=3)
+    body = ask(client, query)
+    assert [e["message"] for e in body["errors"]] == [f"Unknown fragment '{name}'."]
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+def test_the_depth_limit_still_holds_beside_known_fragments(app_with: Any) -> None:
+    client = app_with(graphql_max_depth=2)
+    deep = "query { ...T } fragment T on Query { trends { edges { node { id } } } }"
+    assert refused(ask(client, deep), "exceeds maximum operation depth")

@@ -77,6 +77,80 @@ def test_flows_query_asks_for_exactly_its_fields(client: TestClient) -> None:
     assert list(only_heat["data"]["flows"][0]) == ["heat"]
 
 
+FLOW_STATS = """query($asOf: DateTime, $c: [String!]) {
+  flowStats(timeWindow: "24h", asOf: $asOf, countries: $c) {
+    maxHeat fromCountry toCountry pairs } }"""
+
+
+def test_flow_stats_name_the_hottest_pair_whatever_the_threshold(client: TestClient) -> None:
+    seed(client)
+    body = gql(client, FLOW_STATS, {"asOf": AS_OF.isoformat()})
+    assert "errors" not in body
+    stats = body["data"]["flowStats"]
+    assert (stats["fromCountry"], stats["toCountry"], stats["pairs"]) == ("US", "CO", 1)
+    rest = client.get("/v1/flows", params={"as_of": AS_OF.isoformat(), "threshold": 0}).json()
+    assert stats["maxHeat"] == rest["flows"][0]["heat"] == pytest.approx(0.5 ** (2 / 6))
+    alone = gql(client, FLOW_STATS, {"asOf": AS_OF.isoformat(), "c": ["us"]})
+    assert alone["data"]["flowStats"] == {
+        "maxHeat": None,
+        "fromCountry": None,
+        "toCountry": None,
+        "pairs": 0,
+    }
+    bad = gql(client, '{ flowStats(timeWindow: "2h") { pairs } }')
+    assert bad["errors"][0]["extensions"]["field"] == "timeWindow"
+
+
+def test_flow_stats_and_new_fields_are_described(client: TestClient) -> None:
+    body = gql(
+        client,
+        """{ __type(name: "FlowStats") { description fields { name description } }
+             __schema { queryType { fields { name description args { name description } } } } }""",
+    )
+    flow_stats = body["data"]["__type"]
+    assert flow_stats["description"]
+    assert {f["name"] for f in flow_stats["fields"]} == {
+        "maxHeat",
+        "fromCountry",
+        "toCountry",
+        "pairs",
+    }
+    assert all(f["description"] for f in flow_stats["fields"])
+    [field] = [
+        f for f in body["data"]["__schema"]["queryType"]["fields"] if f["name"] == "flowStats"
+    ]
+    assert field["description"]
+    assert {a["name"] for a in field["args"]} == {"timeWindow", "asOf", "countries"}
+    assert all(a["description"] for a in field["args"])
+
+
+def test_hotspots_and_flows_expose_the_new_fields(client: TestClient) -> None:
+    seed(client)
+    body = gql(
+        client,
+        """query($asOf: DateTime) {
+          hotspots(asOf: $asOf) { country intensity score volume velocity avgConfidence }
+          flows(asOf: $asOf, threshold: 0) { fromCountry toCountry simultaneous } }""",
+        {"asOf": AS_OF.isoformat()},
+    )
+    assert "errors" not in body
+    rest = client.get("/v1/hotspots", params={"as_of": AS_OF.isoformat()}).json()["hotspots"]
+    assert body["data"]["hotspots"] == [
+        {
+            "country": h["country"],
+            "intensity": h["intensity"],
+            "score": h["score"],
+            "volume": h["volume"],
+            "velocity": h["velocity"],
+            "avgConfidence": h["avg_confidence"],
+        }
+        for h in rest
+    ]
+    assert body["data"]["flows"] == [
+        {"fromCountry": "US", "toCountry": "CO", "simultaneous": False}
+    ]
+
+
 def test_rest_and_graphql_agree(client: TestClient) -> None:
     seed(client)
     rest = client.get("/v1/flows", params={"as_of": AS_OF.isoformat(), "threshold": 0.1}).json()

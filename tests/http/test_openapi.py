@@ -52,6 +52,17 @@ def test_flows_and_hotspots_schemas_name_every_field_the_api_sends(app_with: Any
         "shared_topics",
         "time_delta_hours",
         "similarity_score",
+        "simultaneous",
     }
-    assert set(schemas["Hotspot"]["properties"]) >= {"country", "intensity", "top_topics"}
+    assert set(schemas["Flow"]["required"]) == set(schemas["Flow"]["properties"])
+    assert set(schemas["Hotspot"]["properties"]) >= {
+        "country",
+        "intensity",
+        "score",
+        "volume",
+        "velocity",
+        "avg_confidence",
+        "top_topics",
+    }
+    assert {"max_heat", "pairs"} <= set(schemas["Metadata"]["properties"])
     assert set(schemas["TopTopic"]["properties"]) == {"label", "count", "confidence"}

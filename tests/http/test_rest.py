@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 from typing import Any
 
 import pytest
@@ -66,6 +69,73 @@ def test_flows_find_the_spread_and_its_direction(client: TestClient) -> None:
     assert meta["threshold"] == 0.1 and meta["as_of"] == ISO_AS_OF
     assert meta["cache_hit"] is False and meta["request_id"]
     assert body["warnings"] == []
+
+
+def test_flows_metadata_names_the_hottest_pair_when_nothing_is_hot(client: TestClient) -> None:
+    ingest(client, spreading())
+    params = {"as_of": ISO_AS_OF, "threshold": 0.95}
+    body = client.get("/v1/flows", params=params).json()
+    assert body["flows"] == []
+    meta = body["metadata"]
+    assert meta["pairs"] == 1
+    assert (meta["max_heat"]["from_country"], meta["max_heat"]["to_country"]) == ("US", "BR")
+    assert meta["max_heat"]["heat"] == pytest.approx(0.5 ** (1 / 6))
+    assert list(meta["max_heat"]) == ["heat", "from_country", "to_country"]
+    geo = client.get("/v1/flows.geojson", params=params).json()["metadata"]
+    assert (geo["max_heat"], geo["pairs"]) == (meta["max_heat"], 1)
+    # The stats follow the countries filter, as the flows do.
+    apart = client.get("/v1/flows", params={**params, "countries": "US,JP"}).json()
+    assert (apart["metadata"]["max_heat"], apart["metadata"]["pairs"]) == (None, 0)
+    # ... and they are cached with the answer.
+    again = client.get("/v1/flows", params=params).json()["metadata"]
+    assert again["cache_hit"] is True
+    assert (again["max_heat"], again["pairs"]) == (meta["max_heat"], 1)
+
+
+def test_a_lag_under_flow_min_lag_minutes_is_simultaneous(app_with: Any) -> None:
+    """US then BR ten minutes later: simultaneous by default (BR first, alphabetically);
+    directed US -> BR when FLOW_MIN_LAG_MINUTES is 5. time_delta_hours is the lag either way."""
+    records = [
+        record("US", "Storm", hours_ago=2, count=5),
+        record("BR", "Storm", hours_ago=2 - 10 / 60, count=5),
+    ]
+    for minutes, expected in [(None, ("BR", "US", True)), (5, ("US", "BR", False))]:
+        settings = {} if minutes is None else {"flow_min_lag_minutes": minutes}
+        client = app_with(**settings)
+        ingest(client, records)
+        body = client.get("/v1/flows", params={"as_of": ISO_AS_OF, "threshold": 0}).json()
+        [flow] = body["flows"]
+        assert (flow["from_country"], flow["to_country"], flow["simultaneous"]) == expected
+        assert flow["time_delta_hours"] == pytest.approx(1 / 6)
+
+
+def test_flow_min_lag_minutes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="flow_min_lag_minutes"):
+        make_settings("sqlite://", flow_min_lag_minutes=0)
+
+
+def test_hotspots_compare_with_the_window_before(client: TestClient) -> None:
+    """US: 100 in the 24 h window, 50 in the 24 h before it: velocity 2 x 100 / 150; BR: all
+    new, velocity 2; score = volume x velocity x confidence, beside intensity."""
+    ingest(
+        client,
+        [
+            record("US", "World Cup", hours_ago=2, count=100),
+            record("US", "Budget", hours_ago=30, count=50),
+            record("BR", "World Cup", hours_ago=1, count=60),
+            record("BR", "Old news", hours_ago=49, count=500),  # before both windows
+        ],
+    )
+    body = client.get("/v1/hotspots", params={"as_of": ISO_AS_OF}).json()
+    by_country = {h["country"]: h for h in body["hotspots"]}
+    us, br = by_country["US"], by_country["BR"]
+    assert us["velocity"] == pytest.approx(4 / 3)
+    assert us["score"] == pytest.approx(100 * 4 / 3 * 0.9)
+    assert (br["velocity"], br["volume"]) == (2.0, 60)
+    assert br["score"] == pytest.approx(60 * 2 * 0.9)
+    assert us["intensity"] == 1.0
+    assert br["intensity"] == pytest.approx(br["score"] / us["score"])
+    assert list(us)[:3] == ["country", "intensity", "score"]
 
 
 def test_flows_country_filter_is_normalised(client: TestClient) -> None:
@@ -307,6 +377,9 @@ def test_openapi_document_lists_every_endpoint(client: TestClient) -> None:
         "/v1/hotspots",
         "/v1/hotspots.geojson",
         "/v1/trends",
+        "/v1/span",
+        "/v1/topics",
+        "/v1/topics/spread",
         "/health",
         "/health/ready",
     }
@@ -344,3 +417,47 @@ def test_use_cache_false_computes_every_time(database_url: str) -> None:
         ready = client.get("/health/ready").json()["checks"]
         assert ready["cache"]["state"] == "disabled"
         assert ready["broker"]["state"] == "in-process"
+
+
+def _refuse_as_starting_up(listener: socket.socket) -> None:
+    """Answer every login as a PostgreSQL that is still starting up (SQLSTATE 57P03)."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return  # the listener was closed
+        with conn:
+            try:
+                while True:
+                    (length,) = struct.unpack("!i", conn.recv(4, socket.MSG_WAITALL))
+                    body = conn.recv(length - 4, socket.MSG_WAITALL)
+                    if struct.unpack("!i", body[:4])[0] == 80877103:  # SSLRequest
+                        conn.sendall(b"N")
+                        continue
+                    fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+                    conn.sendall(b"E" + struct.pack("!i", len(fields) + 4) + fields)
+                    break
+            except (OSError, struct.error):
+                pass
+
+
+def test_readiness_is_503_while_the_database_is_starting_up() -> None:
+    """asyncpg's CannotConnectNowError is an outage: 503 from /health/ready and reads, not 500."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=_refuse_as_starting_up, args=(listener,), daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        settings = make_settings(
+            f"postgresql://postgres@127.0.0.1:{port}/trendmap", auto_migrate=False
+        )
+        with TestClient(create_app(settings)) as client:
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["database"] == "unavailable"
+            trends = client.get("/v1/trends")
+            assert trends.status_code == 503
+            assert trends.json()["error"] == "dependency_unavailable"
+    finally:
+        listener.close()
+        thread.join(5)

@@ -10,11 +10,11 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from graph.core.aggregates import AggregateRow
-from graph.core.flows import Flow
+from graph.core.flows import Flow, FlowStats
 from graph.core.hotspots import Hotspot, TopTopic
 from graph.core.records import Record, validate_batch
 from graph.core.windows import Span
@@ -26,6 +26,7 @@ class Expected:
     similarity: float
     hours: float
     shared: tuple[str, ...]
+    simultaneous: bool
 
 
 def naive_hotspots(aggregates: list[AggregateRow]) -> dict[str, Hotspot]:
@@ -35,16 +36,18 @@ def naive_hotspots(aggregates: list[AggregateRow]) -> dict[str, Hotspot]:
     stats = {}
     for country, items in rows.items():
         volume = sum(a.count for a in items)
-        velocity = 2 * sum(a.recent_count for a in items) / volume
+        previous = items[0].previous_volume
+        velocity = 2 * volume / (volume + previous)
         confidence = sum(a.weighted_confidence for a in items) / volume
         stats[country] = (volume, velocity, confidence, volume * velocity * confidence)
     top = max(s[3] for s in stats.values())
     result = {}
-    for country, (volume, velocity, confidence, raw) in stats.items():
+    for country, (volume, velocity, confidence, score) in stats.items():
         items = sorted(rows[country], key=lambda a: (-a.count, a.label))
         result[country] = Hotspot(
             country=country,
-            intensity=raw / top if top > 0 else 0.0,
+            intensity=score / top if top > 0 else 0.0,
+            score=score,
             topic_count=len({a.topic_key for a in rows[country]}),
             volume=volume,
             velocity=velocity,
@@ -57,7 +60,10 @@ def naive_hotspots(aggregates: list[AggregateRow]) -> dict[str, Hotspot]:
 
 
 def naive_flows(
-    aggregates: list[AggregateRow], halflife: float, countries: set[str] | None
+    aggregates: list[AggregateRow],
+    halflife: float,
+    countries: set[str] | None,
+    min_lag_hours: float = 0.5,
 ) -> dict[tuple[str, str], Expected]:
     """Every pair with a shared topic, whatever its heat, keyed (from, to)."""
     counts: dict[str, dict[str, int]] = {}
@@ -66,7 +72,7 @@ def naive_flows(
     for r in aggregates:
         counts.setdefault(r.country, {})[r.topic_key] = r.count
         first.setdefault(r.country, {})[r.topic_key] = r.first_seen
-        earliest = (r.first_seen, r.label)
+        earliest = (r.window_first_seen, r.label)
         display[r.topic_key] = min(display.get(r.topic_key, earliest), earliest)
     n = len(counts)
     df: dict[str, int] = {}
@@ -89,19 +95,43 @@ def naive_flows(
                 continue
             dot = sum(vectors[a][t] * vectors[b][t] for t in shared)
             similarity = min(1.0, max(0.0, dot))
-            lags = [(first[b][t] - first[a][t]).total_seconds() / 3600 for t in shared]
-            m = statistics.median(lags)
+            # In whole microseconds (as stored), so that a median on the minimum lag is exact.
+            lags = [(first[b][t] - first[a][t]) // timedelta(microseconds=1) for t in shared]
+            m = statistics.median(lags) / 3.6e9
             ordered = sorted(
                 shared, key=lambda t: (-(counts[a][t] + counts[b][t]), display[t][1], t)
             )
-            key = (b, a) if m < 0 else (a, b)
+            simultaneous = abs(m) < min_lag_hours
+            key = (b, a) if m < 0 and not simultaneous else (a, b)
             result[key] = Expected(
                 heat=similarity * 0.5 ** (abs(m) / halflife),
                 similarity=similarity,
                 hours=abs(m),
                 shared=tuple(display[t][1] for t in ordered[:10]),
+                simultaneous=simultaneous,
             )
     return result
+
+
+def naive_flow_stats(expected: dict[tuple[str, str], Expected]) -> FlowStats:
+    """The hottest pair (ties: from, then to) and the number of pairs, from naive_flows."""
+    if not expected:
+        return FlowStats(None, None, None, 0)
+    (a, b), e = min(expected.items(), key=lambda item: (-item[1].heat, item[0]))
+    return FlowStats(e.heat, a, b, len(expected))
+
+
+def assert_stats_match(got: FlowStats, want: FlowStats) -> None:
+    assert (got.from_country, got.to_country, got.pairs) == (
+        want.from_country,
+        want.to_country,
+        want.pairs,
+    )
+    if want.max_heat is None:
+        assert got.max_heat is None
+    else:
+        assert got.max_heat is not None
+        assert math.isclose(got.max_heat, want.max_heat, rel_tol=1e-9, abs_tol=1e-15)
 
 
 def assert_flows_match(
@@ -119,6 +149,7 @@ def assert_flows_match(
         assert math.isclose(flow.similarity_score, e.similarity, rel_tol=1e-9)
         assert math.isclose(flow.time_delta_hours, e.hours, rel_tol=1e-9, abs_tol=1e-12)
         assert flow.shared_topics == e.shared
+        assert flow.simultaneous == e.simultaneous
 
 
 def assert_hotspots_match(hotspots: list[Hotspot], expected: dict[str, Hotspot]) -> None:
@@ -128,6 +159,7 @@ def assert_hotspots_match(hotspots: list[Hotspot], expected: dict[str, Hotspot])
         assert (h.topic_count, h.volume) == (e.topic_count, e.volume)
         for got, want in [
             (h.intensity, e.intensity),
+            (h.score, e.score),
             (h.velocity, e.velocity),
             (h.avg_confidence, e.avg_confidence),
         ]:
@@ -140,13 +172,21 @@ def assert_hotspots_match(hotspots: list[Hotspot], expected: dict[str, Hotspot])
 
 
 def naive_aggregates(
-    rows: Iterable[Record], start: datetime, end: datetime, recent_after: datetime
+    rows: Iterable[Record], previous_start: datetime, start: datetime, end: datetime
 ) -> list[AggregateRow]:
-    """What the SQL aggregation must give: per (country, topic key) in start < t <= end."""
+    """What the SQL aggregation must give: per (country, topic key) in start < t <= end, with
+    first sightings over previous_start < t <= end and each country's previous volume."""
     groups: dict[tuple[str, str], list[Record]] = {}
+    earliest: dict[tuple[str, str], datetime] = {}
+    previous: dict[str, int] = {}
     for row in rows:
+        cell = (row.country, row.topic_key)
+        if previous_start < row.timestamp <= end:
+            earliest[cell] = min(earliest.get(cell, row.timestamp), row.timestamp)
         if start < row.timestamp <= end:
-            groups.setdefault((row.country, row.topic_key), []).append(row)
+            groups.setdefault(cell, []).append(row)
+        elif previous_start < row.timestamp <= start:
+            previous[row.country] = previous.get(row.country, 0) + row.count
     out = []
     for (country, key), members in groups.items():
         first = min(members, key=lambda r: r.timestamp)
@@ -157,8 +197,9 @@ def naive_aggregates(
                 first.topic_label,
                 sum(r.count for r in members),
                 sum(r.count * r.confidence for r in members),
+                earliest[country, key],
                 first.timestamp,
-                sum(r.count for r in members if r.timestamp > recent_after),
+                previous.get(country, 0),
             )
         )
     return out
@@ -167,4 +208,4 @@ def naive_aggregates(
 def naive_window(records: list[dict[str, Any]], span: Span) -> list[AggregateRow]:
     """The window's aggregates from raw records; later duplicates replace earlier ones."""
     latest = {(r.country, r.topic_key, r.timestamp): r for r in validate_batch(records)}
-    return naive_aggregates(latest.values(), span.start, span.as_of, span.recent_after)
+    return naive_aggregates(latest.values(), span.previous_start, span.start, span.as_of)

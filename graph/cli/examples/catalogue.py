@@ -32,7 +32,7 @@ def _spread(
     return records
 
 
-_FLOW_FIELDS = "fromCountry toCountry heat sharedTopics timeDeltaHours similarityScore"
+_FLOW_FIELDS = "fromCountry toCountry heat sharedTopics timeDeltaHours similarityScore simultaneous"
 
 EXAMPLES: tuple[Example, ...] = (
     Rest(
@@ -99,7 +99,7 @@ EXAMPLES: tuple[Example, ...] = (
         """
 query Hotspots($asOf: DateTime!) {
   hotspots(timeWindow: "24h", asOf: $asOf, limit: 3) {
-    country intensity topicCount volume velocity avgConfidence
+    country intensity score topicCount volume velocity avgConfidence
     topTopics { label count confidence }
   }
 }
@@ -120,6 +120,18 @@ query Flows($countries: [String!], $asOf: DateTime!) {{
         {"countries": ["US", "CA", "JP", "KR"], "asOf": AS_OF},
     ),
     GraphQL(
+        "graphql/query-flow-stats.md",
+        "query flowStats",
+        "Why flows holds what it holds: the hottest pair of the 12 hours before `asOf` whatever"
+        " the threshold, and how many pairs of countries share a topic.",
+        """
+query FlowStats($asOf: DateTime!) {
+  flowStats(timeWindow: "12h", asOf: $asOf) { maxHeat fromCountry toCountry pairs }
+}
+""",
+        {"asOf": AS_OF},
+    ),
+    GraphQL(
         "graphql/query-trends.md",
         "query trends",
         "One page of stored records for a topic, newest first. `endCursor` goes in `after`"
@@ -135,6 +147,69 @@ query Records($after: String) {
 }
 """,
         {"after": None},
+    ),
+    Rest(
+        "rest/get-v1-span.md",
+        "GET /v1/span",
+        "The archive's first and last record, how many records and countries: the extent of"
+        " the map's timeline.",
+        "GET",
+        "/v1/span",
+    ),
+    Rest(
+        "rest/get-v1-topics.md",
+        "GET /v1/topics",
+        "Topics of the 24 hours before `as_of` whose key holds `launch`: seen in the most"
+        " countries first. `count` and `countries` cover the `countries` filter.",
+        "GET",
+        "/v1/topics",
+        (("time_window", "24h"), ("as_of", AS_OF), ("search", "launch"), ("limit", "3")),
+    ),
+    Rest(
+        "rest/get-v1-topics-spread.md",
+        "GET /v1/topics/spread",
+        "How one topic (matched by key: any case and spacing) went round the world between"
+        " `since` and `until`, country by country in order of first sighting.",
+        "GET",
+        "/v1/topics/spread",
+        (("topic", "iphone launch"), ("since", "2026-11-19T12:00:00Z"), ("until", AS_OF)),
+    ),
+    GraphQL(
+        "graphql/query-data-span.md",
+        "query dataSpan",
+        "The archive's extent, for a timeline.",
+        """
+query Span {
+  dataSpan { first last records countries }
+}
+""",
+    ),
+    GraphQL(
+        "graphql/query-topics.md",
+        "query topics",
+        "The topics seen in the most countries in the 6 hours before `asOf`, among three"
+        " countries.",
+        """
+query Topics($asOf: DateTime!) {
+  topics(timeWindow: "6h", asOf: $asOf, countries: ["US", "GB", "IN"], limit: 3) {
+    key label count countryCount countries firstSeen
+  }
+}
+""",
+        {"asOf": AS_OF},
+    ),
+    GraphQL(
+        "graphql/query-topic-spread.md",
+        "query topicSpread",
+        "Where one topic was seen in the twelve hours before `until`, by first sighting.",
+        """
+query Spread($until: DateTime!) {
+  topicSpread(topic: "EU Summit", since: "2026-11-20T00:00:00Z", until: $until) {
+    key label countries { country firstSeen lastSeen count confidence }
+  }
+}
+""",
+        {"until": AS_OF},
     ),
     Rest(
         "rest/post-v1-trends.md",
