@@ -6,6 +6,10 @@
   fields as properties. It is the straight segment in longitude and latitude, so a flow between
   countries on either side of the antimeridian (say Japan and the United States) runs the long
   way round the map rather than across the date line.
+- A simultaneous flow (its median lag under ``FLOW_MIN_LAG_MINUTES``: no direction can be told)
+  keeps its line from ``from_country`` (the alphabetically smaller) to ``to_country``, and says
+  so in its ``simultaneous`` property, always present, so a style can draw it without an
+  arrowhead.
 - Positions are ``[longitude, latitude]``, as RFC 7946 requires.
 - A country without a known position cannot be placed: its features are left out, and the
   collection's ``warnings`` foreign member says which countries were left out.
@@ -67,12 +71,14 @@ def flow_features(items: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]]
                 if point is None
             )
             continue
+        properties = dict(item)
+        properties["simultaneous"] = bool(item.get("simultaneous", False))
         features.append(
             {
                 "type": "Feature",
                 "id": f"{item['from_country']}-{item['to_country']}",
                 "geometry": {"type": "LineString", "coordinates": [source, target]},
-                "properties": dict(item),
+                "properties": properties,
             }
         )
     return features, _unplaced(missing)

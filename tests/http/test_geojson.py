@@ -159,3 +159,31 @@ def test_countries_without_a_position_are_left_out_and_named() -> None:
     assert warnings == ["no known position for XX, XY: their features are left out"]
     body = geojson.feature_collection(features, {}, warnings)
     FeatureCollection.model_validate(body)
+
+
+def test_simultaneous_flows_say_so_and_keep_their_line(client: TestClient) -> None:
+    """GB and FR see the same topics five minutes apart: too close to tell a direction."""
+    together = [
+        record(country, topic, hours_ago=hours, count=30)
+        for topic in ("Eurovision", "Six Nations")
+        for country, hours in (("GB", 3.0), ("FR", 3.0 - 5 / 60))
+    ] + [
+        record(country, "Tour de France", hours_ago=hours)
+        for country, hours in (("FR", 5), ("ES", 3))
+    ]
+    response = client.post("/v1/trends", json=together, headers=write_headers())
+    assert response.status_code == 200, response.text
+    params = {"as_of": AS_OF.isoformat(), "threshold": "0"}
+    body = client.get("/v1/flows.geojson", params=params).json()
+    valid_collection(body)
+    features = {f["id"]: f for f in body["features"]}
+    same = features["FR-GB"]  # the alphabetically smaller country first
+    assert same["properties"]["simultaneous"] is True
+    assert same["geometry"]["coordinates"] == [position("FR"), position("GB")]
+    assert features["FR-ES"]["properties"]["simultaneous"] is False
+
+
+def test_the_simultaneous_property_is_always_there() -> None:
+    """Items without the field (older callers) are marked directed, not left unmarked."""
+    features, _ = geojson.flow_features([{"from_country": "US", "to_country": "BR", "heat": 0.8}])
+    assert features[0]["properties"]["simultaneous"] is False

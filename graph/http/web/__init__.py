@@ -1,9 +1,10 @@
 """The live map at ``GET /``: one HTML page with its style, script and geography inlined.
 
 Nothing is fetched from elsewhere at run time. The page's HTML, CSS and JavaScript are files
-beside this module (package data). The country positions and land outlines (graph.http.geo) are
-embedded as JSON when the page is first asked for, so the page makes no request but its
-GraphQL query and its WebSocket.
+beside this module (package data); the scripts (``SCRIPTS``, in order) share one namespace,
+``window.trendmap``, and each is inlined in its own ``<script>`` element. The country
+positions and land outlines (graph.http.geo) are embedded as JSON when the page is first
+asked for, so the page makes no request but its GraphQL queries and its WebSocket.
 
 The page itself holds no trend data, so it is public. With ``READ_API_KEYS`` set its query
 and subscription need a key; the page takes it from the address's fragment
@@ -21,6 +22,16 @@ from starlette.responses import HTMLResponse, Response
 
 from graph.http.geo import country_names, land_path, positions
 from graph.wiring import app_state
+
+# Each script leans on those before it.
+SCRIPTS = (
+    "map-core.js",
+    "map-draw.js",
+    "map-zoom.js",
+    "map-timeline.js",
+    "map-topics.js",
+    "map.js",
+)
 
 
 def _asset(name: str) -> str:
@@ -48,7 +59,7 @@ def render(threshold: float) -> str:
         _asset("map.html")
         .replace("{{style}}", _asset("map.css"))
         .replace("{{data}}", _script_json(data))
-        .replace("{{script}}", _asset("map.js"))
+        .replace("{{scripts}}", "\n".join(f"<script>{_asset(n)}</script>" for n in SCRIPTS))
     )
 
 
