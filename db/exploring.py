@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.errors import translated
 from db.tables import trends_table
 
-__all__ = ["CellRow", "ExploringRepository", "SpanRow"]
+__all__ = ["CellRow", "ExploringRepository", "RecordRow", "SpanRow"]
 
 _t = trends_table
 
@@ -24,6 +24,8 @@ SpanRow = tuple[datetime | None, datetime | None, int, int]
 # country, topic key, earliest record's label, summed count, summed count x confidence,
 # first timestamp, last timestamp
 CellRow = tuple[str, str, str, int, float, datetime, datetime]
+# timestamp, topic key, count, confidence
+RecordRow = tuple[datetime, str, int, float]
 
 
 class ExploringRepository:
@@ -58,6 +60,19 @@ class ExploringRepository:
         """One topic key's cells over ``since <= timestamp <= until``."""
         clauses = [_t.c.topic_key == key, _t.c.timestamp >= since, _t.c.timestamp <= until]
         return await self._cells(clauses, "topic spread")
+
+    async def country_records(
+        self, country: str, start: datetime, end: datetime
+    ) -> list[RecordRow]:
+        """One country's records over ``start < timestamp <= end``, oldest first."""
+        stmt = (
+            sa.select(_t.c.timestamp, _t.c.topic_key, _t.c.count, _t.c.confidence)
+            .where(_t.c.country == country, _t.c.timestamp > start, _t.c.timestamp <= end)
+            .order_by(_t.c.timestamp, _t.c.topic_key)
+        )
+        async with translated("hotspot history"), self.engine.connect() as conn:
+            result = await conn.execute(stmt)
+            return [(moment, key, int(n), float(c)) for moment, key, n, c in result]
 
     def _holds(self, needle: str) -> sa.ColumnElement[bool]:
         """The topic key contains ``needle`` as it is (no LIKE wildcards, no case rules)."""

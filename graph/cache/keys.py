@@ -56,3 +56,8 @@ def topics_key(window: str, countries: Sequence[str] | None) -> str:
 def spread_key(topic_key: str) -> str:
     """One topic's spread (field: since and until)."""
     return f"spread:{digest(topic_key)}"
+
+
+def history_key(country: str, window: str) -> str:
+    """One country's hotspot history in a window (field: since, until and step)."""
+    return f"history:{country}:{window}"

@@ -1,20 +1,23 @@
-"""Exploring in GraphQL: the types (derived from graph.core.exploring) and what the ``dataSpan``,
-``topics`` and ``topicSpread`` fields of ``Query`` do (same parsing and service as REST)."""
+"""Exploring in GraphQL: the types (derived from graph.core.exploring and graph.core.history)
+and what the ``dataSpan``, ``topics``, ``topicSpread`` and ``hotspotHistory`` fields of ``Query``
+do (same parsing and service as REST)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from graph.core import exploring
+from graph.core import exploring, history
 from graph.core.errors import NotFound
 from graph.graphql.context import Context
 from graph.graphql.types import derived
 from graph.graphql.warnings import warn
 from graph.service.explorer import (
+    HistoryQuery,
     SpreadQuery,
     TopicsQuery,
     data_span_of,
+    hotspot_point_of,
     topic_spread_of,
     topic_summary_of,
 )
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     TopicSummary = exploring.TopicSummary
     TopicCountry = exploring.TopicCountry
     TopicSpread = exploring.TopicSpread
+    HotspotPoint = history.HotspotPoint
 else:
     DataSpan = derived(
         exploring.DataSpan,
@@ -69,6 +73,20 @@ else:
             "key": "The topic key.",
             "label": _LABEL,
             "countries": "Every country that saw it, by first sighting, then code.",
+        },
+    )
+    HotspotPoint = derived(
+        history.HotspotPoint,
+        description="One country's hotspot figures in the window ending at asOf (zeros when it"
+        " had no record in that window).",
+        fields_described={
+            "as_of": "End of the window: since + k * step.",
+            "score": "volume * velocity * avgConfidence: comparable across instants.",
+            "volume": "Summed count in the window.",
+            "velocity": "2V / (V + P), P the volume of the window before: in (0, 2], 0 without"
+            " data.",
+            "avg_confidence": "Count-weighted mean confidence in the window.",
+            "topic_count": "Distinct topics in the window.",
         },
     )
 
@@ -116,6 +134,29 @@ async def topic_spread(
     return topic_spread_of(explored.item())
 
 
+async def hotspot_history(
+    ctx: Context,
+    *,
+    country: str,
+    time_window: str,
+    since: datetime | None,
+    until: datetime | None,
+    step: str | None,
+) -> list[HotspotPoint]:
+    ctx.authorise_read()
+    query = HistoryQuery.parse(
+        country=country,
+        time_window=time_window,
+        since=since,
+        until=until,
+        step=step,
+        camel_case=True,
+    )
+    explored = await ctx.state.explorer.hotspot_history(query)
+    warn(explored.warnings)
+    return [hotspot_point_of(item) for item in explored.item()]
+
+
 # The arguments' descriptions, by argument (the fields are declared on Query in schema.py).
 ARGUMENTS = {
     "time_window": 'The window ending at asOf: one of "1h", "6h", "12h", "24h" (default).',
@@ -126,4 +167,7 @@ ARGUMENTS = {
     "topic": "The topic, matched by topic key (any case and spacing).",
     "since": "Start of the span, inclusive. Default: 7 days before until.",
     "until": "End of the span, inclusive. Default: now.",
+    "country": "ISO 3166-1 alpha-2 code, any case.",
+    "step": 'Between two points: "1h", "6h", "12h" or "24h". Default: the window. At most 500'
+    " points from since to until.",
 }

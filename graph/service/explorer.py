@@ -1,6 +1,8 @@
-"""Exploring: the archive's span, a window's topics and one topic's spread, for REST and GraphQL.
+"""Exploring: the archive's span, a window's topics, one topic's spread and one country's hotspot
+history, for REST and GraphQL.
 
-Each question is parsed once (:class:`TopicsQuery`, :class:`SpreadQuery`, refusals naming the
+Each question is parsed once (:class:`TopicsQuery`, :class:`SpreadQuery`,
+:class:`HistoryQuery`, refusals naming the
 parameter as the client spelled it) and answered through the response cache like flows: the
 payload is the JSON of the core answer (graph.core.exploring), which REST splices into its
 envelope and GraphQL reads back into the core objects.
@@ -19,9 +21,9 @@ import orjson
 from db.errors import StorageUnavailable
 from db.exploring import ExploringRepository
 from graph.cache.entry import Entry
-from graph.cache.keys import digest, span_key, spread_key, topics_key
+from graph.cache.keys import digest, history_key, span_key, spread_key, topics_key
 from graph.cache.response_cache import ResponseCache
-from graph.core.errors import DependencyUnavailable, NotFound
+from graph.core.errors import DependencyUnavailable, InvalidParameter, NotFound
 from graph.core.exploring import (
     DataSpan,
     TopicCell,
@@ -31,6 +33,8 @@ from graph.core.exploring import (
     summarise_topics,
     topic_spread,
 )
+from graph.core.history import HotspotPoint, history_instants, hotspot_history
+from graph.core.records import normalise_country
 from graph.core.windows import Span, TimeWindow
 from graph.service.params import (
     check_order,
@@ -42,11 +46,12 @@ from graph.service.params import (
     parse_time_window,
 )
 
-__all__ = ["Explored", "Explorer", "SpreadQuery", "TopicsQuery"]
+__all__ = ["Explored", "Explorer", "HistoryQuery", "SpreadQuery", "TopicsQuery"]
 
 DEFAULT_TOPICS = 20
 MAX_TOPICS = 1_000
 SPREAD_DEFAULT = timedelta(days=7)
+MAX_HISTORY_POINTS = 500
 
 Clock = Callable[[], datetime]
 PartialWarnings = Callable[[Collection[str] | None], Awaitable[tuple[str, ...]]]
@@ -100,14 +105,82 @@ class SpreadQuery:
 
     def bounds(self, now: datetime) -> tuple[datetime, datetime]:
         """``since`` and ``until``, defaults filled in (``until`` now, ``since`` 7 days before)."""
-        until = self.until if self.until is not None else now
-        check_order(self.since, until)
-        return (self.since if self.since is not None else _days_before(until), until)
+        return _bounds(self.since, self.until, now)
 
 
-def _days_before(until: datetime) -> datetime:
+def _bounds(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """A span's bounds, defaults filled in; ``since`` after ``until`` is refused."""
+    end = until if until is not None else now
+    check_order(since, end)
+    return (since if since is not None else _days_before(end), end)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    country: str
+    window: TimeWindow
+    since: datetime | None
+    until: datetime | None
+    step: TimeWindow | None  # None: the window
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        country: str | None,
+        time_window: str | None,
+        since: str | datetime | None,
+        until: str | datetime | None,
+        step: str | None,
+        camel_case: bool = False,
+    ) -> HistoryQuery:
+        country_ = parse_country(country)
+        window = parse_time_window(time_window, field="timeWindow" if camel_case else "time_window")
+        step_ = None if step is None else parse_time_window(step, field="step")
+        query = cls(country_, window, *parse_since_until(since, until), step_)
+        if query.until is not None:
+            query.points(query.until)  # too many points is refused before any lookup
+        return query
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """``since`` and ``until``, defaults filled in (``until`` now, ``since`` 7 days before)."""
+        return _bounds(self.since, self.until, now)
+
+    @property
+    def interval(self) -> TimeWindow:
+        """The step between two points: the window unless one was asked."""
+        return self.window if self.step is None else self.step
+
+    def points(self, now: datetime) -> int:
+        """How many instants the history has (at most MAX_HISTORY_POINTS, else refused, naming
+        ``step`` when the client chose it, else ``since``: the default span is 8 to 169)."""
+        since, until = self.bounds(now)
+        points = history_instants(since, until, self.interval.length)
+        if points > MAX_HISTORY_POINTS:
+            raise InvalidParameter(
+                "since" if self.step is None else "step",
+                f"{self.interval.value} steps from {since.isoformat()} to {until.isoformat()} make"
+                f" {points} points, more than {MAX_HISTORY_POINTS}: take a longer step or a"
+                " shorter span",
+            )
+        return points
+
+
+def parse_country(value: str | None, *, field: str = "country") -> str:
+    """One assigned country code, required."""
+    if value is None or not value.strip():
+        raise InvalidParameter(field, "is required")
     try:
-        return until - SPREAD_DEFAULT
+        return normalise_country(value)
+    except ValueError as exc:
+        raise InvalidParameter(field, str(exc)) from None
+
+
+def _days_before(until: datetime, span: timedelta = SPREAD_DEFAULT) -> datetime:
+    try:
+        return until - span
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
 
@@ -200,6 +273,26 @@ class Explorer:
             raise NotFound(f"topic: no record of {query.key!r} in the span asked")
         return explored
 
+    async def hotspot_history(self, query: HistoryQuery) -> Explored:
+        """The country's hotspot figures at since, since + step, ... up to until."""
+        query.points(self.clock())  # a since after now, or too many points, is refused first
+
+        async def compute(token: str) -> Entry:
+            since, until = query.bounds(self.clock())
+            points = query.points(until)
+            window = query.window.length
+            async with _storage():
+                rows = await self.repository.country_records(
+                    query.country, _days_before(since, 2 * window), until
+                )
+            items = hotspot_history(rows, window, since, query.interval.length, points)
+            return Entry(token, until, self.clock(), orjson.dumps(items), count=len(items))
+
+        field = f"{_instant(query.since)}|{_instant(query.until)}|{query.interval.value}"
+        key = history_key(query.country, query.window.value)
+        explored = await self._answer(key, field, query.until is None, compute)
+        return await self._with_warnings(explored, (query.country,))
+
     async def _answer(
         self, key: str, field: str, sliding: bool, compute: Callable[[str], Awaitable[Entry]]
     ) -> Explored:
@@ -247,6 +340,11 @@ def topic_summary_of(item: dict[str, Any]) -> TopicSummary:
             "first_seen": datetime.fromisoformat(item["first_seen"]),
         }
     )
+
+
+def hotspot_point_of(item: dict[str, Any]) -> HotspotPoint:
+    """A core history point from its JSON."""
+    return HotspotPoint(**{**item, "as_of": datetime.fromisoformat(item["as_of"])})
 
 
 def topic_spread_of(item: dict[str, Any]) -> TopicSpread:

@@ -44,6 +44,7 @@ MODULES = {
     "d": "tests.bench.ingest",
     "e": "tests.bench.subscribers",
     "f": "tests.bench.throughput",
+    "g": "tests.bench.history",
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- bench:results:begin -->"

@@ -101,3 +101,15 @@ def test_topic_cells_include_both_bounds(database_url: str) -> None:
         return sorted(r[0] for r in both), sorted(f"{r[0]}:{r[3]}" for r in inner)
 
     assert run(database_url, RECORDS, cells) == (["BR", "US"], ["US:5"])
+
+
+def test_country_records_cover_the_span_start_exclusive(database_url: str) -> None:
+    start, end = T0, T0 + timedelta(minutes=60)
+    rows = run(database_url, RECORDS, lambda repo: repo.country_records("US", start, end))
+    assert rows == [(T0 + timedelta(minutes=60), "world cup", 5, 0.5)]
+    every = run(
+        database_url, RECORDS, lambda repo: repo.country_records("US", start - timedelta(1), end)
+    )
+    assert [(r[0], r[2]) for r in every] == [(T0, 10), (T0 + timedelta(minutes=60), 5)]
+    assert every[0][0].tzinfo is not None
+    assert run(database_url, RECORDS, lambda repo: repo.country_records("FR", start, end)) == []
