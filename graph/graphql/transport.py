@@ -4,24 +4,28 @@ connection_init check, JSON codec and error format."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from cross_web import HTTPException as GraphQLHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.schema.base import BaseSchema
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from graph.core.errors import TrendmapError
 from graph.graphql.context import Context, context_for
 from graph.graphql.identity_memo import IdentityMemo
-from graph.http.errors import error_for_status, error_response
-from graph.observability.log import request_id_of
+from graph.http.errors import error_for_status
 
 _MESSAGE_KEYS = {"id", "type", "payload"}
 
@@ -41,12 +45,34 @@ def _shared_payload(data: object) -> tuple[dict[str, Any], object] | None:
     return data, payload["data"]
 
 
-class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """Legacy graphql-ws, closing a refused connection with 4403 as graphql-transport-ws does.
+class _AnyOperation:
+    """The schema as the legacy handler sees it: its ``subscribe`` runs any operation (queries
+    and mutations answer once, then ``complete``), as graphql-transport-ws does through
+    ``stream``. Everything else is the schema's."""
 
-    Strawberry's own handler sends ``connection_error`` and closes with 1011 (what
-    subscriptions-transport-ws servers did); the error is kept, the close code is ours.
+    def __init__(self, schema: BaseSchema) -> None:
+        self._schema = schema
+
+    async def subscribe(self, **kwargs: Any) -> Any:
+        return await self._schema.stream(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._schema, name)
+
+
+class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws, carrying queries and mutations as well as subscriptions (clients such
+    as Apollo's legacy link and gql send every operation over the socket), and closing a
+    refused connection with 4403 as graphql-transport-ws does.
+
+    Strawberry's own handler runs subscriptions only, sends ``connection_error`` and closes
+    with 1011 (what subscriptions-transport-ws servers did); the error is kept, the close code
+    is ours.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = cast(BaseSchema, _AnyOperation(self.schema))
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -86,12 +112,25 @@ class GraphQLApp(GraphQL[Context, None]):
         return UnsetType()  # a plain connection_ack (UnsetType is a singleton: UNSET)
 
     async def run(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        """Strawberry's own HTTP errors (unparseable body, batching off, ...) in our format."""
+        """Strawberry's own refusals (no query, unreadable body, batching off, an unknown
+        operation name, ...) as GraphQL responses: ``{"errors": [{"message", "extensions":
+        {"code", "status"}}]}`` with the refusal's status."""
         try:
             return await super().run(request, *args, **kwargs)
         except GraphQLHTTPException as exc:
-            error = error_for_status(exc.status_code, exc.reason)
-            return error_response(error, request_id_of(request.scope))
+            return _protocol_error(exc)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> Any:
+        """A POST body must be JSON (or multipart, when uploads are on): else 415."""
+        if request.method == "POST":
+            media, _ = parse_content_type(request.content_type or "")
+            multipart = self.multipart_uploads_enabled and media == "multipart/form-data"
+            if "application/json" not in media and not multipart:
+                named = repr(media[:80]) if media else "none"
+                raise GraphQLHTTPException(
+                    415, f"Unsupported content type {named}: send application/json"
+                )
+        return await super().parse_http_body(request)
 
     def encode_json(self, data: object) -> str:
         # orjson is several times faster than the stdlib; a str keeps WebSocket frames text.
@@ -117,3 +156,21 @@ class GraphQLApp(GraphQL[Context, None]):
             text = data if isinstance(data, str) else data.decode(errors="replace")
             raise json.JSONDecodeError("expected a JSON object", text, 0)
         return decoded
+
+
+def _protocol_error(exc: GraphQLHTTPException) -> Response:
+    """A refusal of the request as a whole, as a GraphQL response with no ``data``. A mutation
+    over GET is 405 with ``Allow: POST`` (GraphQL over HTTP)."""
+    status, headers = exc.status_code, {}
+    cause = exc.__cause__
+    if isinstance(cause, InvalidOperationTypeError) and cause.operation_type in (
+        OperationType.MUTATION,
+        OperationType.QUERY,  # queries over GET, were they turned off
+    ):
+        status, headers = 405, {"allow": "POST"}
+    error = error_for_status(status, exc.reason)
+    extensions = {"code": "unsupported_media_type" if status == 415 else error.code}
+    body = {"errors": [{"message": exc.reason, "extensions": {**extensions, "status": status}}]}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )

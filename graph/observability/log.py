@@ -41,10 +41,38 @@ def _to_stderr(*_args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
+# Libraries that log through the stdlib on their own (Strawberry: a failed WebSocket task, a
+# refused origin). Their records become our JSON lines, a traceback inside the line.
+_LIBRARY_LOGGERS = ("strawberry",)
+
+
+class _ToStructlog(logging.Handler):
+    """A stdlib record as one of our JSON lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(
+                record.levelno, record.getMessage(), logger=record.name, exc_info=record.exc_info
+            )
+        except Exception:  # noqa: BLE001 - a handler must never raise
+            self.handleError(record)
+
+
+def _bridge_libraries(level: int) -> None:
+    for name in _LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for handler in [h for h in library.handlers if isinstance(h, _ToStructlog)]:
+            library.removeHandler(handler)
+        library.addHandler(_ToStructlog())
+        library.setLevel(level)
+        library.propagate = False  # one line, not one more from a root handler
+
+
 def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
     """JSON lines on stdout (stderr for commands whose stdout is their report), through
     structlog, for us and the libraries we use."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
+    _bridge_libraries(numeric)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
