@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,9 @@ from tqdm import tqdm
 
 from db import migrate
 from db.engine import UnsupportedDatabaseURL, make_engine
+from db.failures import missing_sqlite_file
 from graph.auth import credentials_for
+from graph.cli import failures
 from graph.cli.recordfile import Line, detect_format, open_text, read_lines
 from graph.core.errors import InvalidRecords, RecordProblem, TrendmapError
 from graph.core.records import (
@@ -44,6 +47,17 @@ class IngestSummary:
     updated: int = 0
     unchanged: int = 0
     skipped: list[RecordProblem] = field(default_factory=list)
+    last_stored_line: int = 0  # the last line of the last batch stored
+
+    def stored(self) -> str:
+        """What was stored before a bad batch stopped the ingest: exactly, never a guess."""
+        if not self.read:
+            return "nothing was stored"
+        return (
+            f"lines 1 to {self.last_stored_line} were stored ({self.inserted} inserted,"
+            f" {self.updated} updated, {self.unchanged} unchanged); nothing from line"
+            f" {self.last_stored_line + 1} on was"
+        )
 
     def line(self) -> str:
         return (
@@ -61,13 +75,15 @@ async def ingest_lines(
     skip_invalid: bool = False,
     progress: tqdm | None = None,
     bounds: TimestampBounds = DEFAULT_TIMESTAMP_BOUNDS,
+    summary: IngestSummary | None = None,
 ) -> IngestSummary:
     """Store records batch by batch; a batch with a bad line is stored whole or not at all.
 
     Without ``skip_invalid`` the first bad batch raises InvalidRecords (naming line numbers),
-    after the batches before it were stored. With it, bad lines are left out and reported.
+    after the batches before it were stored (``summary``, when given, says which). With it,
+    bad lines are left out and reported.
     """
-    summary = IngestSummary()
+    summary = summary if summary is not None else IngestSummary()
     batch: list[Line] = []
 
     async def flush() -> None:
@@ -92,6 +108,7 @@ async def ingest_lines(
         summary.inserted += result.inserted
         summary.updated += result.updated
         summary.unchanged += result.unchanged
+        summary.last_stored_line = batch[-1].number
         if progress is not None:
             progress.update(len(batch))
         batch.clear()
@@ -110,25 +127,33 @@ async def _ingest(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
     fmt = args.format or detect_format(path)
     show = sys.stderr.isatty()
     total = sum(1 for _ in path.open("rb")) if show else None
+    summary = IngestSummary()
     with open_text(path) as stream, tqdm(total=total, unit=" lines", disable=not show) as bar:
         async with open_archive(settings) as archive:
             try:
-                summary = await ingest_lines(
+                await ingest_lines(
                     archive.service,
                     read_lines(stream, fmt),
                     batch_size=args.batch_size,
                     skip_invalid=args.skip_invalid,
                     progress=bar,
                     bounds=settings.record_bounds(),
+                    summary=summary,
                 )
             except InvalidRecords as exc:
-                print(f"error: {exc.detail}", file=sys.stderr)
+                # The error's own "nothing was stored" is the bad batch's: say what the
+                # batches before it stored.
+                detail = exc.detail.removesuffix("; nothing was stored")
+                print(f"error: {detail}; {summary.stored()}", file=sys.stderr)
                 for p in exc.problems[:20]:
                     print(f"  line {p.index}: {p.field}: {p.message}", file=sys.stderr)
                 print(
                     "fix the file, or pass --skip-invalid to store the valid lines", file=sys.stderr
                 )
                 return 1
+            finally:
+                # Subscribers of running servers hear of what was stored, as after a POST.
+                await _announce(archive.store, archive.publisher)
     for p in summary.skipped:
         print(f"skipped line {p.index}: {p.field}: {p.message}", file=sys.stderr)
     print(summary.line(), file=out)
@@ -142,10 +167,15 @@ async def _announce(store: Store, publisher: Publisher) -> None:
 
 
 async def load_demo(settings: Settings, now: datetime | None = None) -> int:
-    """Store the demo dataset (relative to now); returns how many records it holds."""
+    """Store the demo dataset (relative to now) in an empty archive; returns how many records
+    were stored: 0 when the archive already held records (so running it twice, minutes apart,
+    does not store a second copy at other timestamps)."""
     records = generate_demo_records(now or datetime.now(UTC))
     rows = validate_batch(records)
     async with open_archive(settings) as archive:
+        _, _, held, _ = await archive.explorer.repository.span()
+        if held:
+            return 0
         for start in range(0, len(rows), settings.max_batch_records):
             await archive.service.ingest(rows[start : start + settings.max_batch_records])
         await _announce(archive.store, archive.publisher)
@@ -205,7 +235,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     credentials_for(settings)  # a bad JWT configuration is an error line, not a traceback
     if args.demo:
         count = asyncio.run(load_demo(settings))
-        print(f"demo data loaded: {count} records", file=sys.stderr)
+        if count:
+            print(f"demo data loaded: {count} records", file=sys.stderr)
+        else:
+            print("demo data not loaded: the archive already holds records", file=sys.stderr)
     elif settings.auto_migrate:
         asyncio.run(_migrate(settings, "upgrade", "head"))
     print(f"trendmap on http://{args.host}:{args.port}/  (GraphQL at /graphql)", file=sys.stderr)
@@ -232,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trendmap", description="How trending topics spread between countries."
     )
+    parser.add_argument("--version", action="version", version=f"trendmap {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP/GraphQL/WebSocket server")
@@ -275,8 +309,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trendmap")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    """``db upgrade|downgrade|current``; ``current`` on a missing SQLite file creates none."""
+    missing = missing_sqlite_file(settings.database_url)
+    if args.action == "current" and missing is not None:
+        print(f"database at revision base: no database file at {missing}", file=sys.stdout)
+        return 0
+    revision = getattr(args, "revision", "head")
+    current = asyncio.run(_migrate(settings, args.action, revision))
+    print(f"database at revision {current or 'base'} (head is {migrate.head_revision()})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = Settings()
         if args.command != "serve":  # the server logs to stdout; a command's stdout is its report
@@ -291,10 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_poll_once(settings, sys.stdout))
         if args.command == "examples":
             return _examples(args)
-        revision = getattr(args, "revision", "head")
-        current = asyncio.run(_migrate(settings, args.action, revision))
-        print(f"database at revision {current or 'base'} (head is {migrate.head_revision()})")
-        return 0
+        return _db(settings, args)
+    except failures.KNOWN as exc:  # a bad setting, a missing database, an unknown revision
+        url = settings.database_url if settings else None
+        print(f"error: {failures.one_line(exc, url)}", file=sys.stderr)
+        return 2
     except (TrendmapError, UnsupportedDatabaseURL, ValueError, OSError) as exc:
         message = exc.detail if isinstance(exc, TrendmapError) else str(exc)
         print(f"error: {message}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
@@ -52,14 +52,33 @@ _FIRST_BATCH = 64  # pairs looked at first when searching for the hottest pair
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    # Field order is the REST wire order (the JSON is these fields, in this order).
-    from_country: str
-    to_country: str
-    heat: float
-    shared_topics: tuple[str, ...]
-    time_delta_hours: float
-    similarity_score: float
-    simultaneous: bool = False
+    # Field order is the REST wire order (the JSON is these fields, in this order). The
+    # descriptions are the GraphQL and OpenAPI ones.
+    from_country: str = field(
+        metadata={"description": "Where the shared topics were seen first (ISO 3166-1 alpha-2)."}
+    )
+    to_country: str = field(
+        metadata={"description": "Where they were seen later (ISO 3166-1 alpha-2)."}
+    )
+    heat: float = field(
+        metadata={"description": "similarity x 0.5 ^ (timeDeltaHours / HEAT_HALFLIFE_HOURS)."}
+    )
+    shared_topics: tuple[str, ...] = field(
+        metadata={"description": "Labels of the topics both countries saw, most counted first."}
+    )
+    time_delta_hours: float = field(
+        metadata={"description": "The median lag of first sightings over the shared topics."}
+    )
+    similarity_score: float = field(
+        metadata={"description": "Cosine similarity of the two countries' TF-IDF topic rows."}
+    )
+    simultaneous: bool = field(
+        default=False,
+        metadata={
+            "description": "The median lag is under FLOW_MIN_LAG_MINUTES: no direction, the"
+            " alphabetically smaller country first."
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +87,24 @@ class FlowStats:
     threshold (None when no two countries share a topic), and how many pairs share a topic.
     Both follow the countries filter, as flows do."""
 
-    max_heat: float | None
-    from_country: str | None
-    to_country: str | None
-    pairs: int
+    max_heat: float | None = field(
+        metadata={
+            "description": "The heat of the hottest pair, whether or not it reaches the"
+            " threshold; null when no two countries share a topic."
+        }
+    )
+    from_country: str | None = field(
+        metadata={
+            "description": "The hottest pair's source (the first of a simultaneous pair); null"
+            " when there is no pair."
+        }
+    )
+    to_country: str | None = field(
+        metadata={"description": "The hottest pair's target; null when there is no pair."}
+    )
+    pairs: int = field(
+        metadata={"description": "How many pairs of countries share at least one topic."}
+    )
 
 
 _NO_PAIRS = FlowStats(None, None, None, 0)

@@ -9,7 +9,7 @@ across instants), and intensity = score / max(score) (the hottest country is 1.0
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,21 +30,33 @@ TOP_TOPICS = 5
 
 @dataclass(frozen=True, slots=True)
 class TopTopic:
-    label: str
-    count: int
-    confidence: float
+    label: str = field(
+        metadata={"description": "The label of the topic's earliest record in the country."}
+    )
+    count: int = field(metadata={"description": "Summed count in the window."})
+    confidence: float = field(metadata={"description": "Count-weighted mean confidence."})
 
 
 @dataclass(frozen=True, slots=True)
 class Hotspot:
-    country: str
-    intensity: float
-    score: float
-    topic_count: int
-    volume: int
-    velocity: float
-    avg_confidence: float
-    top_topics: tuple[TopTopic, ...]
+    # The descriptions are the GraphQL and OpenAPI ones.
+    country: str = field(metadata={"description": "ISO 3166-1 alpha-2 code."})
+    intensity: float = field(
+        metadata={"description": "score / the hottest country's score in the window (0 to 1)."}
+    )
+    score: float = field(metadata={"description": "volume x velocity x avgConfidence."})
+    topic_count: int = field(metadata={"description": "Distinct topics in the window."})
+    volume: int = field(metadata={"description": "Summed count in the window."})
+    velocity: float = field(
+        metadata={
+            "description": "2V / (V + P), P the previous window's volume: 2 all new, 1 steady,"
+            " towards 0 fading."
+        }
+    )
+    avg_confidence: float = field(metadata={"description": "Count-weighted mean confidence."})
+    top_topics: tuple[TopTopic, ...] = field(
+        metadata={"description": "The five most counted topics (ties: by label)."}
+    )
 
 
 def compute_hotspots(aggregates: Sequence[AggregateRow]) -> list[Hotspot]:

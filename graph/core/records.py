@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -59,6 +60,15 @@ class TimestampBounds:
 
 DEFAULT_TIMESTAMP_BOUNDS = TimestampBounds(datetime(1970, 1, 1, tzinfo=UTC), timedelta(days=1))
 
+# Field descriptions (GraphQL and OpenAPI read them from here).
+_TIMESTAMP = "When it was trending: ISO 8601 with a UTC offset (naive timestamps are refused)."
+_COUNT = "How much it trended (an integer >= 1)."
+_CONFIDENCE = "How sure the classifier is, in [0, 1]."
+_COUNTRY = "ISO 3166-1 alpha-2 code (any case on input; stored upper case)."
+_LABEL = "The topic, 1 to 200 characters after trimming."
+_SOURCES = "At most 20 URLs or source names, each at most 2,048 characters; optional."
+_SOURCES_STORED = "The record's URLs or source names; an empty list when it has none."
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -75,15 +85,22 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
-    """A record as stored, with its id. Field order is the REST wire order."""
+    """A record as stored, with its id. Field order is the REST wire order. ``sources`` is
+    never None here: a record stored without sources has an empty list."""
 
-    id: int
-    timestamp: datetime
-    country: str
-    topic_label: str
-    count: int
-    confidence: float
-    sources: list[str] | None
+    id: int = dataclass_field(metadata={"description": "The record's id in the archive."})
+    timestamp: datetime = dataclass_field(metadata={"description": _TIMESTAMP})
+    country: str = dataclass_field(metadata={"description": _COUNTRY})
+    topic_label: str = dataclass_field(metadata={"description": _LABEL})
+    count: int = dataclass_field(metadata={"description": _COUNT})
+    confidence: float = dataclass_field(metadata={"description": _CONFIDENCE})
+    # Typed as the database reads it; None becomes [] (the APIs declare a non-null list).
+    sources: list[str] | None = dataclass_field(metadata={"description": _SOURCES_STORED})
+
+    def __post_init__(self) -> None:
+        # One meaning for "no sources" on every API: an empty list, never null.
+        if self.sources is None:
+            object.__setattr__(self, "sources", [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,18 +175,21 @@ class TrendIn(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    timestamp: Annotated[datetime, BeforeValidator(parse_timestamp)]
-    country: Annotated[str, BeforeValidator(_country), Field(strict=True)]
-    topic_label: Annotated[str, Field(strict=True)]
-    count: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
-    confidence: Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+    timestamp: Annotated[datetime, BeforeValidator(parse_timestamp), Field(description=_TIMESTAMP)]
+    country: Annotated[str, BeforeValidator(_country), Field(strict=True, description=_COUNTRY)]
+    topic_label: Annotated[str, Field(strict=True, description=_LABEL)]
+    count: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1, description=_COUNT)]
+    confidence: Annotated[
+        float,
+        Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False, description=_CONFIDENCE),
+    ]
     sources: (
         Annotated[
             list[Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS, strict=True)]],
             Field(max_length=MAX_SOURCES),
         ]
         | None
-    ) = None
+    ) = Field(default=None, description=_SOURCES)
 
     @field_validator("timestamp")
     @classmethod

@@ -38,7 +38,9 @@ from strawberry.extensions import (
 from graph.settings import Settings
 
 # Root fields that compute over a window or a span (cached, but a miss costs a scan).
-COMPUTING_FIELDS = frozenset({"flows", "flowStats", "hotspots", "topics", "topicSpread"})
+COMPUTING_FIELDS = frozenset(
+    {"flows", "flowStats", "hotspots", "hotspotHistory", "topics", "topicSpread"}
+)
 # Distinct documents kept parsed, and validated, per process. Bounded: every distinct text a
 # client sends would otherwise stay in memory.
 DOCUMENT_CACHE_SIZE = 256

@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
@@ -24,13 +23,14 @@ from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import Info
 
 from graph.auth import credentials_for, require_write
-from graph.core.errors import LimitExceeded, TrendmapError
+from graph.core.errors import LimitExceeded
 from graph.core.records import TrendIn, validate_batch
 from graph.graphql import exploring
 from graph.graphql.context import Context
-from graph.graphql.exploring import ARGUMENTS, DataSpan, TopicSpread, TopicSummary
+from graph.graphql.errors import Schema, SingleOperation, should_mask
+from graph.graphql.exploring import ARGUMENTS, DataSpan, HotspotPoint, TopicSpread, TopicSummary
 from graph.graphql.fast_path import SharedEventExecution
-from graph.graphql.identity_memo import IdentityMemo
+from graph.graphql.identified import identified, identified_flows, identified_hotspots
 from graph.graphql.limits import limit_extensions
 from graph.graphql.types import (
     Flow,
@@ -41,12 +41,13 @@ from graph.graphql.types import (
     TrendConnection,
     TrendEdge,
     TrendInput,
+    argument,
 )
 from graph.graphql.warnings import Warnings, warn
 from graph.observability.metrics import OperationLabel
 from graph.service.cursor import encode_cursor
 from graph.service.params import parse_countries, parse_threshold, parse_time_window
-from graph.service.payloads import flow_of, flow_stats_of, hotspot_of
+from graph.service.payloads import flow_stats_of
 from graph.service.queries import FlowQuery, HotspotQuery, TrendQuery
 from graph.settings import Settings
 
@@ -59,26 +60,16 @@ def _argument(name: str) -> Any:
     return strawberry.argument(description=ARGUMENTS[name])
 
 
-# A cache hit on the response cache's local copy hands out the same payload bytes: their core
-# objects are made once and shared (nothing mutates them).
-_flows_of: IdentityMemo[bytes, list[Flow]] = IdentityMemo(
-    lambda payload: [flow_of(item) for item in orjson.loads(payload)], 64
-)
-_hotspots_of: IdentityMemo[bytes, list[Hotspot]] = IdentityMemo(
-    lambda payload: [hotspot_of(item) for item in orjson.loads(payload)], 64
-)
-
-
-@strawberry.type
+@strawberry.type(description="What is hot, what spreads where, and what was recorded.")
 class Query:
     @strawberry.field(description="Countries by intensity (hottest first) in the window.")
     async def hotspots(
         self,
         info: Info[Context, None],
-        time_window: str = "24h",
-        countries: list[str] | None = None,
-        as_of: datetime | None = None,
-        limit: int | None = None,
+        time_window: Annotated[str, argument("time_window")] = "24h",
+        countries: Annotated[list[str] | None, argument("countries")] = None,
+        as_of: Annotated[datetime | None, argument("as_of")] = None,
+        limit: Annotated[int | None, argument("hotspot_limit")] = None,
     ) -> list[Hotspot]:
         ctx = _context(info)
         ctx.authorise_read()
@@ -91,17 +82,17 @@ class Query:
         )
         answer = await ctx.state.service.hotspots(query)
         warn(answer.warnings)
-        return _hotspots_of(answer.payload)
+        return identified_hotspots(answer)
 
     @strawberry.field(description="Hot flows between countries, hottest first.")
     async def flows(
         self,
         info: Info[Context, None],
-        time_window: str = "24h",
-        countries: list[str] | None = None,
-        threshold: float | None = None,
-        as_of: datetime | None = None,
-        limit: int | None = None,
+        time_window: Annotated[str, argument("time_window")] = "24h",
+        countries: Annotated[list[str] | None, argument("flow_countries")] = None,
+        threshold: Annotated[float | None, argument("threshold")] = None,
+        as_of: Annotated[datetime | None, argument("as_of")] = None,
+        limit: Annotated[int | None, argument("flow_limit")] = None,
     ) -> list[Flow]:
         ctx = _context(info)
         ctx.authorise_read()
@@ -116,7 +107,7 @@ class Query:
         )
         answer = await ctx.state.service.flows(query)
         warn(answer.warnings)
-        return _flows_of(answer.payload)
+        return identified_flows(answer)
 
     @strawberry.field(
         description="Why flows holds what it holds: the hottest pair in the window whatever the"
@@ -159,12 +150,12 @@ class Query:
     async def trends(
         self,
         info: Info[Context, None],
-        countries: list[str] | None = None,
-        topic: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        countries: Annotated[list[str] | None, argument("countries")] = None,
+        topic: Annotated[str | None, argument("topic")] = None,
+        since: Annotated[datetime | None, argument("since")] = None,
+        until: Annotated[datetime | None, argument("until")] = None,
+        first: Annotated[int | None, argument("first")] = None,
+        after: Annotated[str | None, argument("after")] = None,
     ) -> TrendConnection:
         ctx = _context(info)
         ctx.authorise_read()
@@ -184,7 +175,7 @@ class Query:
             edges=edges,
             page_info=PageInfo(
                 has_next_page=page.has_next,
-                has_previous_page=after is not None,
+                has_previous_page=query.after is not None,
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
@@ -231,12 +222,34 @@ class Query:
         ctx = _context(info)
         return await exploring.topic_spread(ctx, topic=topic, since=since, until=until)
 
+    @strawberry.field(
+        description="How hot one country was over time: its hotspot figures in the window"
+        " ending at since, since + step, ... up to until, oldest first."
+    )
+    async def hotspot_history(
+        self,
+        info: Info[Context, None],
+        country: Annotated[str, _argument("country")],
+        time_window: Annotated[str, _argument("time_window")] = "24h",
+        since: Annotated[datetime | None, _argument("since")] = None,
+        until: Annotated[datetime | None, _argument("until")] = None,
+        step: Annotated[str | None, _argument("step")] = None,
+    ) -> list[HotspotPoint]:
+        return await exploring.hotspot_history(
+            _context(info),
+            country=country,
+            time_window=time_window,
+            since=since,
+            until=until,
+            step=step,
+        )
 
-@strawberry.type
+
+@strawberry.type(description="Storing records (needs a write credential).")
 class Mutation:
     @strawberry.mutation(description="Store records (upsert by country, topic and timestamp).")
     async def ingest_trends(
-        self, info: Info[Context, None], trends: list[TrendInput]
+        self, info: Info[Context, None], trends: Annotated[list[TrendInput], argument("trends")]
     ) -> IngestResult:
         ctx = _context(info)
         settings = ctx.state.settings
@@ -253,7 +266,7 @@ class Mutation:
         )
 
 
-@strawberry.type
+@strawberry.type(description="Live updates over WebSocket (graphql-transport-ws or graphql-ws).")
 class Subscription:
     @strawberry.subscription(
         description="Each flow that newly reaches the threshold, once per crossing, as it happens."
@@ -261,10 +274,10 @@ class Subscription:
     async def hot_flows(
         self,
         info: Info[Context, None],
-        time_window: str = "24h",
-        countries: list[str] | None = None,
-        threshold: float | None = None,
-        include_current: bool = False,
+        time_window: Annotated[str, argument("time_window")] = "24h",
+        countries: Annotated[list[str] | None, argument("flow_countries")] = None,
+        threshold: Annotated[float | None, argument("threshold")] = None,
+        include_current: Annotated[bool, argument("include_current")] = False,
     ) -> AsyncGenerator[Flow, None]:
         ctx = _context(info)
         ctx.authorise_read()
@@ -290,11 +303,11 @@ class Subscription:
             ):
                 if include_current:
                     for flow in current:
-                        yield flow
+                        yield identified(flow)
                 # Every member of a group receives the same core flow objects, so that
                 # SharedEventExecution shares their results (and GraphQLApp the encoding).
                 async for flow in subscriber:
-                    yield flow
+                    yield identified(flow)
         finally:
             ctx.subscriptions -= 1
 
@@ -315,9 +328,8 @@ def _record(t: TrendInput) -> dict[str, Any]:
 
 
 def _mask(error: GraphQLError) -> bool:
-    """Hide everything but domain errors and GraphQL's own (syntax, validation) errors."""
-    original = error.original_error
-    return original is not None and not isinstance(original, TrendmapError)
+    """Hide everything but domain errors and request errors (graph.graphql.errors)."""
+    return should_mask(error)
 
 
 def make_schema(settings: Settings) -> strawberry.Schema:
@@ -327,13 +339,14 @@ def make_schema(settings: Settings) -> strawberry.Schema:
         if settings.graphql_max_batch > 0
         else None
     )
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=SharedEventExecution,
         extensions=[
             *limit_extensions(settings),
+            SingleOperation,  # after the validation cache (limit_extensions)
             functools.partial(MaskErrors, should_mask_error=_mask),
             Warnings,
             *([OperationLabel] if settings.metrics_enabled else []),

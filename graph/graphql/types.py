@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hin
 
 import strawberry
 
-from graph.core import flows, hotspots, records
+from graph.core import flows, hotspots, identity, records
 
 
 def _graphql(hint: Any, nested: Mapping[Any, Any]) -> Any:
@@ -42,21 +42,26 @@ def derived(
     fields_described: Mapping[str, str] | None = None,
 ) -> Any:
     """A Strawberry type (or input) named after ``source``, with its fields in their order
-    (and the descriptions given, by field name)."""
+    (``id`` first) and their descriptions: the source's own (a dataclass field's
+    ``metadata["description"]``, a pydantic field's ``description``), or those given by name."""
     hints = get_type_hints(source)
     if dataclasses.is_dataclass(source):
         names = [f.name for f in dataclasses.fields(source)]
         defaults: dict[str, Any] = {}
+        own = {f.name: f.metadata.get("description") for f in dataclasses.fields(source)}
     else:  # a pydantic model
         fields = source.model_fields  # type: ignore[attr-defined]
         names = list(fields)
         defaults = {n: f.default for n, f in fields.items() if not f.is_required()}
+        own = {n: f.description for n, f in fields.items()}
+    names.sort(key=lambda name: name != "id")
     replaced = dict(replace or {})
     annotations = {
         name: replaced.get(name) or _graphql(hints[name], nested or {}) for name in names
     }
     namespace = {"__annotations__": annotations, "__module__": __name__, **defaults}
-    for name, text in (fields_described or {}).items():
+    described = {n: text for n, text in own.items() if text} | dict(fields_described or {})
+    for name, text in described.items():
         given = {"default": defaults[name]} if name in defaults else {}
         namespace[name] = strawberry.field(description=text, **given)
     cls = type(source.__name__, (), namespace)
@@ -64,68 +69,101 @@ def derived(
     return decorate(cls, name=_NAMES.get(source, source.__name__), description=description)
 
 
-_NAMES = {records.StoredRecord: "Trend", records.TrendIn: "TrendInput"}
+_NAMES = {
+    records.StoredRecord: "Trend",
+    records.TrendIn: "TrendInput",
+    identity.IdentifiedFlow: "Flow",
+    identity.IdentifiedHotspot: "Hotspot",
+}
 
 if TYPE_CHECKING:
     TopTopic = hotspots.TopTopic
-    Hotspot = hotspots.Hotspot
-    Flow = flows.Flow
+    Hotspot = identity.IdentifiedHotspot
+    Flow = identity.IdentifiedFlow
     FlowStats = flows.FlowStats
     Trend = records.StoredRecord
     TrendInput = records.TrendIn
 else:
     TopTopic = derived(hotspots.TopTopic, description="A topic that makes a country hot.")
     Hotspot = derived(
-        hotspots.Hotspot,
+        identity.IdentifiedHotspot,
         description="Where it is hot in the window, and why.",
         nested={hotspots.TopTopic: TopTopic},
+        replace={"id": strawberry.ID},
     )
-    Flow = derived(flows.Flow, description="Topics spreading from one country to another.")
+    Flow = derived(
+        identity.IdentifiedFlow,
+        description="Topics spreading from one country to another.",
+        replace={"id": strawberry.ID},
+    )
     FlowStats = derived(
         flows.FlowStats,
         description="Why flows holds what it holds: the hottest pair of countries in the window"
         " whatever the threshold, and how many pairs share a topic (within the countries asked).",
-        fields_described={
-            "max_heat": "The heat of the hottest pair, whether or not it reaches the threshold;"
-            " null when no two countries share a topic.",
-            "from_country": "The hottest pair's source (the first of a simultaneous pair); null"
-            " when there is no pair.",
-            "to_country": "The hottest pair's target; null when there is no pair.",
-            "pairs": "How many pairs of countries share at least one topic in the window.",
-        },
     )
     Trend = derived(
         records.StoredRecord,
         description="One stored trend record.",
-        replace={"id": strawberry.ID},
+        replace={"id": strawberry.ID, "sources": list[str]},
     )
     TrendInput = derived(records.TrendIn, description="A trend record to ingest.", as_input=True)
 
 
-@strawberry.type
+@strawberry.type(description="One record of a page, with its cursor.")
 class TrendEdge:
-    cursor: str
-    node: Trend
+    cursor: str = strawberry.field(description="Pass as `after` to read the records after it.")
+    node: Trend = strawberry.field(description="The record.")
 
 
-@strawberry.type
+@strawberry.type(description="Where a page is among the pages.")
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(description="Whether more records follow.")
+    has_previous_page: bool = strawberry.field(
+        description="Whether this page was read after a cursor."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The first record's cursor; null on an empty page."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="The last record's cursor (pass it as `after` for the next page); null on"
+        " an empty page."
+    )
 
 
 @strawberry.type(description="A page of trend records, newest first.")
 class TrendConnection:
-    edges: list[TrendEdge]
-    page_info: PageInfo
-    total_count: int
+    edges: list[TrendEdge] = strawberry.field(description="The page's records, newest first.")
+    page_info: PageInfo = strawberry.field(description="Whether more pages follow.")
+    total_count: int = strawberry.field(description="How many records match, over all pages.")
 
 
 @strawberry.type(description="What an ingest did.")
 class IngestResult:
-    received: int
-    inserted: int
-    updated: int
-    unchanged: int
+    received: int = strawberry.field(description="Records in the batch.")
+    inserted: int = strawberry.field(description="Records that were new.")
+    updated: int = strawberry.field(description="Records that replaced a different one.")
+    unchanged: int = strawberry.field(description="Records already stored exactly so.")
+
+
+_ARGUMENTS = {
+    "time_window": 'The window ending at asOf: one of "1h", "6h", "12h", "24h" (default).',
+    "countries": "Only these countries (ISO 3166-1 alpha-2 codes, any case). Default: all.",
+    "flow_countries": "Only flows with both countries in this list (ISO 3166-1 alpha-2 codes,"
+    " any case). Default: all.",
+    "as_of": "End of the window, ISO 8601 with a UTC offset. Default: now.",
+    "hotspot_limit": "At most this many hotspots, hottest first. Default: all.",
+    "flow_limit": "At most this many flows, hottest first (MAX_FLOWS at most). Default: all.",
+    "threshold": "Minimum heat, in [0, 1]. Default: FLOW_THRESHOLD.",
+    "topic": "Only records of this topic (matched by topic key: any case and spacing).",
+    "since": "Only records at or after this instant (ISO 8601 with a UTC offset).",
+    "until": "Only records at or before this instant (ISO 8601 with a UTC offset).",
+    "first": "Page size (MAX_PAGE_SIZE at most). Default: DEFAULT_PAGE_SIZE.",
+    "after": "A cursor (endCursor of the page before); null or empty for the first page.",
+    "trends": "The records to store, all or nothing (at most MAX_BATCH_RECORDS).",
+    "include_current": "Also send the flows hot when the subscription starts, first.",
+}
+
+
+def argument(name: str) -> Any:
+    """A described argument of Query, Mutation or Subscription (by its description's key)."""
+    return strawberry.argument(description=_ARGUMENTS[name])

@@ -1,4 +1,5 @@
-"""The REST routes for exploring the archive: ``/v1/span``, ``/v1/topics``, ``/v1/topics/spread``.
+"""The REST routes for exploring the archive: ``/v1/span``, ``/v1/topics``, ``/v1/topics/spread``
+and ``/v1/hotspots/history``.
 
 Each answer is ``{<name>: <the cached JSON>, "metadata": {...}, "warnings": [...]}``, the
 cached bytes spliced in as REST does for flows.
@@ -14,8 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graph.auth import credentials_for, require_read
+from graph.http.unknown_parameters import unknown_parameter_warnings
 from graph.observability.log import log_fields, request_id_of
-from graph.service.explorer import Explored, SpreadQuery, TopicsQuery
+from graph.service.explorer import Explored, HistoryQuery, SpreadQuery, TopicsQuery
 from graph.wiring import AppState, app_state
 
 
@@ -24,6 +26,11 @@ def _state(request: Request) -> AppState:
     state = app_state(request)
     require_read(request.headers.get("authorization"), credentials_for(state.settings))
     return state
+
+
+def _unknown(request: Request) -> list[str]:
+    """A warning per unknown query parameter (graph.http.unknown_parameters)."""
+    return unknown_parameter_warnings(request, app_state(request).settings)
 
 
 def _response(request: Request, name: str, explored: Explored, **metadata: Any) -> Response:
@@ -43,7 +50,7 @@ def _response(request: Request, name: str, explored: Explored, **metadata: Any) 
             b',"metadata":',
             orjson.dumps(envelope),
             b',"warnings":',
-            orjson.dumps(list(explored.warnings)),
+            orjson.dumps([*explored.warnings, *_unknown(request)]),
             b"}",
         ]
     )
@@ -97,8 +104,34 @@ async def get_topic_spread(request: Request) -> Response:
     )
 
 
+async def get_hotspot_history(request: Request) -> Response:
+    state = _state(request)
+    q = request.query_params
+    query = HistoryQuery.parse(
+        country=q.get("country"),
+        time_window=q.get("time_window"),
+        since=q.get("since"),
+        until=q.get("until"),
+        step=q.get("step"),
+    )
+    explored = await state.explorer.hotspot_history(query)
+    since, until = query.bounds(explored.as_of)
+    return _response(
+        request,
+        "hotspot_history",
+        explored,
+        country=query.country,
+        time_window=query.window.value,
+        step=query.interval.value,
+        since=since.isoformat(),
+        until=until.isoformat(),
+        point_count=explored.count,
+    )
+
+
 routes = [
     Route("/v1/span", get_span, methods=["GET"]),
     Route("/v1/topics", get_topics, methods=["GET"]),
     Route("/v1/topics/spread", get_topic_spread, methods=["GET"]),
+    Route("/v1/hotspots/history", get_hotspot_history, methods=["GET"]),
 ]

@@ -13,9 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graph.core.exploring import DataSpan, TopicSpread, TopicSummary
+from graph.core.history import HotspotPoint
 from graph.core.windows import DEFAULT_WINDOW, TimeWindow
-from graph.http.schemas import component_schemas
-from graph.service.explorer import DEFAULT_TOPICS, MAX_TOPICS
+from graph.http.schemas import component_schemas, countries_pattern
+from graph.service.explorer import DEFAULT_TOPICS, MAX_HISTORY_POINTS, MAX_TOPICS
 from graph.service.params import MAX_HOTSPOTS, MAX_TEXT_CHARS
 from graph.settings import Settings
 
@@ -32,7 +33,7 @@ _WINDOW = {
 _COUNTRIES = {
     "name": "countries",
     "in": "query",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": countries_pattern()},
     "example": "US,CO,BR",
     "description": "Comma-separated ISO 3166-1 alpha-2 codes, any case. Absent: every country.",
 }
@@ -91,7 +92,12 @@ def _trend_parameters(settings: Settings) -> list[dict[str, Any]]:
         {"name": "since", "in": "query", "schema": moment},
         {"name": "until", "in": "query", "schema": moment},
         first,
-        {"name": "after", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "after",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "page_info.end_cursor of the page before; empty or absent: page one.",
+        },
     ]
 
 
@@ -208,7 +214,7 @@ def _trends_path(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "required": list(outcomes),
         "properties": {k: {"type": "integer"} for k in outcomes}
-        | {"request_id": {"type": "string"}},
+        | {"request_id": {"type": "string"}, "warnings": _WARNINGS},
     }
     batch = {"type": "array", "items": _ref("TrendIn")}
     return {
@@ -319,7 +325,7 @@ def openapi_route(settings: Settings) -> Route:
 def exploring_schemas() -> dict[str, Any]:
     """The schemas of the exploring answers, derived from the core dataclasses."""
     found: dict[str, Any] = {}
-    for model in (DataSpan, TopicSummary, TopicSpread):
+    for model in (DataSpan, TopicSummary, TopicSpread, HotspotPoint):
         schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
         found.update(schema.pop("$defs", {}))
         found[model.__name__] = schema
@@ -340,7 +346,7 @@ def _explored_path(
 
 
 def exploring_paths() -> dict[str, Any]:
-    """``/v1/span``, ``/v1/topics`` and ``/v1/topics/spread``."""
+    """``/v1/span``, ``/v1/topics``, ``/v1/topics/spread`` and ``/v1/hotspots/history``."""
     moment = {"type": "string", "format": "date-time"}
     text = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
     search = {
@@ -378,4 +384,22 @@ def exploring_paths() -> dict[str, Any]:
             400,
             404,
         ),
+        "/v1/hotspots/history": _explored_path(
+            "One country's hotspot figures at since, since + step, ... until, oldest first",
+            _history_parameters(spread[1:]),
+            "hotspot_history",
+            {"type": "array", "items": _ref("HotspotPoint"), "maxItems": MAX_HISTORY_POINTS},
+            400,
+        ),
     }
+
+
+def _history_parameters(since_until: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    country = {"name": "country", "in": "query", "required": True, "schema": {"type": "string"}}
+    step = {
+        "name": "step",
+        "in": "query",
+        "schema": {"type": "string", "enum": [window.value for window in TimeWindow]},
+        "description": f"Between points. Default: the window. At most {MAX_HISTORY_POINTS} points.",
+    }
+    return [country, _WINDOW, *since_until, step]

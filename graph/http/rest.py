@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from graph.auth import credentials_for, require_read, require_write
 from graph.core.records import validate_json_batch
 from graph.http import geojson
 from graph.http.responses import GeoJSONBody, JSONBody
+from graph.http.unknown_parameters import unknown_parameter_warnings
 from graph.observability.log import log_fields, request_id_of
 from graph.service.answer import Answer
 from graph.service.cursor import encode_cursor
@@ -25,6 +27,11 @@ def _countries_text(request: Request) -> str | None:
     # `countries=US,BR` and `countries=US&countries=BR` mean the same.
     values = request.query_params.getlist("countries")
     return ",".join(values) if values else None
+
+
+def _warnings(request: Request, given: Iterable[str]) -> list[str]:
+    """The answer's warnings, then one per unknown query parameter (ignored, never refused)."""
+    return [*given, *unknown_parameter_warnings(request, app_state(request).settings)]
 
 
 def _authorise_read(request: Request, state: AppState) -> None:
@@ -61,7 +68,7 @@ def _answer_response(
             b',"metadata":',
             orjson.dumps(metadata),
             b',"warnings":',
-            orjson.dumps(list(answer.warnings)),
+            orjson.dumps(_warnings(request, answer.warnings)),
             b"}",
         ]
     )
@@ -141,7 +148,9 @@ async def get_flows_geojson(request: Request) -> Response:
         **answer.metadata,
     )
     return GeoJSONBody(
-        geojson.feature_collection(features, metadata, [*answer.warnings, *unplaced])
+        geojson.feature_collection(
+            features, metadata, _warnings(request, [*answer.warnings, *unplaced])
+        )
     )
 
 
@@ -151,7 +160,9 @@ async def get_hotspots_geojson(request: Request) -> Response:
     features, unplaced = geojson.hotspot_features(answer.items())
     metadata = _metadata(request, answer, query.countries, hotspot_count=len(features))
     return GeoJSONBody(
-        geojson.feature_collection(features, metadata, [*answer.warnings, *unplaced])
+        geojson.feature_collection(
+            features, metadata, _warnings(request, [*answer.warnings, *unplaced])
+        )
     )
 
 
@@ -181,7 +192,9 @@ async def get_trends(request: Request) -> Response:
             },
             "total_count": page.total_count,
             "metadata": {"request_id": request_id_of(request.scope)},
-            "warnings": list(await state.service.partial_warnings(query.where.countries)),
+            "warnings": _warnings(
+                request, await state.service.partial_warnings(query.where.countries)
+            ),
         }
     )
 
@@ -200,6 +213,7 @@ async def post_trends(request: Request) -> Response:
             "updated": result.updated,
             "unchanged": result.unchanged,
             "request_id": request_id_of(request.scope),
+            "warnings": _warnings(request, ()),
         }
     )
 

@@ -8,42 +8,56 @@ heat is in [0, 1], at most SHARED_TOPICS shared topics) are added here, from the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from graph.core.flows import SHARED_TOPICS, Flow
-from graph.core.hotspots import TOP_TOPICS, Hotspot
-from graph.core.records import MAX_LABEL_CHARS, TrendIn
+from graph.core.hotspots import TOP_TOPICS, Hotspot, TopTopic
+from graph.core.records import MAX_LABEL_CHARS, StoredRecord, TrendIn, assigned_country_codes
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 _SHARE = {"minimum": 0, "maximum": 1}
 
+
 # Bounds the types cannot carry, by schema and property.
+@functools.cache
+def one_country() -> str:
+    """A regular expression (JSON Schema's dialect) matching exactly the assigned ISO 3166-1
+    alpha-2 codes, in any case, as the server accepts them."""
+    codes = sorted(assigned_country_codes())
+    either = ("".join(f"[{ch}{ch.lower()}]" for ch in code) for code in codes)
+    return "(?:" + "|".join(either) + ")"
+
+
+def countries_pattern() -> str:
+    """The ``countries`` parameter: comma-separated codes, any case and spacing (empty items are
+    skipped, as the server skips them)."""
+    item = f"\\s*(?:{one_country()})?\\s*"
+    return f"^{item}(?:,{item})*$"
+
+
 _BOUNDS: dict[str, dict[str, dict[str, Any]]] = {
     "Flow": {
         "heat": _SHARE,
         "similarity_score": _SHARE,
         "time_delta_hours": {"minimum": 0},
         "shared_topics": {"maxItems": SHARED_TOPICS},
-        "simultaneous": {
-            "description": "The median lag is under FLOW_MIN_LAG_MINUTES: no direction, the"
-            " alphabetically smaller country first."
-        },
     },
     "Hotspot": {
         "intensity": _SHARE,
-        "score": {"minimum": 0, "description": "volume x velocity x avg_confidence"},
+        "score": {"minimum": 0},
         # 2V / (V + P), P the previous window's volume: 2 all new, 1 steady, towards 0 fading.
         "velocity": {"exclusiveMinimum": 0, "maximum": 2},
         "avg_confidence": _SHARE,
         "top_topics": {"maxItems": TOP_TOPICS},
     },
     "TopTopic": {"confidence": _SHARE},
-    # Checked by validators (normalised code, trimmed label), so absent from the model's schema.
+    # Checked by validators (assigned code, trimmed label), so absent from the model's schema.
     "TrendIn": {
-        "country": {"minLength": 2, "maxLength": 2},
+        "country": {"pattern": f"^\\s*{one_country()}\\s*$"},
         "topic_label": {"minLength": 1, "maxLength": MAX_LABEL_CHARS},
     },
 }
@@ -107,6 +121,11 @@ def _model_schemas() -> dict[str, Any]:
     for name, bounds in _BOUNDS.items():
         for field, extra in bounds.items():
             found[name]["properties"][field].update(extra)
+    for model in (Flow, Hotspot, TopTopic):  # descriptions: the dataclass fields' metadata
+        properties = found[model.__name__]["properties"]
+        for spec in dataclasses.fields(model):
+            if "description" in spec.metadata:
+                properties[spec.name]["description"] = spec.metadata["description"]
     for name in ("Flow", "Hotspot"):  # every field is always sent, defaults or not
         found[name]["required"] = list(found[name]["properties"])
     return found
@@ -121,6 +140,12 @@ def _trend(trend_in: dict[str, Any]) -> dict[str, Any]:
         "id": {"type": "integer"},
         "cursor": {"type": "string"},
         **trend["properties"],
+        # Never null once stored: a record without sources has an empty list.
+        "sources": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": StoredRecord.__dataclass_fields__["sources"].metadata["description"],
+        },
     }
     trend["required"] = ["id", *trend["required"]]
     return trend

@@ -10,16 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 
 from graph.core.crossings import Crossings
 from graph.core.flows import Flow
+from graph.core.identity import answer_prefix, flow_with_id
 from graph.core.windows import TimeWindow
 from graph.live.publisher import CHANNEL
 from graph.live.subscriber import Subscriber
 from graph.observability.log import logger
-from graph.service.payloads import flow_of
 from graph.service.queries import FlowQuery
 from graph.service.trend_service import TrendService
 from graph.stores import Store
@@ -62,13 +63,16 @@ class Broadcaster:
 
     def dispatch(self, message: bytes) -> None:
         header, _, payload = message.partition(b"\n")
-        window = TimeWindow(orjson.loads(header)["window"])
+        fields = orjson.loads(header)
+        window = TimeWindow(fields["window"])
+        # Each flow carries its id: the snapshot's window and as_of (graph.core.identity).
+        prefix = answer_prefix(window, datetime.fromisoformat(fields["as_of"]))
         flows: list[Flow] | None = None
         for group in list(self.groups.values()):
             if group.window is not window:
                 continue
             if flows is None:  # built once per snapshot, shared by every group and member
-                flows = [flow_of(item) for item in orjson.loads(payload)]
+                flows = [flow_with_id(item, prefix) for item in orjson.loads(payload)]
             crossed = group.crossings.update(flows)
             if not crossed:
                 continue
@@ -100,7 +104,8 @@ class Broadcaster:
         group.members.add(subscriber)
         try:
             answer = await self.service.flows(FlowQuery(window, countries, threshold, None, None))
-            current = [flow_of(item) for item in answer.items()]
+            prefix = answer_prefix(answer.span.window, answer.span.as_of)
+            current: list[Flow] = [flow_with_id(item, prefix) for item in answer.items()]
             group.crossings.start(current)
             yield subscriber, current
         finally:

@@ -119,4 +119,5 @@ class TrendQuery:
             first, maximum=settings.max_page_size, field="first", default=settings.default_page_size
         )
         assert size is not None  # a default was given
-        return cls(where, size, after)
+        # Clients send an empty cursor for page one: it means no cursor.
+        return cls(where, size, after or None)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from db import migrate
 from graph.cli import main as cli
@@ -18,8 +20,8 @@ from graph.core.windows import TimeWindow
 from graph.service.queries import FlowQuery, HotspotQuery
 from graph.settings import Settings
 from graph.wiring import open_state
-from tests.support.factories import record
-from tests.support.servers import running_server
+from tests.support.factories import record, spread
+from tests.support.servers import empty_archive, running_server
 
 
 @pytest.fixture
@@ -258,3 +260,132 @@ def test_poll_once_in_a_dry_run_touches_no_network(
     assert out[2] == "google_trends_rss IS: 0 items, 0 valid, 0 skipped"  # not in the demo
     us, br = (int(line.split(": ")[1].split()[0]) for line in out[:2])
     assert us > 10 and br > 10
+
+
+def test_a_cli_ingest_reaches_a_running_servers_subscribers(
+    tmp_path: Path, postgres_url: str, throwaway_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL + Redis: a flow stored by `trendmap ingest` is announced as a POST's is."""
+    asyncio.run(empty_archive(postgres_url))
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": throwaway_redis.url,
+        "LOG_LEVEL": "WARNING",
+    }
+    query = "subscription { hotFlows(threshold: 0.5) { id fromCountry toCountry } }"
+    with running_server(tmp_path, env) as server:
+        url = server.base.replace("http", "ws") + "/graphql"
+        with connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(ws.recv(10))["type"] == "connection_ack"
+            ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+            deadline = time.monotonic() + 10
+            while (
+                httpx.get(f"{server.base}/health/ready").json()["checks"]["subscriptions"]["active"]
+                != 1
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            path = write_jsonl(tmp_path / "r.jsonl", spread("FR", "BE", ["Alpha", "Beta"]))
+            for name in ("DATABASE_URL", "REDIS_URL", "LOG_LEVEL"):
+                monkeypatch.setenv(name, env[name])
+            assert cli.main(["ingest", str(path)]) == 0
+            message = json.loads(ws.recv(10))
+    assert message["type"] == "next", message
+    flow = message["payload"]["data"]["hotFlows"]
+    assert (flow["fromCountry"], flow["toCountry"]) == ("FR", "BE")
+    assert flow["id"].startswith("24h@") and flow["id"].endswith(":FR-BE")
+
+
+def test_a_bad_batch_after_a_stored_one_says_what_was_stored(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines: list[Any] = [record("US", f"T{i}") for i in range(5)]
+    lines[3] = dict(lines[3], count=0)
+    path = write_jsonl(env / "r.jsonl", lines)
+    assert cli.main(["ingest", str(path), "--batch-size", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was stored" not in err
+    assert (
+        "lines 1 to 2 were stored (2 inserted, 0 updated, 0 unchanged);"
+        " nothing from line 3 on was" in err
+    )
+    single = write_jsonl(env / "bad.jsonl", [dict(record("US", "X"), count=0)])
+    assert cli.main(["ingest", str(single)]) == 1
+    assert "; nothing was stored" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variables", "argv", "named"),
+    [
+        ({"FLOW_THRESHOLD": "abc"}, ["db", "current"], "setting FLOW_THRESHOLD:"),
+        (
+            {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/trendmap_no_such_db"},
+            ["db", "current"],
+            'database "trendmap_no_such_db" does not exist',
+        ),
+        (
+            {"DATABASE_URL": "postgresql://trendmap_no_role:pw@127.0.0.1:5432/postgres"},
+            ["db", "upgrade"],
+            'role "trendmap_no_role" does not exist',
+        ),
+        ({}, ["db", "upgrade", "nosuchrevision"], "migration: Can't locate revision"),
+    ],
+)
+def test_common_mistakes_are_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    argv: list[str],
+    named: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "pydantic.dev" not in err and ":pw@" not in err
+
+
+def test_db_current_does_not_create_a_missing_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing-here.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{missing}")
+    assert cli.main(["db", "current"]) == 0
+    assert "base" in capsys.readouterr().out
+    assert not missing.exists()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("trendmap ")
+
+
+def test_serve_demo_twice_loads_the_demo_once(env: Path) -> None:
+    async def main() -> tuple[int, int, int]:
+        settings = Settings()
+        first = await cli.load_demo(settings, datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+        # Minutes later: other timestamps, which would have been a second copy.
+        second = await cli.load_demo(settings, datetime(2026, 11, 20, 12, 10, tzinfo=UTC))
+        async with open_state(settings) as state:
+            _, _, held, _ = await state.explorer.repository.span()
+        return first, second, held
+
+    first, second, held = asyncio.run(main())
+    assert first > 1000
+    assert second == 0
+    assert held == first
+
+
+def test_the_project_has_its_mit_licence() -> None:
+    text = (Path(__file__).parents[2] / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "2026" in text and "trendmap" in text

@@ -294,13 +294,14 @@ def test_a_truncated_answer_says_so(database_url: str) -> None:
     ("body", "status", "code"),
     [(b"{", 400, "bad_request"), (b"[1, 2]", 400, "bad_request"), (b'"x"', 400, "bad_request")],
 )
-def test_unreadable_graphql_requests_use_the_error_format(
+def test_unreadable_graphql_requests_are_graphql_errors(
     client: TestClient, body: bytes, status: int, code: str
 ) -> None:
     response = client.post(
         "/graphql", content=body, headers={"content-type": "application/json", "X-Request-ID": "g1"}
     )
     assert response.status_code == status
-    assert response.json()["error"] == code
-    assert response.json()["request_id"] == "g1"
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": code, "status": status}
+    assert response.headers["x-request-id"] == "g1"
     assert client.put("/graphql").json()["error"] == "method_not_allowed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.support.factories import record, write_headers
@@ -66,3 +67,49 @@ def test_flows_and_hotspots_schemas_name_every_field_the_api_sends(app_with: Any
     }
     assert {"max_heat", "pairs"} <= set(schemas["Metadata"]["properties"])
     assert set(schemas["TopTopic"]["properties"]) == {"label", "count", "confidence"}
+
+
+COUNTRY_VALUES = ["US", "us,br", " Us , ,BR ", "", "00", "XX", "USA", "US;BR", "U"]
+
+
+def test_the_countries_pattern_is_what_the_server_accepts(app_with: Any) -> None:
+    """Schemathesis ST202: a value the document allows must not be refused, and the other way
+    round. Every REST parameter named countries has the one pattern."""
+    client = app_with()
+    document = client.get("/openapi.json").json()
+    patterns = {
+        parameter(document, path, "countries")["schema"]["pattern"]
+        for path in ("/v1/flows", "/v1/hotspots", "/v1/trends", "/v1/topics")
+    }
+    [pattern] = patterns
+    for value in COUNTRY_VALUES:
+        allowed = re.fullmatch(pattern, value) is not None
+        status = client.get("/v1/hotspots", params={"countries": value}).status_code
+        assert (status == 200) == allowed, (value, status)
+
+
+def test_a_record_country_the_schema_allows_is_accepted(app_with: Any) -> None:
+    client = app_with()
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["TrendIn"]
+    pattern = schema["properties"]["country"]["pattern"]
+    for value in ["US", "br", " co ", "00", "XX", "USA", "U"]:
+        allowed = re.fullmatch(pattern, value) is not None
+        body = [record(value, "Alpha")]
+        status = client.post("/v1/trends", json=body, headers=write_headers()).status_code
+        assert (status == 200) == allowed, (value, status)
+
+
+def test_an_empty_cursor_is_page_one(app_with: Any) -> None:
+    client = app_with()
+    body = [record("US", f"Topic {n}", hours_ago=n) for n in range(1, 4)]
+    assert client.post("/v1/trends", json=body, headers=write_headers()).status_code == 200
+    page_one = client.get("/v1/trends", params={"first": 2}).json()
+    empty = client.get("/v1/trends", params={"first": 2, "after": ""})
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["trends"] == page_one["trends"]
+    query = '{ trends(first: 2, after: "") { edges { cursor } pageInfo { hasPreviousPage } } }'
+    answer = client.post("/graphql", json={"query": query}).json()
+    assert answer["data"]["trends"]["pageInfo"]["hasPreviousPage"] is False
+    assert [e["cursor"] for e in answer["data"]["trends"]["edges"]] == [
+        t["cursor"] for t in page_one["trends"]
+    ]

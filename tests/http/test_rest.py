@@ -376,6 +376,7 @@ def test_openapi_document_lists_every_endpoint(client: TestClient) -> None:
         "/v1/flows.geojson",
         "/v1/hotspots",
         "/v1/hotspots.geojson",
+        "/v1/hotspots/history",
         "/v1/trends",
         "/v1/span",
         "/v1/topics",

@@ -91,12 +91,17 @@ def test_dispatch_builds_each_flow_once_for_all_members() -> None:
         (TimeWindow.H6, None, 0.5): group,
         (TimeWindow.H24, None, 0.5): other,
     }
-    message = orjson.dumps({"window": "6h"}) + b"\n" + orjson.dumps([flow("US", "CA", 0.9)])
+    message = (
+        orjson.dumps({"window": "6h", "as_of": "2026-01-31T12:00:00+00:00"})
+        + b"\n"
+        + orjson.dumps([flow("US", "CA", 0.9)])
+    )
     broadcaster.dispatch(message)
     batches = [m._queue.get_nowait() for m in members]
     assert batches[0] is not None
     received = [b[0] for b in batches if b is not None]
     assert all(r is received[0] for r in received)  # one object, shared
     assert received[0].from_country == "US"
+    assert received[0].id == "6h@2026-01-31T12:00:00+00:00:US-CA"  # type: ignore[attr-defined]
     assert bystander._queue.empty()
     assert broadcaster.delivered == 3

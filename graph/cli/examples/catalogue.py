@@ -212,6 +212,34 @@ query Spread($until: DateTime!) {
         {"until": AS_OF},
     ),
     Rest(
+        "rest/get-v1-hotspots-history.md",
+        "GET /v1/hotspots/history",
+        "How hot India was, every 6 hours over the day before `until`: the hotspot figures of"
+        " the 6-hour window ending at each instant (zeros where it had no record).",
+        "GET",
+        "/v1/hotspots/history",
+        (
+            ("country", "IN"),
+            ("time_window", "6h"),
+            ("since", "2026-11-19T12:00:00Z"),
+            ("until", AS_OF),
+            ("step", "6h"),
+        ),
+    ),
+    GraphQL(
+        "graphql/query-hotspot-history.md",
+        "query hotspotHistory",
+        "The United States' score in the 24-hour window, every 12 hours, for a chart.",
+        """
+query History($until: DateTime!) {
+  hotspotHistory(country: "US", since: "2026-11-19T00:00:00Z", until: $until, step: "12h") {
+    asOf score volume velocity avgConfidence topicCount
+  }
+}
+""",
+        {"until": AS_OF},
+    ),
+    Rest(
         "rest/post-v1-trends.md",
         "POST /v1/trends",
         "Stores records; needs a write key. A record whose country, topic and timestamp are"
