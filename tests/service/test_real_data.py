@@ -122,3 +122,57 @@ def test_the_strongest_link_is_named_when_nothing_is_hot(
             assert hottest["heat"] < 0.5
             explained += 1
     assert explained > 0
+
+
+def test_a_topic_in_several_countries_goes_round_them_in_first_seen_order(
+    loaded: tuple[TestClient, list[dict[str, Any]]],
+) -> None:
+    """topicSpread on the real slice: every country the topic reached, by its first sighting,
+    with the raw records' first and last times and summed counts."""
+    client, records = loaded
+    label = "Happy New Year"
+    mine = [r for r in records if r["topic_label"].casefold() == label.casefold()]
+    countries = {r["country"] for r in mine}
+    assert len(countries) >= 3  # the point: a topic that went round the world
+    params = {"topic": label, "since": "2020-12-30T00:00:00Z", "until": "2021-01-02T00:00:00Z"}
+    body = client.get("/v1/topics/spread", params=params).json()["topic_spread"]
+    got = body["countries"]
+    assert [c["country"] for c in got] == sorted(
+        countries,
+        key=lambda code: (min(r["timestamp"] for r in mine if r["country"] == code), code),
+    )
+    for entry in got:
+        theirs = [r for r in mine if r["country"] == entry["country"]]
+        first = min(datetime.fromisoformat(r["timestamp"]) for r in theirs)
+        last = max(datetime.fromisoformat(r["timestamp"]) for r in theirs)
+        assert datetime.fromisoformat(entry["first_seen"]) == first
+        assert datetime.fromisoformat(entry["last_seen"]) == last
+        assert entry["count"] == sum(r["count"] for r in theirs)
+
+
+def test_a_countrys_history_is_its_hotspot_at_every_point(
+    loaded: tuple[TestClient, list[dict[str, Any]]],
+) -> None:
+    """hotspotHistory on the real slice equals the single as_of hotspot answer at each point."""
+    client, _ = loaded
+    since, until = INSTANTS[0], INSTANTS[0] + timedelta(hours=30)
+    params = {
+        "country": "GB",
+        "time_window": "6h",
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "step": "1h",
+    }
+    points = client.get("/v1/hotspots/history", params=params).json()["hotspot_history"]
+    assert len(points) == 31
+    assert any(p["score"] > 0 for p in points)
+    for point in points[::5]:
+        single = client.get(
+            "/v1/hotspots",
+            params={"time_window": "6h", "as_of": point["as_of"], "countries": "GB"},
+        ).json()["hotspots"]
+        if not single:
+            assert point["score"] == 0 and point["volume"] == 0
+            continue
+        for name in ("score", "volume", "velocity", "avg_confidence", "topic_count"):
+            assert point[name] == pytest.approx(single[0][name]), name
