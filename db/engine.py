@@ -47,16 +47,27 @@ def make_engine(
     max_overflow: int = 10,
     pool_timeout: float = 5.0,
     connect_timeout: float = 5.0,
+    statement_timeout_ms: int = 0,
 ) -> AsyncEngine:
-    """An async engine with pre-ping and a bounded pool (SQLite gets its own pool rules)."""
+    """An async engine with pre-ping and a bounded pool (SQLite gets its own pool rules).
+
+    ``statement_timeout_ms`` (0: none) bounds every statement on PostgreSQL, lock waits
+    included; PostgreSQL cancels a statement past it (SQLSTATE 57014), which `db.errors`
+    turns into StorageUnavailable. SQLite ignores it: its busy timeout bounds lock waits.
+    """
+    if statement_timeout_ms < 0:
+        raise ValueError("statement_timeout_ms must be 0 (none) or more")
     target = async_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if target.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {"timeout": connect_timeout}
+        if statement_timeout_ms:
+            connect_args["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
         kwargs.update(
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
-            connect_args={"timeout": connect_timeout},
+            connect_args=connect_args,
         )
         return create_async_engine(target, **kwargs)
     kwargs["connect_args"] = {"timeout": connect_timeout}

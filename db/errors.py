@@ -1,6 +1,7 @@
 """What `db` raises: every SQLAlchemy or driver failure is translated here, at the boundary.
 
-    StorageUnavailable: the database cannot be reached or stopped answering (retry later)
+    StorageUnavailable: the database cannot be reached, stopped answering, or did not finish
+        a statement within the statement timeout (retry later)
 
 Any other database error is a bug (a constraint the validation should have caught, bad SQL)
 and propagates as it is.
@@ -40,8 +41,9 @@ async def translated(action: str) -> AsyncIterator[None]:
         raise StorageUnavailable(action) from exc
     except sqlalchemy.exc.DBAPIError as exc:
         # A connection that died mid-statement (the server went away) is an outage too, and
-        # so is PostgreSQL refusing for operator intervention: starting up, shutting down.
-        if not (exc.connection_invalidated or _operator_intervention(exc)):
+        # so is PostgreSQL refusing for operator intervention (starting up, shutting down) or
+        # cancelling a statement that ran past the statement timeout (stuck behind a lock).
+        if not (exc.connection_invalidated or _operator_intervention(exc) or _timed_out(exc)):
             raise
         raise StorageUnavailable(action) from exc
 
@@ -52,3 +54,9 @@ def _operator_intervention(exc: sqlalchemy.exc.DBAPIError) -> bool:
     InterfaceError."""
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith("57P")
+
+
+def _timed_out(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """SQLSTATE 57014, query_canceled: the statement timeout (or a lock timeout, or an
+    operator's pg_cancel_backend) cut the statement short. The connection is still good."""
+    return getattr(exc.orig, "sqlstate", None) == "57014"

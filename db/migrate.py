@@ -63,6 +63,9 @@ async def _migrate(engine: AsyncEngine, step: Callable[[Config], None]) -> None:
 
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # Migrations (and waiting for another worker's) may take longer than any request:
+            # no statement timeout in this transaction, whatever the engine sets.
+            await conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             # Held until this transaction ends; PostgreSQL's DDL is transactional, so a second
             # worker waits here and then finds the schema already at head.
             await conn.execute(

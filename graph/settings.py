@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # PostgreSQL cancels a statement past this (a lock wait included): 503. 0: no bound.
+    db_statement_timeout_seconds: float = Field(default=10.0, ge=0)
     auto_migrate: bool = True
 
     redis_url: str | None = None

@@ -8,6 +8,7 @@ broadcaster and the feeds, with their HTTP client). A command builds only what i
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout_ms=math.ceil(settings.db_statement_timeout_seconds * 1000),
     )
     store = open_store(settings.redis_url, socket_timeout=settings.cache_timeout_seconds)
     try:

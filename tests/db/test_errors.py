@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
+import sqlalchemy.exc
 
+from db import migrate
 from db.engine import make_engine
-from db.errors import StorageUnavailable
+from db.errors import StorageUnavailable, translated
 from db.repository import RecordFilter, TrendRepository
 from graph.core.records import Record
 
@@ -86,3 +90,46 @@ def test_a_sqlite_file_that_cannot_be_opened_is_storage_unavailable() -> None:
                 await asyncio.to_thread(thread.join, 5)
 
     asyncio.run(main())
+
+
+async def _cancelled_by_the_statement_timeout(url: str) -> None:
+    engine = make_engine(url, statement_timeout_ms=100)
+    try:
+        with pytest.raises(StorageUnavailable) as raised:
+            async with translated("sleeping"), engine.connect() as conn:
+                await conn.execute(sa.text("SELECT pg_sleep(5)"))
+        assert getattr(raised.value.__cause__, "orig", None) is not None
+        assert raised.value.__cause__.orig.sqlstate == "57014"  # type: ignore[union-attr]
+        # Not every database error is an outage: a bug still propagates as it is.
+        with pytest.raises(sqlalchemy.exc.ProgrammingError):
+            async with translated("a typo"), engine.connect() as conn:
+                await conn.execute(sa.text("SELEC 1"))
+    finally:
+        await engine.dispose()
+
+
+def test_a_statement_past_the_statement_timeout_is_storage_unavailable(postgres_url: str) -> None:
+    """asyncpg's QueryCanceledError (SQLSTATE 57014) comes wrapped in a plain DBAPIError."""
+    started = time.monotonic()
+    asyncio.run(_cancelled_by_the_statement_timeout(postgres_url))
+    assert time.monotonic() - started < 3
+
+
+async def _read_behind_a_lock(url: str) -> None:
+    holder = make_engine(url)
+    await migrate.upgrade(holder)
+    engine = make_engine(url, statement_timeout_ms=200)
+    try:
+        async with holder.begin() as locking:
+            await locking.execute(sa.text("LOCK TABLE trends_archive IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(StorageUnavailable):
+                await TrendRepository(engine).page(RecordFilter(), first=1)
+        # The lock is gone: the same pool answers again.
+        await TrendRepository(engine).page(RecordFilter(), first=1)
+    finally:
+        await engine.dispose()
+        await holder.dispose()
+
+
+def test_a_read_stuck_behind_a_lock_is_storage_unavailable(postgres_url: str) -> None:
+    asyncio.run(_read_behind_a_lock(postgres_url))
