@@ -4,6 +4,7 @@ connection_init check, JSON codec and error format."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, cast
 
 import orjson
@@ -14,20 +15,27 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from graph.core.errors import TrendmapError
 from graph.graphql.context import Context, context_for
+from graph.graphql.errors import is_request_error
 from graph.graphql.identity_memo import IdentityMemo
 from graph.http.errors import error_for_status
 
 _MESSAGE_KEYS = {"id", "type", "payload"}
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+# The protocol's own refusals that have a code of their own rather than their status's.
+_REFUSAL_CODES = {406: "not_acceptable", 415: "unsupported_media_type"}
 
 
 def _encode(value: object) -> str:
@@ -43,6 +51,55 @@ def _shared_payload(data: object) -> tuple[dict[str, Any], object] | None:
     if not isinstance(payload, dict) or set(payload) != {"data"} or set(data) != _MESSAGE_KEYS:
         return None
     return data, payload["data"]
+
+
+def _media_ranges(accept: str) -> Iterator[tuple[str, str, float]]:
+    """An Accept header's media ranges: (type, subtype, quality); malformed ones are left out."""
+    for part in accept.split(","):
+        media, _, parameters = part.partition(";")
+        kind, slash, subtype = media.strip().lower().partition("/")
+        if not slash or not kind or not subtype or (kind == "*" and subtype != "*"):
+            continue
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        yield kind, subtype, quality
+
+
+def _preference(offered: str, ranges: list[tuple[str, str, float]]) -> tuple[float, int]:
+    """How much the client wants ``offered``: the quality of the most specific range that
+    matches it (RFC 9110), and that specificity (2 named, 1 ``type/*``, 0 ``*/*``)."""
+    kind, _, subtype = offered.partition("/")
+    best = (0.0, -1)
+    for range_kind, range_subtype, quality in ranges:
+        if range_kind not in ("*", kind) or range_subtype not in ("*", subtype):
+            continue
+        specificity = (range_kind != "*") + (range_subtype != "*")
+        if specificity > best[1] or (specificity == best[1] and quality > best[0]):
+            best = (quality, specificity)
+    return best
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type of the answer to a request with this Accept header (GraphQL over HTTP):
+    ``application/graphql-response+json`` when the client names it at least as gladly as
+    ``application/json``; JSON when there is no Accept or only a wildcard allows a type (what
+    every client reads, graphql-http's audit 47DE); None when neither is acceptable."""
+    if accept is None or not accept.strip():
+        return JSON
+    ranges = list(_media_ranges(accept))
+    graphql_quality, graphql_specificity = _preference(GRAPHQL_RESPONSE, ranges)
+    json_quality, _ = _preference(JSON, ranges)
+    if graphql_quality <= 0 and json_quality <= 0:
+        return None
+    if (graphql_quality, graphql_specificity == 2) > (json_quality, False):
+        return GRAPHQL_RESPONSE
+    return JSON
 
 
 class _AnyOperation:
@@ -112,13 +169,41 @@ class GraphQLApp(GraphQL[Context, None]):
         return UnsetType()  # a plain connection_ack (UnsetType is a singleton: UNSET)
 
     async def run(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        """Strawberry's own refusals (no query, unreadable body, batching off, an unknown
-        operation name, ...) as GraphQL responses: ``{"errors": [{"message", "extensions":
-        {"code", "status"}}]}`` with the refusal's status."""
-        try:
+        """An HTTP request answered in the media type its Accept asks for (406 when it allows
+        neither JSON type); Strawberry's own refusals (no query, unreadable body, batching off,
+        an unknown operation name, ...) as GraphQL responses: ``{"errors": [{"message",
+        "extensions": {"code", "status"}}]}`` with the refusal's status."""
+        if not isinstance(request, Request):  # a WebSocket
             return await super().run(request, *args, **kwargs)
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+                reason = f"Not acceptable: accept {JSON} or {GRAPHQL_RESPONSE}"
+                return _protocol_error(GraphQLHTTPException(406, reason), JSON)
+            media_type = JSON
+        request.state.graphql_media_type = media_type
+        try:
+            response = await super().run(request, *args, **kwargs)
         except GraphQLHTTPException as exc:
-            return _protocol_error(exc)
+            return _protocol_error(exc, media_type)
+        if response.media_type == JSON:  # not GraphiQL's page
+            response.headers["content-type"] = media_type
+            if getattr(request.state, "graphql_request_error", False):
+                response.status_code = 400
+        return response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """A request error answered as ``application/graphql-response+json`` has no ``data``
+        (and is a 400, see ``run``); with ``application/json`` it stays a 200 with data null."""
+        processed = await super().process_result(request, result)
+        if getattr(request.state, "graphql_media_type", JSON) != GRAPHQL_RESPONSE:
+            return processed
+        if result.data is None and any(is_request_error(error) for error in result.errors or ()):
+            request.state.graphql_request_error = True
+            return cast(GraphQLHTTPResponse, {k: v for k, v in processed.items() if k != "data"})
+        return processed
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> Any:
         """A POST body must be JSON (or multipart, when uploads are on): else 415."""
@@ -158,7 +243,7 @@ class GraphQLApp(GraphQL[Context, None]):
         return decoded
 
 
-def _protocol_error(exc: GraphQLHTTPException) -> Response:
+def _protocol_error(exc: GraphQLHTTPException, media_type: str) -> Response:
     """A refusal of the request as a whole, as a GraphQL response with no ``data``. A mutation
     over GET is 405 with ``Allow: POST`` (GraphQL over HTTP)."""
     status, headers = exc.status_code, {}
@@ -169,8 +254,6 @@ def _protocol_error(exc: GraphQLHTTPException) -> Response:
     ):
         status, headers = 405, {"allow": "POST"}
     error = error_for_status(status, exc.reason)
-    extensions = {"code": "unsupported_media_type" if status == 415 else error.code}
-    body = {"errors": [{"message": exc.reason, "extensions": {**extensions, "status": status}}]}
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    extensions = {"code": _REFUSAL_CODES.get(status, error.code), "status": status}
+    body = {"errors": [{"message": exc.reason, "extensions": extensions}]}
+    return Response(orjson.dumps(body), status_code=status, media_type=media_type, headers=headers)
