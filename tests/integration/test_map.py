@@ -136,6 +136,12 @@ def drawn(page: Any, attribute: str) -> set[str]:
 
 def check_labels(page: Any) -> list[str]:
     """Shown labels are at least 10 px high and none overlaps another; the hidden ones."""
+    # The page re-lays its labels on resize and zoom: wait for that before measuring.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#labels text:not(.hidden)')]
+            .every(n => n.getBoundingClientRect().height >= 10)""",
+        timeout=10_000,
+    )
     labels = page.eval_on_selector_all(
         "#labels text",
         """nodes => nodes.map(n => {
