@@ -4,6 +4,9 @@ payload bytes, so their objects are made once and shared (nothing mutates them).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
 import orjson
 
 from graph.core.flows import Flow
@@ -21,25 +24,31 @@ from graph.service.answer import Answer
 _flows: IdentityMemo[bytes, dict[str, list[IdentifiedFlow]]] = IdentityMemo(lambda _: {}, 64)
 _hotspots: IdentityMemo[bytes, dict[str, list[IdentifiedHotspot]]] = IdentityMemo(lambda _: {}, 64)
 
+T = TypeVar("T")
+
+
+def _identified(
+    answer: Answer,
+    memo: IdentityMemo[bytes, dict[str, list[T]]],
+    make: Callable[[Mapping[str, Any], str], T],
+) -> list[T]:
+    """The answer's items with their ids, made once per payload and prefix."""
+    prefix = answer_prefix(answer.span.window, answer.span.as_of)
+    made = memo(answer.payload)
+    found = made.get(prefix)
+    if found is None:
+        found = made[prefix] = [make(item, prefix) for item in orjson.loads(answer.payload)]
+    return found
+
 
 def identified_flows(answer: Answer) -> list[IdentifiedFlow]:
     """The answer's flows, each with its id."""
-    prefix = answer_prefix(answer.span.window, answer.span.as_of)
-    made = _flows(answer.payload)
-    found = made.get(prefix)
-    if found is None:
-        found = made[prefix] = [flow_with_id(i, prefix) for i in orjson.loads(answer.payload)]
-    return found
+    return _identified(answer, _flows, flow_with_id)
 
 
 def identified_hotspots(answer: Answer) -> list[IdentifiedHotspot]:
     """The answer's hotspots, each with its id."""
-    prefix = answer_prefix(answer.span.window, answer.span.as_of)
-    made = _hotspots(answer.payload)
-    found = made.get(prefix)
-    if found is None:
-        found = made[prefix] = [hotspot_with_id(i, prefix) for i in orjson.loads(answer.payload)]
-    return found
+    return _identified(answer, _hotspots, hotspot_with_id)
 
 
 def identified(flow: Flow) -> IdentifiedFlow:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from graph.auth import credentials_for, require_read
+from graph.http.responses import spliced
 from graph.http.unknown_parameters import unknown_parameter_warnings
 from graph.observability.log import log_fields, request_id_of
 from graph.service.explorer import Explored, HistoryQuery, SpreadQuery, TopicsQuery
@@ -41,20 +41,7 @@ def _response(request: Request, name: str, explored: Explored, **metadata: Any) 
         "cache_hit": explored.cache_hit,
         "computed_at": explored.computed_at.isoformat(),
     }
-    body = b"".join(
-        [
-            b'{"',
-            name.encode(),
-            b'":',
-            explored.payload,
-            b',"metadata":',
-            orjson.dumps(envelope),
-            b',"warnings":',
-            orjson.dumps([*explored.warnings, *_unknown(request)]),
-            b"}",
-        ]
-    )
-    return Response(body, media_type="application/json")
+    return spliced(name, explored.payload, envelope, [*explored.warnings, *_unknown(request)])
 
 
 async def get_span(request: Request) -> Response:

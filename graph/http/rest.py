@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,7 +12,7 @@ from starlette.routing import Route
 from graph.auth import credentials_for, require_read, require_write
 from graph.core.records import validate_json_batch
 from graph.http import geojson
-from graph.http.responses import GeoJSONBody, JSONBody
+from graph.http.responses import GeoJSONBody, JSONBody, spliced
 from graph.http.unknown_parameters import unknown_parameter_warnings
 from graph.observability.log import log_fields, request_id_of
 from graph.service.answer import Answer
@@ -59,20 +58,7 @@ def _answer_response(
     """The answer's cached payload bytes spliced into the envelope: only the small metadata
     object is serialised per request."""
     metadata = _metadata(request, answer, countries, **extra)
-    body = b"".join(
-        [
-            b'{"',
-            name.encode(),
-            b'":',
-            answer.payload,
-            b',"metadata":',
-            orjson.dumps(metadata),
-            b',"warnings":',
-            orjson.dumps(_warnings(request, answer.warnings)),
-            b"}",
-        ]
-    )
-    return Response(body, media_type="application/json")
+    return spliced(name, answer.payload, metadata, _warnings(request, answer.warnings))
 
 
 async def _flows_answer(request: Request) -> tuple[FlowQuery, Answer]:

@@ -10,20 +10,18 @@ envelope and GraphQL reads back into the core objects.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from db.errors import StorageUnavailable
 from db.exploring import ExploringRepository
 from graph.cache.entry import Entry
 from graph.cache.keys import digest, history_key, span_key, spread_key, topics_key
 from graph.cache.response_cache import ResponseCache
-from graph.core.errors import DependencyUnavailable, InvalidParameter, NotFound
+from graph.core.errors import InvalidParameter, NotFound
 from graph.core.exploring import (
     DataSpan,
     TopicCell,
@@ -45,6 +43,7 @@ from graph.service.params import (
     parse_text,
     parse_time_window,
 )
+from graph.service.storage import storage
 
 __all__ = ["Explored", "Explorer", "HistoryQuery", "SpreadQuery", "TopicsQuery"]
 
@@ -203,14 +202,6 @@ class Explored:
         return orjson.loads(self.payload)
 
 
-@asynccontextmanager
-async def _storage() -> AsyncIterator[None]:
-    try:
-        yield
-    except StorageUnavailable as exc:
-        raise DependencyUnavailable(str(exc)) from exc
-
-
 def _cells(rows: list[Any]) -> list[TopicCell]:
     return [TopicCell(*row) for row in rows]
 
@@ -234,7 +225,7 @@ class Explorer:
     async def data_span(self) -> Explored:
         async def compute(token: str) -> Entry:
             now = self.clock()
-            async with _storage():
+            async with storage():
                 first, last, records, countries = await self.repository.span()
             payload = orjson.dumps(DataSpan(first, last, records, countries))
             return Entry(token, now, self.clock(), payload, count=records)
@@ -244,7 +235,7 @@ class Explorer:
     async def topics(self, query: TopicsQuery) -> Explored:
         async def compute(token: str) -> Entry:
             span = Span(query.window, query.as_of or self.clock())
-            async with _storage():
+            async with storage():
                 rows = await self.repository.window_cells(span.start, span.as_of, query.search)
             items = summarise_topics(_cells(rows), query.countries, query.limit)
             return Entry(token, span.as_of, self.clock(), orjson.dumps(items), count=len(items))
@@ -261,7 +252,7 @@ class Explorer:
 
         async def compute(token: str) -> Entry:
             since, until = query.bounds(self.clock())
-            async with _storage():
+            async with storage():
                 rows = await self.repository.topic_cells(query.key, since, until)
             spread = topic_spread(query.key, _cells(rows))
             count = 0 if spread is None else len(spread.countries)
@@ -281,7 +272,7 @@ class Explorer:
             since, until = query.bounds(self.clock())
             points = query.points(until)
             window = query.window.length
-            async with _storage():
+            async with storage():
                 rows = await self.repository.country_records(
                     query.country, _days_before(since, 2 * window), until
                 )

@@ -6,8 +6,7 @@ every door answers the same. Storage outages become :class:`DependencyUnavailabl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +17,7 @@ from db.repository import RecordLike, TrendRepository, UpsertResult
 from graph.cache.entry import Entry
 from graph.cache.keys import flows_key, hotspots_key
 from graph.cache.response_cache import ResponseCache
-from graph.core.errors import DependencyUnavailable, PayloadTooLarge
+from graph.core.errors import PayloadTooLarge
 from graph.core.flows import DEFAULT_MIN_LAG_HOURS, FlowStats, flows_and_stats
 from graph.core.hotspots import compute_hotspots
 from graph.core.records import Page, StoredRecord
@@ -27,6 +26,7 @@ from graph.service.answer import Answer
 from graph.service.cursor import decode_cursor
 from graph.service.queries import FlowQuery, HotspotQuery, TrendQuery
 from graph.service.snapshots import Snapshots
+from graph.service.storage import storage
 
 __all__ = ["Clock", "TrendService", "utcnow"]
 
@@ -36,15 +36,6 @@ FailingCountries = Callable[[], Awaitable[frozenset[str]]]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@asynccontextmanager
-async def _storage() -> AsyncIterator[None]:
-    """The database being unreachable is a 503 for the client (same message as db's)."""
-    try:
-        yield
-    except StorageUnavailable as exc:
-        raise DependencyUnavailable(str(exc)) from exc
 
 
 class TrendService:
@@ -98,7 +89,7 @@ class TrendService:
                 f"a batch holds at most {self.max_batch_records} records, this one {len(rows)}:"
                 " split it"
             )
-        async with _storage():
+        async with storage():
             result = await self.repository.upsert(rows)
         self.ingested["inserted"] += result.inserted
         self.ingested["updated"] += result.updated
@@ -182,7 +173,7 @@ class TrendService:
 
     async def trends(self, query: TrendQuery) -> Page:
         after = decode_cursor(query.after) if query.after is not None else None
-        async with _storage():
+        async with storage():
             rows = await self.repository.page(query.where, first=query.first, after=after)
         return Page([StoredRecord(*row) for row in rows.rows], rows.has_next, rows.total_count)
 
