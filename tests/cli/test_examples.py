@@ -21,7 +21,12 @@ FIX = "Run `trendmap examples` from the repository root and commit docs/examples
 # Paths with no example, and why: the index points to the OpenAPI document instead of copying
 # it; the map page is HTML for browsers; the metrics are counters that change with every
 # request.
-NO_EXAMPLE = {("GET", "/openapi.json"), ("GET", "/"), ("GET", "/metrics")}
+NO_EXAMPLE = {
+    ("GET", "/openapi.json"),
+    ("GET", "/"),
+    ("GET", "/metrics"),
+    ("GET", "/graphql/ide/{digest}/{name}"),  # GraphiQL's files, named by its page
+}
 
 
 def _files(folder: Path) -> dict[str, str]:
