@@ -21,6 +21,7 @@ from graph.core.records import DEFAULT_TIMESTAMP_BOUNDS, Record, TimestampBounds
 from graph.feeds.dry_run import FEED_EXTENSION
 from graph.feeds.sources import FeedError, Source
 from graph.observability.log import logger
+from graph.observability.sentry import report_exception
 from graph.service.trend_service import TrendService
 
 __all__ = ["Feed", "FeedResult", "Fetch", "Poller", "RoundSummary"]
@@ -186,6 +187,7 @@ class Poller:
                 return self._failed(feed, str(exc)), []
             except Exception as exc:  # a bug must cost one feed, not the poller
                 logger.exception("feed crashed", source=name, country=country)
+                report_exception(exc, task="poller", source=name, country=country)
                 return self._failed(feed, f"internal error: {type(exc).__name__}"), []
         feed.breaker.record_success()
         feed.last_error = None

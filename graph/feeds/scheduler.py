@@ -16,8 +16,10 @@ from typing import Any
 
 from graph.feeds.board import SourceBoard
 from graph.feeds.lease import Lease
-from graph.feeds.poller import Poller
+from graph.feeds.poller import Poller, RoundSummary
 from graph.observability.log import logger
+from graph.observability.sentry import report_exception
+from graph.observability.tracing import span
 
 __all__ = ["PollScheduler"]
 
@@ -96,7 +98,12 @@ class PollScheduler:
         The round is awaited through ``asyncio.wait``, never ``await task``: a cancelled round
         must not be mistaken for, and swallow, the cancellation of this loop at shutdown.
         """
-        task = asyncio.create_task(self.poller.run_round(), name="poll round")
+        # The round's task copies the context: its fetches and its ingest are this span's.
+        with span("feeds.round", {"feeds.lock": self.lease.kind}):
+            task = asyncio.create_task(self.poller.run_round(), name="poll round")
+            await self._watch_round(task)
+
+    async def _watch_round(self, task: asyncio.Task[RoundSummary]) -> None:
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self.tick_seconds)
@@ -106,8 +113,10 @@ class PollScheduler:
                 if not self.leader:
                     task.cancel()
                     await asyncio.wait({task})
-            if not task.cancelled() and task.exception() is not None:
-                logger.error("poll round crashed", exc_info=task.exception())
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                logger.error("poll round crashed", exc_info=failure)
+                report_exception(failure, task="poller")
         finally:
             if not task.done():
                 task.cancel()

@@ -11,7 +11,7 @@ and by what was raised (what a scalar raises to refuse a value).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import strawberry
@@ -22,7 +22,8 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionContext
 
 from graph.core.errors import TrendmapError
-from graph.observability.log import logger
+from graph.observability.log import logger, request_id_of
+from graph.observability.sentry import report_exception
 
 # Which operation to run (none, an unknown name, a type the transport does not carry).
 _OPERATION_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
@@ -69,15 +70,16 @@ def _described(error: GraphQLError) -> dict[str, Any]:
     return described
 
 
-def log_errors(errors: list[GraphQLError]) -> None:
+def log_errors(errors: list[GraphQLError], tags: Mapping[str, str | None] | None = None) -> None:
     """Log an operation's errors, never as plain text: a bug is one error line each, with its
-    stack in the line; the client's errors are one info line in all (a dependency's outage, a
-    warning), without a stack."""
+    stack in the line, and is reported (to Sentry, with ``tags``); the client's errors are one
+    info line in all (a dependency's outage, a warning), without a stack."""
     clients = []
     for error in errors:
         original = error.original_error
         if not is_client_error(error):
             logger.error("graphql error", **_described(error), exc_info=original)
+            report_exception(original or error, **(tags or {}))
         elif isinstance(original, TrendmapError) and original.status >= 500:
             logger.warning("graphql dependency error", **_described(error))
         else:
@@ -97,7 +99,28 @@ class Schema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        log_errors(errors)
+        log_errors(errors, _operation_tags(execution_context))
+
+
+def _operation_tags(context: ExecutionContext | None) -> dict[str, str | None]:
+    """What a reported bug is tagged with: the request id, the route and the operation (its
+    name and type, never its document or variables)."""
+    if context is None:
+        return {"route": "/graphql"}
+    connection = getattr(context.context, "connection", None)
+    scope = getattr(connection, "scope", None) or {}
+    kind = None
+    if context.graphql_document is not None:
+        try:
+            kind = context.operation_type.value
+        except Exception:  # noqa: BLE001 - no operation to run: the tags go without its type
+            kind = None
+    return {
+        "request_id": request_id_of(scope),
+        "route": "/graphql",
+        "graphql.operation": context.operation_name,
+        "graphql.operation_type": kind,
+    }
 
 
 class SingleOperation(SchemaExtension):

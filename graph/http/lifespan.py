@@ -13,6 +13,8 @@ from starlette.applications import Starlette
 
 from graph.observability.log import logger
 from graph.observability.metrics import Metrics
+from graph.observability.sentry import report_exception
+from graph.observability.tracing import instrument_engine, uninstrument_engines
 from graph.settings import Settings
 from graph.wiring import AppState, open_state
 
@@ -25,6 +27,7 @@ def make_lifespan(settings: Settings, metrics: Metrics | None) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_state(settings) as state:
+            instrument_engine(state.repository.engine)
             background = _start(state)
             logger.info(
                 "started",
@@ -45,6 +48,10 @@ def make_lifespan(settings: Settings, metrics: Metrics | None) -> Lifespan:
                     unwatch()
                 state.broadcaster.close()
                 await stop(background, settings.shutdown_timeout_seconds)
+                # Computations whose readers left still hold pooled connections: let them
+                # finish before the engine is disposed under them.
+                await state.cache.drain(settings.shutdown_timeout_seconds)
+                uninstrument_engines()
 
     return lifespan
 
@@ -62,7 +69,18 @@ def _start(state: AppState) -> list[asyncio.Task[Any]]:
     scheduler = state.feeds.scheduler if settings.poller_enabled else None
     if scheduler is not None:
         background.append(asyncio.create_task(scheduler.run(), name="poller"))
+    for task in background:
+        task.add_done_callback(_report_failure)
     return background
+
+
+def _report_failure(task: asyncio.Task[Any]) -> None:
+    """A background task that ended with an exception is a bug: logged and reported when it
+    happens, not at shutdown."""
+    failure = None if task.cancelled() else task.exception()
+    if failure is not None:
+        logger.error("background task failed", task=task.get_name(), exc_info=failure)
+        report_exception(failure, task=task.get_name())
 
 
 async def stop(tasks: list[asyncio.Task[Any]], seconds: float) -> None:
@@ -71,9 +89,6 @@ async def stop(tasks: list[asyncio.Task[Any]], seconds: float) -> None:
     for task in tasks:
         task.cancel()
     done, pending = await asyncio.wait(tasks, timeout=seconds)
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("background task failed", task=task.get_name(), exc_info=task.exception())
     for task in pending:
         where = [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack()]
         logger.error("background task did not stop", task=task.get_name(), stack=where)

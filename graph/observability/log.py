@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -42,8 +43,9 @@ def _to_stderr(*_args: Any) -> structlog.PrintLogger:
 
 
 # Libraries that log through the stdlib on their own (Strawberry: a failed WebSocket task, a
-# refused origin). Their records become our JSON lines, a traceback inside the line.
-_LIBRARY_LOGGERS = ("strawberry",)
+# refused origin; uvicorn: starting, stopping, WebSockets opened and closed). Their records
+# become our JSON lines, a traceback inside the line.
+_LIBRARY_LOGGERS = ("strawberry", "uvicorn")
 
 
 class _ToStructlog(logging.Handler):
@@ -68,6 +70,19 @@ def _bridge_libraries(level: int) -> None:
         library.propagate = False  # one line, not one more from a root handler
 
 
+# Set by graph.observability.tracing while tracing is on: the current (trace id, span id).
+trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def _add_trace_ids(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The current trace and span ids beside the request id, while tracing is on."""
+    if trace_ids is not None and (ids := trace_ids()) is not None:
+        event["trace_id"], event["span_id"] = ids
+    return event
+
+
 def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
     """JSON lines on stdout (stderr for commands whose stdout is their report), through
     structlog, for us and the libraries we use."""
@@ -76,6 +91,7 @@ def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -10,7 +10,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.core.errors import TrendmapError
-from graph.http.errors import send_error
+from graph.http.errors import report_unexpected, send_error
 from graph.observability.log import log_fields, logger, new_request_id
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -49,8 +49,9 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
             logger.exception("unhandled error", request_id=request_id, path=scope.get("path"))
+            report_unexpected(scope, exc)
             if scope["type"] == "http" and not response_started:
                 failure = TrendmapError("an unexpected error occurred; it has been logged")
                 await send_error(scope, send_with_id, failure)
