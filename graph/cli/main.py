@@ -232,6 +232,8 @@ async def _migrate(settings: Settings, action: str, revision: str) -> str | None
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from graph.http.protocol import ConnectionLimits
+
     credentials_for(settings)  # a bad JWT configuration is an error line, not a traceback
     if args.demo:
         count = asyncio.run(load_demo(settings))
@@ -242,6 +244,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     elif settings.auto_migrate:
         asyncio.run(_migrate(settings, "upgrade", "head"))
     print(f"trendmap on http://{args.host}:{args.port}/  (GraphQL at /graphql)", file=sys.stderr)
+    configure_logging(settings.log_level)  # the supervisor's lines too, with several workers
     uvicorn.run(
         "graph.http.app:create_app",
         factory=True,
@@ -249,6 +252,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         access_log=False,
+        # uvicorn's own lines (started, shutting down, a WebSocket opened) go through our
+        # logging as JSON lines (graph.observability.log bridges the "uvicorn" logger), at
+        # LOG_LEVEL, instead of its plain-text default configuration.
+        log_config=None,
+        log_level=settings.log_level.lower(),
         # Off unless the operator names the proxies: uvicorn would otherwise take any
         # X-Forwarded-For from 127.0.0.1 as the client's address, and a client sending a new
         # one per request past a local proxy would have a new rate-limit budget each time.
@@ -257,6 +265,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # A peer that stopped reading can hold its connection open (ASGI cannot abort it):
         # shutdown waits this long, then closes whatever is left.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # uvicorn's HTTP/1.1 protocol with a header deadline and a connection cap per worker
+        # (HTTP_HEADER_TIMEOUT_SECONDS, MAX_CONNECTIONS); the body's deadline is the app's.
+        http=ConnectionLimits.from_settings(settings).protocol(),
     )
     return 0
 

@@ -1,5 +1,6 @@
 """Every refusal on the wire: the error document, the status → code table for the frameworks'
-own refusals, and the one writer for Starlette handlers and raw ASGI (HTTP and WebSocket).
+own refusals, and the one writer for Starlette handlers and raw ASGI (HTTP and WebSocket);
+and the report of what no refusal covers (a bug, answered with a 500).
 
 A refusal is a domain error (graph.core.errors): it carries its status and code, and this
 module adds the headers that go with them (``Retry-After``, ``WWW-Authenticate``).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -27,12 +29,23 @@ from graph.core.errors import (
     TrendmapError,
 )
 from graph.observability.log import request_id_of
+from graph.observability.sentry import report_exception
+
+
+class RequestTimeout(TrendmapError):
+    """The request's headers or body did not arrive in time (HTTP_HEADER_TIMEOUT_SECONDS,
+    HTTP_BODY_TIMEOUT_SECONDS): the connection is closed after the answer."""
+
+    status = 408
+    code = "request_timeout"
+
 
 # The statuses Starlette's router and Strawberry's view refuse with, as our errors.
 _BY_STATUS: dict[int, type[TrendmapError]] = {
     400: BadRequest,
     404: NotFound,
     405: MethodNotAllowed,
+    408: RequestTimeout,
     413: PayloadTooLarge,
 }
 # A WebSocket refused before its handshake where the server cannot send an HTTP response.
@@ -74,6 +87,9 @@ def _headers(exc: TrendmapError) -> dict[str, str]:
         headers["retry-after"] = str(exc.retry_after)
     if exc.status == 401:
         headers["www-authenticate"] = "Bearer"
+    if isinstance(exc, RequestTimeout | PayloadTooLarge):
+        # The rest of the body may still be on its way: no reading it as the next request.
+        headers["connection"] = "close"
     return headers
 
 
@@ -115,6 +131,30 @@ async def send_error(
     ]
     await send({"type": f"{prefix}.start", "status": exc.status, "headers": raw})
     await send({"type": f"{prefix}.body", "body": body})
+
+
+def error_bytes(
+    exc: TrendmapError, request_id: str | None, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> bytes:
+    """The error as a whole HTTP/1.1 response that closes its connection, for the protocol
+    layer (graph.http.protocol), where a request never reached the application."""
+    body = _body(exc, request_id)
+    closing = _headers(exc) | {"connection": "close"}
+    lines = [
+        f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}".encode(),
+        *(name + b": " + value for name, value in headers),
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        *(f"{name}: {value}".encode() for name, value in closing.items()),
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def report_unexpected(scope: Scope, exc: BaseException) -> None:
+    """An exception that escaped a request (answered with a 500) is a bug: to Sentry, tagged
+    with the request id and the route template (the path when no route matched)."""
+    route = getattr(scope.get("route"), "path", None) or scope.get("path")
+    report_exception(exc, request_id=request_id_of(scope), route=route)
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,20 +64,39 @@ def running_server(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Serve
         text=True,
     )
     served = Served(f"http://127.0.0.1:{port}", process)
+    # Drained all along: a server that logs more than a pipe holds (64 KiB) must not block.
+    stdout = process.stdout
+    assert stdout is not None
+    output: list[str] = []
+    drain = threading.Thread(target=lambda: output.append(stdout.read()), daemon=True)
+    drain.start()
+
+    def collected() -> str:
+        drain.join()
+        stdout.close()
+        return "".join(output)
+
     try:
-        wait_until_healthy(served.base, process)
+        try:
+            wait_until_healthy(served.base, process)
+        except AssertionError as failed:
+            if process.poll() is not None:  # it died: what it said is in the drain
+                raise AssertionError(f"{failed}\n{collected()}") from None
+            raise
         yield served
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            served.output, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             # Reap it (and close its pipe) before failing, so nothing leaks into later tests.
             process.kill()
-            served.output, _ = process.communicate()
+            process.wait()
+            served.output = collected()
             raise AssertionError(
                 f"the server did not exit within 30 s of SIGTERM:\n{served.output}"
             ) from None
+        served.output = collected()
     # uvicorn shuts down gracefully, then re-raises the signal it received.
     assert process.returncode in (0, -signal.SIGTERM), served.output
 
