@@ -3,6 +3,13 @@
 Subscribers with the same (window, countries, threshold) form a group. Per snapshot, a group
 works out once which flows newly crossed its threshold (graph.core.crossings) and hands the same
 core ``Flow`` objects to every member; the GraphQL subscription maps them to its type.
+
+Snapshots come from this worker's publisher directly and from every worker over the store's
+channel (this worker's own among them, again), and after an outage of the channel from the
+store, where the latest of each window is kept. A group takes a snapshot only if it is newer
+(by ``as_of``) than the last one it took: one seen twice, or one that arrives after a newer one,
+changes nothing. (So the hosts' clocks must agree, as NTP keeps them, to well under the time
+between two ingests.)
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from graph.core.crossings import Crossings
 from graph.core.flows import Flow
 from graph.core.identity import answer_prefix, flow_with_id
 from graph.core.windows import TimeWindow
-from graph.live.publisher import CHANNEL
+from graph.live.publisher import CHANNEL, snapshot_key
 from graph.live.subscriber import Subscriber
 from graph.observability.log import logger
+from graph.observability.sentry import report_exception
 from graph.service.queries import FlowQuery
 from graph.service.trend_service import TrendService
-from graph.stores import Store
+from graph.stores import Store, StoreUnavailable
 
 
 @dataclass(eq=False)
@@ -33,6 +41,7 @@ class Group:
     window: TimeWindow
     crossings: Crossings
     members: set[Subscriber] = field(default_factory=set)
+    as_of: datetime | None = None  # of the last snapshot taken (or of the flows it started with)
 
 
 GroupKey = tuple[TimeWindow, tuple[str, ...] | None, float]
@@ -55,22 +64,45 @@ class Broadcaster:
 
     async def run(self) -> None:
         """Listen until cancelled (the store resubscribes by itself after outages)."""
-        async for message in self.store.subscribe(CHANNEL):
-            try:
-                self.dispatch(message)
-            except Exception:
-                logger.exception("dispatching flows failed")
+        async for message in self.store.subscribe(CHANNEL, on_subscribed=self.catch_up):
+            self._dispatch_logged(message)
+
+    async def catch_up(self) -> None:
+        """Take the latest snapshot of each window kept in the store: those sent while this
+        worker's subscription was down were not heard (called on each (re)subscription)."""
+        if not self.groups:
+            return  # a group starts from the flows hot when it is made
+        try:
+            kept = await self.store.read([(snapshot_key(w), None) for w in TimeWindow])
+        except StoreUnavailable as exc:
+            logger.warning("live flows not caught up", reason=str(exc))
+            return
+        for message in kept:
+            if message is not None:
+                self._dispatch_logged(message)
+
+    def _dispatch_logged(self, message: bytes) -> None:
+        try:
+            self.dispatch(message)
+        except Exception as exc:
+            logger.exception("dispatching flows failed")
+            report_exception(exc, task="broadcaster")
 
     def dispatch(self, message: bytes) -> None:
+        """Hand a snapshot's new crossings to each group of its window that has not seen it."""
         header, _, payload = message.partition(b"\n")
         fields = orjson.loads(header)
         window = TimeWindow(fields["window"])
+        as_of = datetime.fromisoformat(fields["as_of"])
         # Each flow carries its id: the snapshot's window and as_of (graph.core.identity).
-        prefix = answer_prefix(window, datetime.fromisoformat(fields["as_of"]))
+        prefix = answer_prefix(window, as_of)
         flows: list[Flow] | None = None
         for group in list(self.groups.values()):
             if group.window is not window:
                 continue
+            if group.as_of is not None and as_of <= group.as_of:
+                continue  # seen already, or older than one seen
+            group.as_of = as_of
             if flows is None:  # built once per snapshot, shared by every group and member
                 flows = [flow_with_id(item, prefix) for item in orjson.loads(payload)]
             crossed = group.crossings.update(flows)
@@ -106,6 +138,8 @@ class Broadcaster:
             answer = await self.service.flows(FlowQuery(window, countries, threshold, None, None))
             prefix = answer_prefix(answer.span.window, answer.span.as_of)
             current: list[Flow] = [flow_with_id(item, prefix) for item in answer.items()]
+            if group.as_of is None:  # no snapshot came first: the group starts from these
+                group.as_of = answer.span.as_of
             group.crossings.start(current)
             yield subscriber, current
         finally:

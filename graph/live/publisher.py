@@ -1,8 +1,14 @@
-"""The publisher: after committed ingests, each window's flows on the store's channel.
+"""The publisher: after committed ingests, each window's flows to this worker and to the others.
 
 The worker that ingested recomputes every window's flows once, through the cache (one
-computation serves all workers), and publishes a window's snapshot when it changed. Redis pub/sub
-carries it to every worker on every host; the in-process store does the same in one process.
+computation serves all workers), hands each snapshot to its own broadcaster at once, and sends a
+window's snapshot on the store's channel when it changed. Redis pub/sub carries it to every
+other worker on every host; the in-process store does the same in one process.
+
+While the store is down, this worker's subscribers are served all the same; the latest snapshot
+of each window waits and is sent when the store answers again (retried from 0.1 s, doubling up
+to 2 s). It is also kept in the store, under :func:`snapshot_key`, before it is sent: a worker
+whose subscription was down when it went out reads it there when it resubscribes.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
+from datetime import datetime
 
 import orjson
 
@@ -17,26 +25,67 @@ from graph.cache.keys import TTL_SECONDS
 from graph.core.errors import DependencyUnavailable
 from graph.core.windows import TimeWindow
 from graph.observability.log import logger
+from graph.observability.sentry import report_exception
+from graph.observability.tracing import span
+from graph.service.answer import Answer
 from graph.service.queries import FlowQuery
 from graph.service.trend_service import TrendService
 from graph.stores import Store, StoreUnavailable
 
 CHANNEL = "trendmap:flows"
 _DEBOUNCE_SECONDS = 0.02
+_RETRY_FIRST_SECONDS = 0.1
+_RETRY_MAX_SECONDS = 2.0
+# Held for one read, one set and one publish, each bounded by the store's socket timeout.
+_LOCK_SECONDS = 2.0
 
 
 def snapshot_key(window: TimeWindow) -> str:
     return f"flowstate:{window.value}"
 
 
+def snapshot_message(window: TimeWindow, answer: Answer) -> bytes:
+    """A snapshot as it travels: a JSON header (window, as_of), a newline, the flows' JSON."""
+    header = orjson.dumps({"window": window.value, "as_of": answer.span.as_of.isoformat()})
+    return header + b"\n" + answer.payload
+
+
+def snapshot_as_of(message: bytes) -> datetime:
+    """The instant a snapshot is for; ValueError for a message that is not one."""
+    try:
+        return datetime.fromisoformat(orjson.loads(message.partition(b"\n")[0])["as_of"])
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ValueError("not a flows snapshot") from exc
+
+
+def _supersedes(message: bytes, kept: bytes) -> bool:
+    """Whether ``message`` is newer than ``kept`` and holds other flows."""
+    try:
+        older = snapshot_as_of(kept) < snapshot_as_of(message)
+    except ValueError:
+        return True  # not a snapshot of this version: replace it
+    return older and message.partition(b"\n")[2] != kept.partition(b"\n")[2]
+
+
 class Publisher:
-    """Recompute and publish each window's flows after committed ingests."""
+    """Recompute each window's flows after committed ingests; deliver and send them."""
 
     def __init__(self, service: TrendService, store: Store) -> None:
         self.service = service
         self.store = store
         self._dirty = asyncio.Event()
-        self._previous: dict[TimeWindow, bytes] = {}
+        self._listeners: list[Callable[[bytes], None]] = []
+        # The flows this worker's own listeners were last handed, per window.
+        self._delivered: dict[TimeWindow, bytes] = {}
+        # The latest snapshot of each window the store has not taken yet.
+        self._unsent: dict[TimeWindow, bytes] = {}
+        self._retry_at = 0.0  # no store call before this (monotonic), after a failure
+        self._retry_delay = _RETRY_FIRST_SECONDS
+        self._failing = False  # the store refused the last attempt (logged once)
+
+    def on_snapshot(self, listener: Callable[[bytes], None]) -> None:
+        """Hand ``listener`` (this worker's broadcaster) every new snapshot, before the store."""
+        self._listeners.append(listener)
 
     def notify(self) -> None:
         """An ingest committed new data (called synchronously after the commit)."""
@@ -47,19 +96,36 @@ class Publisher:
         """Whether data changed since the last round."""
         return self._dirty.is_set()
 
+    @property
+    def unsent(self) -> int:
+        """Windows whose latest snapshot waits for the store to answer."""
+        return len(self._unsent)
+
     async def run(self) -> None:
         """Publish until cancelled; ingests that arrive during a round make one more round."""
         while True:
-            await self._dirty.wait()
+            await self._next_event()
+            if not self._dirty.is_set():
+                await self.send()  # a retry: the store was down
+                continue
             await asyncio.sleep(_DEBOUNCE_SECONDS)  # coalesce a burst
             started = time.monotonic()
-            await self.publish_all()
+            with span("live.publish"):  # a round: every window's flows, computed and sent
+                await self.publish_all()
             if self._dirty.is_set():
                 # Ingests kept coming during the round: a stream, such as a bulk load. Let
                 # them have as long as the round took before the next one, so recomputing
                 # big windows takes at most half of the worker and the ingests the rest. A
                 # lone ingest is still published at once.
                 await asyncio.sleep(time.monotonic() - started)
+
+    async def _next_event(self) -> None:
+        """Until data changes, or, with snapshots unsent, until the next retry is due."""
+        if not self._unsent:
+            await self._dirty.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._dirty.wait(), self._retry_at - time.monotonic())
 
     async def publish_all(self) -> None:
         """One round: every window. Cleared first, so an ingest during the round makes another."""
@@ -69,22 +135,78 @@ class Publisher:
                 await self.publish(window)
             except DependencyUnavailable as exc:
                 logger.warning("flows not published", time_window=window.value, reason=exc.detail)
-            except Exception:
+            except Exception as exc:
                 logger.exception("publishing flows failed", time_window=window.value)
+                report_exception(exc, task="publisher", time_window=window.value)
+        if time.monotonic() >= self._retry_at:
+            # While the store is down, rounds leave sending to the retries: each attempt
+            # can cost a timeout, and this worker's subscribers are served already.
+            await self.send()
 
-    async def publish(self, window: TimeWindow) -> bool:
-        """Publish the window's flows if they changed; True when something was published."""
+    async def publish(self, window: TimeWindow) -> None:
+        """Compute the window's flows, hand them to this worker's listeners if they changed, and
+        keep them to send (:meth:`send`)."""
         answer = await self.service.flows(FlowQuery(window, None, 0.0, None, None))
-        key = snapshot_key(window)
+        message = snapshot_message(window, answer)
+        self._unsent[window] = message
+        if self._delivered.get(window) == answer.payload:
+            return
+        self._delivered[window] = answer.payload
+        for listener in self._listeners:
+            try:
+                listener(message)
+            except Exception:
+                logger.exception("delivering flows failed", time_window=window.value)
+
+    async def send(self) -> None:
+        """Send each unsent snapshot newer than the one kept in the store; on failure, keep them
+        for a retry (one warning per outage, one info line when they went)."""
+        if not self._unsent:
+            return
+        settled = 0  # windows sent, or found sent already
+        windows = list(self._unsent)
         try:
-            [stored] = await self.store.read([(key, None)])
-        except StoreUnavailable:
-            stored = self._previous.get(window)
-        if stored == answer.payload:
+            # Most rounds change few windows: one round trip finds them, the rest is skipped.
+            kept = await self.store.read([(snapshot_key(w), None) for w in windows])
+            for window, previous in zip(windows, kept, strict=True):
+                message = self._unsent[window]
+                changed = previous is None or _supersedes(message, previous)
+                if changed and not await self._send(window, message):
+                    break  # another worker is sending this window: soon again
+                # A round during these awaits may have put a newer one in its place.
+                if self._unsent.get(window) is message:
+                    del self._unsent[window]
+                settled += 1
+        except StoreUnavailable as exc:
+            if not self._failing:
+                self._failing = True
+                logger.warning("live flows not sent to other workers; will retry", reason=str(exc))
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX_SECONDS)
+            return
+        if self._failing:
+            self._failing = False
+            logger.info("live flows sent to other workers again", windows=settled)
+        self._retry_delay = _RETRY_FIRST_SECONDS
+        self._retry_at = time.monotonic() + self._retry_delay if self._unsent else 0.0
+
+    async def _send(self, window: TimeWindow, message: bytes) -> bool:
+        """Keep ``message`` in the store and publish it, unless the kept one is as new; False
+        when another worker holds the window's lock."""
+        key = snapshot_key(window)
+        # Read, compare and set under a lock, so that the kept snapshot only ever moves forward:
+        # a worker that catches up from it must find the newest one sent.
+        token = await self.store.acquire(f"lock:{key}", _LOCK_SECONDS)
+        if token is None:
             return False
-        header = orjson.dumps({"window": window.value, "as_of": answer.span.as_of.isoformat()})
-        await self.store.publish(CHANNEL, header + b"\n" + answer.payload)
-        self._previous[window] = answer.payload
-        with contextlib.suppress(StoreUnavailable):
-            await self.store.set(key, answer.payload, TTL_SECONDS)
+        try:
+            [kept] = await self.store.read([(key, None)])
+            if kept is not None and not _supersedes(message, kept):
+                return True  # as new, or the same flows: every worker has them
+            # Kept first, then sent: a worker that resubscribes in between reads it.
+            await self.store.set(key, message, TTL_SECONDS)
+            await self.store.publish(CHANNEL, message)
+        finally:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.release(f"lock:{key}", token)
         return True

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
@@ -31,13 +30,8 @@ from websockets.uri import parse_uri
 
 from graph.core.records import assigned_country_codes
 from tests.support.factories import WRITE_KEY, spread, write_headers
+from tests.support.listener import SUBSCRIPTION, Listener
 from tests.support.servers import RedisServer, free_port, running_server, wait_until_healthy
-
-SUBSCRIPTION = """
-subscription($threshold: Float, $countries: [String!], $current: Boolean) {
-  hotFlows(timeWindow: "24h", threshold: $threshold, countries: $countries,
-           includeCurrent: $current) { fromCountry toCountry heat sharedTopics }
-}"""
 
 
 @dataclass
@@ -99,35 +93,6 @@ def subscriptions(base: str) -> int:
         "active"
     ]
     return count
-
-
-class Listener:
-    """A gql client subscribed to hotFlows, collecting what it receives."""
-
-    def __init__(self, base: str, protocol: str, **variables: Any) -> None:
-        url = base.replace("http://", "ws://") + "/graphql"
-        self.transport = WebsocketsTransport(url=url, subprotocols=[protocol])
-        self.variables = {"threshold": 0.5, **variables}
-        self.received: list[tuple[str, str]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        async with Client(transport=self.transport, fetch_schema_from_transport=False) as session:
-            request = GraphQLRequest(SUBSCRIPTION, variable_values=self.variables)
-            async for result in session.subscribe(request):
-                flow = result["hotFlows"]
-                self.received.append((flow["fromCountry"], flow["toCountry"]))
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
 
 
 async def _until(condition: Any, seconds: float = 15) -> None:
@@ -197,7 +162,8 @@ def test_reads_see_writes_made_through_the_other_process(cluster: Cluster) -> No
 
 
 def test_cache_keys_and_their_ttl(cluster: Cluster) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
+    # On the whole minute: explicit instants off CACHE_AS_OF_RESOLUTION_SECONDS are not kept.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     ingest(cluster.b, spread("ES", "PT", ["Uno", "Dos"], now))
     as_of = now.isoformat()
     httpx.get(f"{cluster.a}/v1/flows", params={"countries": "pt,es"})
@@ -208,7 +174,7 @@ def test_cache_keys_and_their_ttl(cluster: Cluster) -> None:
         from graph.cache.keys import countries_hash
 
         expected = {
-            "trendmap:generation",
+            "trendmap:generation:counter",
             f"flows:24h:{countries_hash(['ES', 'PT'])}",
             "flows:24h:all",
             f"trends:ES:{now.isoformat()}",
@@ -216,7 +182,9 @@ def test_cache_keys_and_their_ttl(cluster: Cluster) -> None:
             f"trends:countries:{now.isoformat()}",
         }
         assert expected <= keys
-        for key in keys:
+        # The generation counter alone never expires: it must outlive every entry it labels.
+        assert client.ttl("trendmap:generation:counter") == -1
+        for key in keys - {"trendmap:generation:counter"}:
             ttl = client.ttl(key)
             assert 0 < ttl <= 24 * 3600, (key, ttl)
     finally:
