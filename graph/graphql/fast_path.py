@@ -28,10 +28,16 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graph.core.flows import Flow
 from graph.graphql.identity_memo import IdentityMemo
+from graph.graphql.limits import CACHED_DOCUMENT_CHARS
 
 # The results of recent live events, by event: every member reads its event within moments of
 # the others, and a burst of thousands of new flows is one delivery per subscriber.
 _executions: IdentityMemo[Flow, dict[tuple[str, str], Any]] = IdentityMemo(lambda _: {}, 4096)
+# What one event keeps, so that 4,096 of them stay small whatever subscribers send: results
+# for at most this many distinct operations, and only for variables this short once written
+# out (the key holds them). Other members execute the event themselves.
+_RESULTS_PER_EVENT = 16
+_KEPT_VARIABLES_CHARS = 1024
 
 
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
@@ -47,12 +53,15 @@ class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
         event = self.root_value
         if not isinstance(event, Flow) or self.operation.loc is None:
             return super().execute_operation(*args, **kwargs)
-        variables = self.variable_values.coerced
-        key = (self.operation.loc.source.body, repr(sorted(variables.items())))
+        variables = repr(sorted(self.variable_values.coerced.items()))
+        key = (self.operation.loc.source.body, variables)
         results = _executions(event)
-        if key not in results:
-            results[key] = super().execute_operation(*args, **kwargs)
-        return results[key]
+        if key in results:
+            return results[key]
+        result = super().execute_operation(*args, **kwargs)
+        if len(variables) <= _KEPT_VARIABLES_CHARS and len(results) < _RESULTS_PER_EVENT:
+            results[key] = result
+        return result
 
     def complete_list_value(
         self,
@@ -141,8 +150,15 @@ def _plain_fields(
 ) -> list[_Leaf] | None:
     """Each selected field as (response key, reader, serialiser, nullable, is list), or None
     when one of them is not a plain attribute with a scalar value."""
-    variables = execution.variable_values.coerced
-    key = (item_type.name, tuple(id(d.node) for d in details), repr(sorted(variables.items())))
+    variables = repr(sorted(execution.variable_values.coerced.items()))
+    loc = execution.operation.loc
+    if loc is None or len(loc.source.body) > CACHED_DOCUMENT_CHARS:
+        # Not a kept document: its nodes are new at every request, and keeping them would
+        # keep its whole text alive (graph.graphql.limits).
+        return _find_plain_fields(execution, item_type, details)
+    if len(variables) > _KEPT_VARIABLES_CHARS:
+        return _find_plain_fields(execution, item_type, details)
+    key = (item_type.name, tuple(id(d.node) for d in details), variables)
     found = _plain_memo.get(key)
     if found is not None:
         return found[1]

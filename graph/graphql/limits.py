@@ -6,7 +6,7 @@ documents can be kept and reused (docs/architecture.md, "Limits, rate limits, me
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from graphql import (
@@ -42,8 +42,33 @@ COMPUTING_FIELDS = frozenset(
     {"flows", "flowStats", "hotspots", "hotspotHistory", "topics", "topicSpread"}
 )
 # Distinct documents kept parsed, and validated, per process. Bounded: every distinct text a
-# client sends would otherwise stay in memory.
-DOCUMENT_CACHE_SIZE = 256
+# client sends would otherwise stay in memory. A kept document is its text and its tree, about
+# 350 bytes a token: 0.7 MB for 2,000 tokens, so at most about 45 MB for the parsed ones.
+DOCUMENT_CACHE_SIZE = 64
+# Longer documents are parsed and validated every time, never kept: a body may hold megabytes
+# in one string token.
+CACHED_DOCUMENT_CHARS = 8 * 1024
+
+
+class ShortDocumentParserCache(ParserCache):
+    """Strawberry's parser cache for documents of at most CACHED_DOCUMENT_CHARS characters."""
+
+    def on_parse(self) -> Iterator[None]:
+        if len(self.execution_context.query or "") > CACHED_DOCUMENT_CHARS:
+            yield  # Strawberry parses it, uncached
+            return
+        yield from super().on_parse()
+
+
+class ShortDocumentValidationCache(ValidationCache):
+    """Strawberry's validation cache for documents of at most CACHED_DOCUMENT_CHARS characters
+    (its key holds the document)."""
+
+    def on_validate(self) -> Iterator[None]:
+        if len(self.execution_context.query or "") > CACHED_DOCUMENT_CHARS:
+            yield  # Strawberry validates it, uncached
+            return
+        yield from super().on_validate()
 
 
 def count_computing_fields(
@@ -139,10 +164,10 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     extensions: list[Callable[[], SchemaExtension]] = [
         # Sets the token limit among the parse options, before anything is parsed.
         functools.partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
-        functools.partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+        functools.partial(ShortDocumentParserCache, maxsize=DOCUMENT_CACHE_SIZE),
         # One extension, one tuple of the same classes for every request.
         functools.partial(AddValidationRules, rules),
-        functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
+        functools.partial(ShortDocumentValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
     ]
     if not settings.graphql_introspection:
         extensions.append(DisableIntrospection)

@@ -126,6 +126,13 @@ def _state_metrics(state: AppState) -> Iterator[Metric]:
         lookups.add_metric((kind, "hit" if hit else "miss"), n)
     yield lookups
 
+    # Entries this worker's writes dropped to keep the cache within CACHE_MAX_ENTRIES/BYTES.
+    yield CounterMetricFamily(
+        "trendmap_cache_evictions",
+        "Cached entries dropped by this worker's writes to keep within the cache's bounds.",
+        value=state.cache.store.evictions if state.cache.store is not None else 0,
+    )
+
     breaker = GaugeMetricFamily(
         "trendmap_cache_breaker_state",
         "The response cache store's circuit breaker: 1 for its current state.",

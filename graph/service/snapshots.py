@@ -88,8 +88,9 @@ class Snapshots:
 
     async def aggregates(self, span: Span, token: str | None = None) -> Sequence[AggregateRow]:
         """The window's per-country topic sums: from the cache's ``trends:`` entries when they
-        were computed under the current token, else from the database (and stored)."""
-        if token is None or not self.cache.enabled:
+        were computed under the current token, else from the database (and stored, when the
+        cache keeps answers for ``span.as_of``: graph.cache.bounds)."""
+        if token is None or not self.cache.enabled or not self.cache.bounds.keeps(span.as_of):
             return await self.from_database(span)
         cached = await self._cached(span, token)
         if cached is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-__all__ = ["Store", "StoreUnavailable", "open_store"]
+__all__ = ["Budget", "Store", "StoreUnavailable", "open_store"]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -26,11 +27,31 @@ class StoreUnavailable(Exception):
     """
 
 
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The most hash fields written through :meth:`Store.write` under one ``name`` a store keeps
+    (``entries``), and the most bytes of their keys, fields and values (``bytes``). Past either,
+    the fields written longest ago go first (the in-process store also counts a read as a
+    use). Whatever clients ask, the cache's entries stay within it. Redis keeps the count under
+    keys starting with ``name``."""
+
+    entries: int
+    bytes: int
+    name: str = "trendmap:budget"
+
+    def __post_init__(self) -> None:
+        if self.entries < 1 or self.bytes < 1:
+            raise ValueError(f"a budget keeps at least one entry and one byte, not {self!r}")
+
+
 class Store(Protocol):
     """What the cache, the locks, the broadcaster and the rate limits need from a store."""
 
     kind: str
     """``"redis"`` or ``"memory"``."""
+
+    evictions: int
+    """Fields this process's writes dropped to keep within a :class:`Budget`."""
 
     async def read(self, items: Sequence[tuple[str, str | None]]) -> list[bytes | None]:
         """Values in one round trip: GET for ``(key, None)``, HGET for ``(key, field)``.
@@ -39,11 +60,19 @@ class Store(Protocol):
         transaction.
         """
 
-    async def write(self, entries: Sequence[tuple[str, str, bytes]], ttl_seconds: int) -> None:
+    async def write(
+        self,
+        entries: Sequence[tuple[str, str, bytes]],
+        ttl_seconds: int,
+        *,
+        budget: Budget | None = None,
+    ) -> None:
         """In one round trip, HSET each ``(key, field, value)`` and EXPIRE its key in ttl_seconds.
 
         The expiry is the whole key's (Redis EXPIRE semantics): writing one field renews the
-        others. ValueError for a ttl_seconds under 1.
+        others. With a ``budget``, the fields written with one (these included) are then
+        trimmed to it, atomically: a field larger than the whole budget is not kept at all.
+        ValueError for a ttl_seconds under 1.
         """
 
     async def set(
@@ -60,6 +89,13 @@ class Store(Protocol):
 
         The count after adding and the seconds until the window ends and the count starts over.
         ValueError for a window that is not positive or a cost under 1.
+        """
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to the counter at ``key`` (INCRBY) and return the new value; a counter
+        that does not exist starts at 0 and, unlike :meth:`hit`'s, never expires.
+
+        ValueError for an amount under 1; StoreUnavailable when the key holds no integer.
         """
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
@@ -79,14 +115,19 @@ class Store(Protocol):
     async def publish(self, channel: str, message: bytes) -> None:
         """Send ``message`` to every current subscriber of ``channel``, in every process."""
 
-    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+    def subscribe(
+        self, channel: str, *, on_subscribed: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[bytes]:
         """Messages published on ``channel`` once iteration has begun, in publication order.
 
         Survives store outages: on a lost connection it waits (backoff from 0.1 s doubling to
         2 s, with jitter) and resubscribes by itself, forever. It never raises
         StoreUnavailable; it ends when the store is closed, and stops when the consuming task
         is cancelled. Any number of iterators may run at once, on one channel or several.
-        Messages published while the connection is down are lost.
+        Messages published while the connection is down are lost: ``on_subscribed`` (which
+        must not raise) is awaited each time the subscription is made, the first time and
+        after every outage, before any message published since, so that the consumer can
+        catch up on what it missed from what the store keeps.
         """
 
     async def ping(self) -> None:

@@ -5,16 +5,22 @@ hashes, expiry of a whole key, locks with tokens, and a type error for a string 
 (or the other way round), which it raises as StoreUnavailable just as the Redis backend
 translates Redis's WRONGTYPE. Everything runs on the event loop without awaiting inside an
 operation, so concurrent tasks see each operation whole.
+
+Hash fields written with a :class:`Budget` are kept in least-recently-used order (a write or a
+read is a use) and trimmed to it after each such write, so the cache in a worker's memory
+stays under its bounds however many distinct answers clients ask for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from graph.stores import StoreUnavailable, acquire_by_set, check_ttl
+from graph.stores import Budget, StoreUnavailable, acquire_by_set, check_ttl
 
 # Expired keys are dropped when read; keys nobody reads again are swept this often (by the
 # clock of the store), so a long-running process does not keep every key it ever wrote.
@@ -25,6 +31,37 @@ _SWEEP_SECONDS = 10.0
 class _Key:
     value: bytes | dict[str, bytes]
     expires_at: float
+
+
+class _Counted:
+    """The fields written with one budget, least recently used first, with the bytes each
+    counts for. A field whose key expired stays counted until it is trimmed: the count errs
+    high, never low."""
+
+    def __init__(self) -> None:
+        self.fields: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.bytes = 0
+
+    def forget(self, key: str, field: str) -> None:
+        self.bytes -= self.fields.pop((key, field), 0)
+
+    def add(self, key: str, field: str, size: int) -> None:
+        self.forget(key, field)
+        self.fields[key, field] = size
+        self.bytes += size
+
+    def use(self, key: str, field: str) -> None:
+        if (key, field) in self.fields:
+            self.fields.move_to_end((key, field))
+
+    def trim(self, budget: Budget) -> list[tuple[str, str]]:
+        """Forget the least recently used fields until the budget holds; the forgotten ones."""
+        dropped: list[tuple[str, str]] = []
+        while self.fields and (len(self.fields) > budget.entries or self.bytes > budget.bytes):
+            name, size = self.fields.popitem(last=False)
+            self.bytes -= size
+            dropped.append(name)
+        return dropped
 
 
 def _wrong_type(key: str) -> StoreUnavailable:
@@ -45,6 +82,15 @@ class MemoryStore:
         self._channels: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._closed = False
         self._next_sweep = clock() + _SWEEP_SECONDS
+        # The fields written with each budget, by the budget's name.
+        self._budgets: dict[str, _Counted] = {}
+        # Fields trimmed to keep within a budget (graph.observability.metrics reads it).
+        self.evictions = 0
+
+    def counted(self, name: str) -> tuple[int, int]:
+        """How many fields written with the budget ``name`` are counted, and their bytes."""
+        counted = self._budgets.get(name)
+        return (0, 0) if counted is None else (len(counted.fields), counted.bytes)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -80,11 +126,22 @@ class MemoryStore:
             else:
                 if not isinstance(entry.value, dict):
                     raise _wrong_type(key)
-                values.append(entry.value.get(field))
+                value = entry.value.get(field)
+                if value is not None:
+                    for counted in self._budgets.values():
+                        counted.use(key, field)
+                values.append(value)
         return values
 
-    async def write(self, entries: Sequence[tuple[str, str, bytes]], ttl_seconds: int) -> None:
-        """Set each hash field and give its whole key ``ttl_seconds`` to live."""
+    async def write(
+        self,
+        entries: Sequence[tuple[str, str, bytes]],
+        ttl_seconds: int,
+        *,
+        budget: Budget | None = None,
+    ) -> None:
+        """Set each hash field and give its whole key ``ttl_seconds`` to live; with a budget,
+        then trim the fields written with one to it, least recently used first."""
         self._check_open()
         check_ttl(ttl_seconds)
         now = self._clock()
@@ -96,12 +153,33 @@ class MemoryStore:
                 raise _wrong_type(key)
         expires_at = now + ttl_seconds
         for key, field, value in entries:
+            if budget is not None:
+                counted = self._budgets.setdefault(budget.name, _Counted())
+                size = len(key.encode()) + len(field.encode()) + len(value)
+                counted.forget(key, field)
+                if size > budget.bytes:
+                    # Larger than the whole budget: not kept, and it pushes nothing else out.
+                    self._delete_field(key, field)
+                    continue
+                counted.add(key, field, size)
             entry = self._keys.get(key)
             if entry is None:
                 entry = self._keys[key] = _Key({}, expires_at)
             assert isinstance(entry.value, dict)
             entry.value[field] = value
             entry.expires_at = expires_at
+        if budget is not None:
+            for key, field in self._budgets[budget.name].trim(budget):
+                self.evictions += 1
+                self._delete_field(key, field)
+
+    def _delete_field(self, key: str, field: str) -> None:
+        """HDEL: a hash left with no field is no key at all."""
+        entry = self._keys.get(key)
+        if entry is not None and isinstance(entry.value, dict):
+            entry.value.pop(field, None)
+            if not entry.value:
+                del self._keys[key]
 
     async def set(
         self, key: str, value: bytes, ttl_seconds: float, *, only_if_absent: bool = False
@@ -140,6 +218,24 @@ class MemoryStore:
         # Rounded to the nanosecond: (now + window) - now can exceed the window by an ulp.
         return count, round(entry.expires_at - now, 9)
 
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to a counter kept as a decimal string, as INCRBY does; a new counter
+        starts at 0 and keeps no expiry. The count after adding."""
+        self._check_open()
+        if amount < 1:
+            raise ValueError(f"amount must be at least 1, not {amount!r}")
+        entry = self._live(key, self._clock())
+        if entry is None:
+            entry = self._keys[key] = _Key(b"0", math.inf)
+        if not isinstance(entry.value, bytes):
+            raise _wrong_type(key)
+        try:
+            count = int(entry.value) + amount
+        except ValueError:
+            raise StoreUnavailable(f"{key!r}: value is not an integer or out of range") from None
+        entry.value = str(count).encode()
+        return count
+
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """The lock's token, or None when someone else holds the lock."""
         return await acquire_by_set(self, key, ttl_seconds)
@@ -168,7 +264,9 @@ class MemoryStore:
         for queue in self._channels.get(channel, ()):
             queue.put_nowait(message)
 
-    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+    async def subscribe(
+        self, channel: str, *, on_subscribed: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[bytes]:
         """Messages published on ``channel`` from the first step of the iteration on."""
         if self._closed:
             return
@@ -177,6 +275,8 @@ class MemoryStore:
         subscribers = self._channels.setdefault(channel, set())
         subscribers.add(queue)
         try:
+            if on_subscribed is not None:
+                await on_subscribed()  # once: this store never loses a subscription
             while (message := await queue.get()) is not None:
                 yield message
         finally:
@@ -192,6 +292,7 @@ class MemoryStore:
         """Drop every key and end every subscribe() iterator."""
         self._closed = True
         self._keys.clear()
+        self._budgets.clear()
         for subscribers in self._channels.values():
             for queue in subscribers:
                 queue.put_nowait(None)

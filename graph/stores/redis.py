@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError, RedisError
 from redis.typing import EncodableT, FieldT
 
 from graph.observability.log import logger
-from graph.stores import StoreUnavailable, acquire_by_set, check_ttl
+from graph.stores import Budget, StoreUnavailable, acquire_by_set, check_ttl
 
 # The builtin TimeoutError, which asyncio.TimeoutError is since Python 3.11, is an OSError.
 _CLIENT_ERRORS = (RedisError, OSError)
@@ -54,6 +54,59 @@ if ttl < 0 then
     redis.call("PEXPIRE", KEYS[1], ttl)
 end
 return {count, ttl}
+"""
+
+# Where the fields written with a budget are counted, after the budget's name: a sorted set of
+# "key\nfield" by write order, a hash of the bytes each counts for, and the running total and
+# write sequence.
+BUDGET_KEYS = (":order", ":sizes", ":totals")
+
+# Writes the fields (but none larger than the whole budget), then drops the ones written
+# longest ago until the budget holds, all in one atomic step, so workers writing at once cannot
+# overshoot it together. The bookkeeping lives as long as the newest entry (the same TTL,
+# renewed on each write); a field that expired stays counted until it is trimmed, so the count
+# errs high. The number of fields trimmed.
+# KEYS: the three budget keys, then each entry's key; ARGV: ttl, max entries, max bytes, then
+# each entry's field and value.
+_WRITE_WITHIN_BUDGET = """
+local order, sizes, totals = KEYS[1], KEYS[2], KEYS[3]
+local ttl = ARGV[1]
+local max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+local total = tonumber(redis.call("HGET", totals, "bytes") or "0")
+for i = 4, #KEYS do
+    local key, field, value = KEYS[i], ARGV[2 * i - 4], ARGV[2 * i - 3]
+    local member = key .. "\\n" .. field
+    local size = #member - 1 + #value
+    total = total - tonumber(redis.call("HGET", sizes, member) or "0")
+    if size > max_bytes then
+        -- Larger than the whole budget: not kept, and it pushes nothing else out.
+        redis.call("HDEL", key, field)
+        redis.call("HDEL", sizes, member)
+        redis.call("ZREM", order, member)
+    else
+        total = total + size
+        redis.call("HSET", key, field, value)
+        redis.call("EXPIRE", key, ttl)
+        redis.call("HSET", sizes, member, size)
+        redis.call("ZADD", order, redis.call("HINCRBY", totals, "sequence", 1), member)
+    end
+end
+local count = redis.call("ZCARD", order)
+local trimmed = 0
+while count > 0 and (count > max_entries or total > max_bytes) do
+    local member = redis.call("ZPOPMIN", order)[1]
+    local cut = string.find(member, "\\n", 1, true)
+    redis.call("HDEL", string.sub(member, 1, cut - 1), string.sub(member, cut + 1))
+    total = total - tonumber(redis.call("HGET", sizes, member) or "0")
+    redis.call("HDEL", sizes, member)
+    count = count - 1
+    trimmed = trimmed + 1
+end
+redis.call("HSET", totals, "bytes", total)
+for i = 1, 3 do
+    redis.call("EXPIRE", KEYS[i], ttl)
+end
+return trimmed
 """
 
 _RESUBSCRIBE_FIRST_SECONDS = 0.1
@@ -97,6 +150,9 @@ class RedisStore:
         self._release_script = self._client.register_script(_RELEASE)
         self._extend_script = self._client.register_script(_EXTEND)
         self._hit_script = self._client.register_script(_HIT)
+        self._budget_script = self._client.register_script(_WRITE_WITHIN_BUDGET)
+        # Fields this worker's writes trimmed to keep within a budget.
+        self.evictions = 0
         self._closed = False
         self._closing = asyncio.Event()
 
@@ -119,10 +175,20 @@ class RedisStore:
                 values: list[bytes | None] = await pipe.execute()
         return values
 
-    async def write(self, entries: Sequence[tuple[str, str, bytes]], ttl_seconds: int) -> None:
-        """HSET the fields of each key and EXPIRE it, in one pipeline."""
+    async def write(
+        self,
+        entries: Sequence[tuple[str, str, bytes]],
+        ttl_seconds: int,
+        *,
+        budget: Budget | None = None,
+    ) -> None:
+        """HSET the fields of each key and EXPIRE it, in one pipeline; with a budget, in one
+        Lua script that then trims every field written with one to it, oldest write first."""
         self._check_open()
         check_ttl(ttl_seconds)
+        if budget is not None:
+            await self._write_within(entries, ttl_seconds, budget)
+            return
         fields: dict[str, dict[FieldT, EncodableT]] = {}
         for key, field, value in entries:
             fields.setdefault(key, {})[field] = value
@@ -134,6 +200,19 @@ class RedisStore:
                     pipe.hset(key, mapping=mapping)
                     pipe.expire(key, ttl_seconds)
                 await pipe.execute()
+
+    async def _write_within(
+        self, entries: Sequence[tuple[str, str, bytes]], ttl_seconds: int, budget: Budget
+    ) -> None:
+        if not entries:
+            return
+        args: list[EncodableT] = [math.ceil(ttl_seconds), budget.entries, budget.bytes]
+        for _, field, value in entries:
+            args += [field, value]
+        keys = [*(budget.name + k for k in BUDGET_KEYS), *(key for key, _, _ in entries)]
+        with _translated("write"):
+            trimmed = await self._budget_script(keys=keys, args=args)
+        self.evictions += int(trimmed)
 
     async def set(
         self, key: str, value: bytes, ttl_seconds: float, *, only_if_absent: bool = False
@@ -157,6 +236,15 @@ class RedisStore:
         with _translated("hit"):
             count, ttl = await self._hit_script(keys=[key], args=[cost, milliseconds])
         return int(count), int(ttl) / 1000
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """INCRBY: the count after adding (a new counter starts at 0, with no expiry)."""
+        self._check_open()
+        if amount < 1:
+            raise ValueError(f"amount must be at least 1, not {amount!r}")
+        with _translated("incr"):
+            count = await self._client.incrby(key, amount)
+        return int(count)
 
     async def acquire(self, key: str, ttl_seconds: float) -> str | None:
         """SET key <random token> NX PX: the token, or None when someone else holds the lock."""
@@ -184,23 +272,31 @@ class RedisStore:
         with _translated("publish"):
             await self._client.publish(channel, message)
 
-    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+    async def subscribe(
+        self, channel: str, *, on_subscribed: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[bytes]:
         """Messages on ``channel``, over a connection of its own, resubscribing after outages."""
         delay = _RESUBSCRIBE_FIRST_SECONDS
         lost = False
         while not self._closed:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(channel)
-                if lost:
-                    logger.info("store subscription restored", channel=channel)
-                lost, delay = False, _RESUBSCRIBE_FIRST_SECONDS
                 while not self._closed:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=_POLL_SECONDS
-                    )
-                    if message is not None and message["type"] == "message":
+                    message = await pubsub.get_message(timeout=_POLL_SECONDS)
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
                         yield message["data"]
+                    elif message["type"] == "subscribe":
+                        # The server's confirmation: from now on nothing published passes us
+                        # by. It also follows the resubscription redis-py makes by itself when
+                        # its connection broke and reconnected at once (a quick restart).
+                        if lost:
+                            logger.info("store subscription restored", channel=channel)
+                        lost, delay = False, _RESUBSCRIBE_FIRST_SECONDS
+                        if on_subscribed is not None:
+                            await on_subscribed()
             except _CLIENT_ERRORS as exc:
                 if not lost:
                     logger.warning("store subscription lost", channel=channel, error=str(exc))
