@@ -1,4 +1,4 @@
-"""Where the cache keeps things: the generation token, its channel, entry keys and their TTL."""
+"""Where the cache keeps things: the generation counter, its channel, entry keys and their TTL."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-GENERATION_KEY = "trendmap:generation"
-# Each bump's new token is published here; every worker drops its local copy on it.
+# The generation: a counter (INCR) raised after every ingest that changed data. It is the one
+# key without an expiry, so it always outlives the entries labelled with its values (a counter
+# that expired could count up to an old entry's label again).
+GENERATION_KEY = "trendmap:generation:counter"
+# Each new generation is published here (decimal); every worker drops its local copy on it.
 GENERATION_CHANNEL = "trendmap:generation"
 TTL_SECONDS = 24 * 3600
 

@@ -93,7 +93,7 @@ else:
 
 async def data_span(ctx: Context) -> DataSpan:
     ctx.authorise_read()
-    explored = await ctx.state.explorer.data_span()
+    explored = await ctx.state.explorer.data_span(min_generation=ctx.min_generation)
     return data_span_of(explored.item())
 
 
@@ -115,7 +115,7 @@ async def topics(
         limit=limit,
         camel_case=True,
     )
-    explored = await ctx.state.explorer.topics(query)
+    explored = await ctx.state.explorer.topics(query, min_generation=ctx.min_generation)
     warn(explored.warnings)
     return [topic_summary_of(item) for item in explored.item()]
 
@@ -128,7 +128,7 @@ async def topic_spread(
     ctx.authorise_read()
     query = SpreadQuery.parse(topic=topic, since=since, until=until)
     try:
-        explored = await ctx.state.explorer.topic_spread(query)
+        explored = await ctx.state.explorer.topic_spread(query, min_generation=ctx.min_generation)
     except NotFound:
         return None
     return topic_spread_of(explored.item())
@@ -152,7 +152,7 @@ async def hotspot_history(
         step=step,
         camel_case=True,
     )
-    explored = await ctx.state.explorer.hotspot_history(query)
+    explored = await ctx.state.explorer.hotspot_history(query, min_generation=ctx.min_generation)
     warn(explored.warnings)
     return [hotspot_point_of(item) for item in explored.item()]
 

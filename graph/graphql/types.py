@@ -143,6 +143,13 @@ class IngestResult:
     inserted: int = strawberry.field(description="Records that were new.")
     updated: int = strawberry.field(description="Records that replaced a different one.")
     unchanged: int = strawberry.field(description="Records already stored exactly so.")
+    generation: int | None = strawberry.field(
+        description="What a read sends as the X-Trendmap-Min-Generation header (REST: the"
+        " min_generation parameter) to see this batch on any worker: the generation the batch"
+        " raised, or for a batch that changed nothing the next one. Null when the cache could"
+        " not count it. Also the X-Trendmap-Generation header of the HTTP response.",
+        default=None,
+    )
 
 
 _ARGUMENTS = {

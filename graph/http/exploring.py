@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graph.auth import credentials_for, require_read
+from graph.http.conditional import answer_tag, conditional, min_generation
 from graph.http.responses import spliced
 from graph.http.unknown_parameters import unknown_parameter_warnings
 from graph.observability.log import log_fields, request_id_of
@@ -34,18 +35,26 @@ def _unknown(request: Request) -> list[str]:
 
 
 def _response(request: Request, name: str, explored: Explored, **metadata: Any) -> Response:
+    """The envelope, or a 304 when the client holds this answer already (its ETag)."""
     log_fields(request.scope).update(cache_hit=explored.cache_hit)
-    envelope = {
-        "request_id": request_id_of(request.scope),
-        **metadata,
-        "cache_hit": explored.cache_hit,
-        "computed_at": explored.computed_at.isoformat(),
-    }
-    return spliced(name, explored.payload, envelope, [*explored.warnings, *_unknown(request)])
+
+    def render() -> Response:
+        envelope = {
+            "request_id": request_id_of(request.scope),
+            **metadata,
+            "cache_hit": explored.cache_hit,
+            "computed_at": explored.computed_at.isoformat(),
+        }
+        return spliced(name, explored.payload, envelope, [*explored.warnings, *_unknown(request)])
+
+    tag = answer_tag(
+        request, explored.generation, explored.computed_at, explored.as_of, explored.warnings
+    )
+    return conditional(request, tag, explored.generation, render)
 
 
 async def get_span(request: Request) -> Response:
-    explored = await _state(request).explorer.data_span()
+    explored = await _state(request).explorer.data_span(min_generation=min_generation(request))
     return _response(request, "data_span", explored)
 
 
@@ -60,7 +69,7 @@ async def get_topics(request: Request) -> Response:
         search=q.get("search"),
         limit=q.get("limit"),
     )
-    explored = await state.explorer.topics(query)
+    explored = await state.explorer.topics(query, min_generation=min_generation(request))
     return _response(
         request,
         "topics",
@@ -78,7 +87,7 @@ async def get_topic_spread(request: Request) -> Response:
     state = _state(request)
     q = request.query_params
     query = SpreadQuery.parse(topic=q.get("topic"), since=q.get("since"), until=q.get("until"))
-    explored = await state.explorer.topic_spread(query)
+    explored = await state.explorer.topic_spread(query, min_generation=min_generation(request))
     since, until = query.bounds(explored.as_of)
     return _response(
         request,
@@ -101,7 +110,7 @@ async def get_hotspot_history(request: Request) -> Response:
         until=q.get("until"),
         step=q.get("step"),
     )
-    explored = await state.explorer.hotspot_history(query)
+    explored = await state.explorer.hotspot_history(query, min_generation=min_generation(request))
     since, until = query.bounds(explored.as_of)
     return _response(
         request,

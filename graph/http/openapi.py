@@ -17,7 +17,7 @@ from graph.core.history import HotspotPoint
 from graph.core.windows import DEFAULT_WINDOW, TimeWindow
 from graph.http.schemas import component_schemas, countries_pattern
 from graph.service.explorer import DEFAULT_TOPICS, MAX_HISTORY_POINTS, MAX_TOPICS
-from graph.service.params import MAX_HOTSPOTS, MAX_TEXT_CHARS
+from graph.service.params import MAX_GENERATION, MAX_HOTSPOTS, MAX_TEXT_CHARS
 from graph.settings import Settings
 
 _WINDOW = {
@@ -42,6 +42,50 @@ _AS_OF = {
     "in": "query",
     "schema": {"type": "string", "format": "date-time"},
     "description": "End of the window, ISO 8601 with a UTC offset. Default: now.",
+}
+_GENERATION_TEXT = (
+    "At least this generation (what a write answered with): the answer then holds every write"
+    " answered with a generation up to it, on any worker. Parameter and header alike; both"
+    " given, the larger counts."
+)
+# Read-your-writes: every read takes the generation as a parameter or a header.
+_SESSION = [
+    {
+        "name": "min_generation",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
+        "description": _GENERATION_TEXT,
+    },
+    {
+        "name": "X-Trendmap-Min-Generation",
+        "in": "header",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
+        "description": _GENERATION_TEXT,
+    },
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "ETags the client holds: 304, with no body, when the answer has one"
+        " of them (weak comparison).",
+    },
+]
+_GENERATION_HEADER = {
+    "description": "The generation the answer was computed under (absent when it was computed"
+    " without the cache), or the one a write produced (absent when the cache could not count"
+    " it).",
+    "schema": {"type": "integer", "minimum": 0},
+}
+_READ_HEADERS = {
+    "ETag": {
+        "description": "Weak; derived from the generation and the instant the answer was"
+        " computed, the query and the warnings.",
+        "schema": {"type": "string"},
+    },
+    "X-Trendmap-Generation": _GENERATION_HEADER,
+}
+_NOT_MODIFIED = {
+    "304": {"description": "Not modified: If-None-Match names the ETag", "headers": _READ_HEADERS}
 }
 _WARNINGS = {"type": "array", "items": {"type": "string"}}
 _ERROR_TEXT = {
@@ -126,8 +170,17 @@ def _answer_path(
             "warnings": _WARNINGS,
         },
     }
-    responses = {"200": _json(body, name.capitalize()), **_errors(400, 401, 429, 503)}
-    return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
+    return _read(summary, parameters, _json(body, name.capitalize()), 400, 401, 429, 503)
+
+
+def _read(
+    summary: str, parameters: list[dict[str, Any]], answer: dict[str, Any], *errors: int
+) -> dict[str, Any]:
+    """A GET of a cacheable answer: the session parameters, the ETag and 304."""
+    responses = {"200": answer | {"headers": _READ_HEADERS}, **_NOT_MODIFIED, **_errors(*errors)}
+    return {
+        "get": {"summary": summary, "parameters": [*parameters, *_SESSION], "responses": responses}
+    }
 
 
 _POSITION = {
@@ -176,19 +229,11 @@ def _geojson_path(summary: str, parameters: list[dict[str, Any]], kind: dict[str
             },
         },
     }
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": parameters,
-            "responses": {
-                "200": {
-                    "description": f"A FeatureCollection; metadata.{kind['count']} counts features",
-                    "content": {"application/geo+json": {"schema": collection}},
-                },
-                **_errors(400, 401, 429, 503),
-            },
-        }
+    answer = {
+        "description": f"A FeatureCollection; metadata.{kind['count']} counts features",
+        "content": {"application/geo+json": {"schema": collection}},
     }
+    return _read(summary, parameters, answer, 400, 401, 429, 503)
 
 
 def _trends_path(settings: Settings) -> dict[str, Any]:
@@ -210,27 +255,39 @@ def _trends_path(settings: Settings) -> dict[str, Any]:
         },
     }
     outcomes = ("received", "inserted", "updated", "unchanged")
+    generation = {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "description": "What a read passes as min_generation to see this batch on any worker:"
+        " the generation the batch raised, or for a batch that changed nothing the next one;"
+        " null when the cache could not count it.",
+    }
     ingested = {
         "type": "object",
-        "required": list(outcomes),
+        "required": [*outcomes, "generation"],
         "properties": {k: {"type": "integer"} for k in outcomes}
-        | {"request_id": {"type": "string"}, "warnings": _WARNINGS},
+        | {"generation": generation, "request_id": {"type": "string"}, "warnings": _WARNINGS},
     }
     batch = {"type": "array", "items": _ref("TrendIn")}
+    written = _json(ingested, "What the batch did") | {
+        "headers": {"X-Trendmap-Generation": _GENERATION_HEADER}
+    }
     return {
-        "get": {
-            "summary": "Stored records, newest first, in cursor pages",
-            "parameters": _trend_parameters(settings),
-            "responses": {"200": _json(page, "A page of records"), **_errors(400, 401, 429, 503)},
-        },
+        **_read(
+            "Stored records, newest first, in cursor pages (read from the database: always"
+            " current; the ETag derives from the page itself)",
+            _trend_parameters(settings),
+            _json(page, "A page of records"),
+            400,
+            401,
+            429,
+            503,
+        ),
         "post": {
             "summary": "Ingest a batch of records (all or nothing; upsert by natural key)",
             "security": [{"bearer": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": batch}}},
-            "responses": {
-                "200": _json(ingested, "What the batch did"),
-                **_errors(400, 401, 403, 413, 429, 503),
-            },
+            "responses": {"200": written, **_errors(400, 401, 403, 413, 429, 503)},
         },
     }
 
@@ -341,8 +398,7 @@ def _explored_path(
         "required": [name, "metadata", "warnings"],
         "properties": {name: answer, "metadata": {"type": "object"}, "warnings": _WARNINGS},
     }
-    responses = {"200": _json(body, summary), **_errors(*errors, 401, 429, 503)}
-    return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
+    return _read(summary, parameters, _json(body, summary), *errors, 401, 429, 503)
 
 
 def exploring_paths() -> dict[str, Any]:
@@ -368,6 +424,7 @@ def exploring_paths() -> dict[str, Any]:
             [],
             "data_span",
             _ref("DataSpan"),
+            400,  # a malformed min_generation
         ),
         "/v1/topics": _explored_path(
             "Topics in the window: most countries, then largest count, then label",

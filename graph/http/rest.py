@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,6 +13,14 @@ from starlette.routing import Route
 from graph.auth import credentials_for, require_read, require_write
 from graph.core.records import validate_json_batch
 from graph.http import geojson
+from graph.http.conditional import (
+    answer_tag,
+    conditional,
+    entity_tag,
+    generation_headers,
+    min_generation,
+)
+from graph.http.prebuilt import mark_reusable
 from graph.http.responses import GeoJSONBody, JSONBody, spliced
 from graph.http.unknown_parameters import unknown_parameter_warnings
 from graph.observability.log import log_fields, request_id_of
@@ -52,13 +61,30 @@ def _metadata(
     }
 
 
+def _tag(request: Request, answer: Answer) -> str:
+    return answer_tag(
+        request, answer.generation, answer.computed_at, answer.span.as_of, answer.warnings
+    )
+
+
 def _answer_response(
-    request: Request, name: str, answer: Answer, countries: tuple[str, ...] | None, **extra: Any
+    request: Request,
+    name: str,
+    answer: Answer,
+    countries: tuple[str, ...] | None,
+    *,
+    sliding: bool,
+    **extra: Any,
 ) -> Response:
     """The answer's cached payload bytes spliced into the envelope: only the small metadata
-    object is serialised per request."""
-    metadata = _metadata(request, answer, countries, **extra)
-    return spliced(name, answer.payload, metadata, _warnings(request, answer.warnings))
+    object is serialised per request. 304 when the client holds it already (its ETag)."""
+
+    def render() -> Response:
+        mark_reusable(request.scope, name, answer, sliding=sliding)
+        metadata = _metadata(request, answer, countries, **extra)
+        return spliced(name, answer.payload, metadata, _warnings(request, answer.warnings))
+
+    return conditional(request, _tag(request, answer), answer.generation, render)
 
 
 async def _flows_answer(request: Request) -> tuple[FlowQuery, Answer]:
@@ -75,7 +101,7 @@ async def _flows_answer(request: Request) -> tuple[FlowQuery, Answer]:
         limit=q.get("limit"),
         settings=state.settings,
     )
-    answer = await state.service.flows(query)
+    answer = await state.service.flows(query, min_generation=min_generation(request))
     log_fields(request.scope).update(
         cache_hit=answer.cache_hit,
         countries=",".join(query.countries or ()) or None,
@@ -96,7 +122,7 @@ async def _hotspots_answer(request: Request) -> tuple[HotspotQuery, Answer]:
         as_of=q.get("as_of"),
         limit=q.get("limit"),
     )
-    answer = await state.service.hotspots(query)
+    answer = await state.service.hotspots(query, min_generation=min_generation(request))
     log_fields(request.scope).update(cache_hit=answer.cache_hit, time_window=query.window.value)
     return query, answer
 
@@ -108,6 +134,7 @@ async def get_flows(request: Request) -> Response:
         "flows",
         answer,
         query.countries,
+        sliding=query.as_of is None,
         threshold=query.threshold,
         flow_count=answer.count,
         **answer.metadata,  # max_heat and pairs: why the answer holds what it holds
@@ -117,39 +144,54 @@ async def get_flows(request: Request) -> Response:
 async def get_hotspots(request: Request) -> Response:
     query, answer = await _hotspots_answer(request)
     return _answer_response(
-        request, "hotspots", answer, query.countries, hotspot_count=answer.count
+        request,
+        "hotspots",
+        answer,
+        query.countries,
+        sliding=query.as_of is None,
+        hotspot_count=answer.count,
     )
 
 
 async def get_flows_geojson(request: Request) -> Response:
     """The flows as LineString features (see graph.http.geojson)."""
     query, answer = await _flows_answer(request)
-    features, unplaced = geojson.flow_features(answer.items())
-    metadata = _metadata(
-        request,
-        answer,
-        query.countries,
-        threshold=query.threshold,
-        flow_count=len(features),
-        **answer.metadata,
-    )
-    return GeoJSONBody(
-        geojson.feature_collection(
-            features, metadata, _warnings(request, [*answer.warnings, *unplaced])
+
+    def render() -> Response:
+        mark_reusable(request.scope, "flows", answer, sliding=query.as_of is None)
+        features, unplaced = geojson.flow_features(answer.items())
+        metadata = _metadata(
+            request,
+            answer,
+            query.countries,
+            threshold=query.threshold,
+            flow_count=len(features),
+            **answer.metadata,
         )
-    )
+        return GeoJSONBody(
+            geojson.feature_collection(
+                features, metadata, _warnings(request, [*answer.warnings, *unplaced])
+            )
+        )
+
+    return conditional(request, _tag(request, answer), answer.generation, render)
 
 
 async def get_hotspots_geojson(request: Request) -> Response:
     """The hotspots as Point features (see graph.http.geojson)."""
     query, answer = await _hotspots_answer(request)
-    features, unplaced = geojson.hotspot_features(answer.items())
-    metadata = _metadata(request, answer, query.countries, hotspot_count=len(features))
-    return GeoJSONBody(
-        geojson.feature_collection(
-            features, metadata, _warnings(request, [*answer.warnings, *unplaced])
+
+    def render() -> Response:
+        mark_reusable(request.scope, "hotspots", answer, sliding=query.as_of is None)
+        features, unplaced = geojson.hotspot_features(answer.items())
+        metadata = _metadata(request, answer, query.countries, hotspot_count=len(features))
+        return GeoJSONBody(
+            geojson.feature_collection(
+                features, metadata, _warnings(request, [*answer.warnings, *unplaced])
+            )
         )
-    )
+
+    return conditional(request, _tag(request, answer), answer.generation, render)
 
 
 async def get_trends(request: Request) -> Response:
@@ -165,24 +207,45 @@ async def get_trends(request: Request) -> Response:
         after=q.get("after"),
         settings=state.settings,
     )
+    # Pages are read from the database itself: always as new as any generation.
+    min_generation(request)
     page = await state.service.trends(query)
     cursors = [encode_cursor(r.timestamp, r.id) for r in page.records]
-    return JSONBody(
-        {
-            "trends": [
-                trend_json(r) | {"cursor": c} for r, c in zip(page.records, cursors, strict=True)
-            ],
-            "page_info": {
-                "has_next_page": page.has_next,
-                "end_cursor": cursors[-1] if cursors else None,
-            },
-            "total_count": page.total_count,
-            "metadata": {"request_id": request_id_of(request.scope)},
-            "warnings": _warnings(
-                request, await state.service.partial_warnings(query.where.countries)
-            ),
-        }
+    records = orjson.dumps(
+        [trend_json(r) | {"cursor": c} for r, c in zip(page.records, cursors, strict=True)]
     )
+    page_info = orjson.dumps(
+        {"has_next_page": page.has_next, "end_cursor": cursors[-1] if cursors else None}
+    )
+    warnings = orjson.dumps(
+        _warnings(request, await state.service.partial_warnings(query.where.countries))
+    )
+    total = str(page.total_count).encode()
+    # Not cached, so the page's own bytes are what its ETag derives from.
+    tag = entity_tag(request, records, page_info, total, warnings)
+
+    def render() -> Response:
+        metadata = orjson.dumps({"request_id": request_id_of(request.scope)})
+        return Response(
+            b"".join(
+                [
+                    b'{"trends":',
+                    records,
+                    b',"page_info":',
+                    page_info,
+                    b',"total_count":',
+                    total,
+                    b',"metadata":',
+                    metadata,
+                    b',"warnings":',
+                    warnings,
+                    b"}",
+                ]
+            ),
+            media_type="application/json",
+        )
+
+    return conditional(request, tag, None, render)
 
 
 async def post_trends(request: Request) -> Response:
@@ -191,16 +254,19 @@ async def post_trends(request: Request) -> Response:
     require_write(request.headers.get("authorization"), credentials_for(settings))
     rows = validate_json_batch(await request.body(), bounds=settings.record_bounds())
     result = await state.service.ingest(rows)
-    log_fields(request.scope).update(ingested=len(rows))
+    log_fields(request.scope).update(ingested=len(rows), generation=result.generation)
     return JSONBody(
         {
             "received": len(rows),
             "inserted": result.inserted,
             "updated": result.updated,
             "unchanged": result.unchanged,
+            # What a read passes as min_generation to see this batch, on any worker.
+            "generation": result.generation,
             "request_id": request_id_of(request.scope),
             "warnings": _warnings(request, ()),
-        }
+        },
+        headers=generation_headers(result.generation),
     )
 
 

@@ -25,6 +25,9 @@ class Answer:
     warnings: tuple[str, ...]
     # What the answer says beside its items, snake_case (flows: max_heat and pairs).
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The cache generation it was computed under (decimal), or another label when it was
+    # computed without the store (graph.cache.response_cache): what its ETag derives from.
+    generation: str = ""
 
     def items(self) -> list[dict[str, Any]]:
         """The payload's items as dicts (snake_case keys)."""

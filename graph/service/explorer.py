@@ -197,6 +197,8 @@ class Explored:
     computed_at: datetime
     cache_hit: bool
     warnings: tuple[str, ...] = ()
+    # The cache generation it was computed under, or another label (its ETag derives from it).
+    generation: str = ""
 
     def item(self) -> Any:
         return orjson.loads(self.payload)
@@ -222,7 +224,7 @@ class Explorer:
         self.clock = clock
         self._partial_warnings = partial_warnings
 
-    async def data_span(self) -> Explored:
+    async def data_span(self, *, min_generation: int | None = None) -> Explored:
         async def compute(token: str) -> Entry:
             now = self.clock()
             async with storage():
@@ -230,9 +232,9 @@ class Explorer:
             payload = orjson.dumps(DataSpan(first, last, records, countries))
             return Entry(token, now, self.clock(), payload, count=records)
 
-        return await self._answer(span_key(), "now", True, compute)
+        return await self._answer(span_key(), "now", True, compute, min_generation=min_generation)
 
-    async def topics(self, query: TopicsQuery) -> Explored:
+    async def topics(self, query: TopicsQuery, *, min_generation: int | None = None) -> Explored:
         async def compute(token: str) -> Entry:
             span = Span(query.window, query.as_of or self.clock())
             async with storage():
@@ -243,10 +245,19 @@ class Explorer:
         search = "" if query.search is None else digest(query.search)
         field = f"{_instant(query.as_of)}|{search}|{query.limit}"
         key = topics_key(query.window.value, query.countries)
-        explored = await self._answer(key, field, query.as_of is None, compute)
+        explored = await self._answer(
+            key,
+            field,
+            query.as_of is None,
+            compute,
+            self.cache.bounds.keeps(query.as_of),
+            min_generation=min_generation,
+        )
         return await self._with_warnings(explored, query.countries)
 
-    async def topic_spread(self, query: SpreadQuery) -> Explored:
+    async def topic_spread(
+        self, query: SpreadQuery, *, min_generation: int | None = None
+    ) -> Explored:
         """The topic's spread; NotFound when it has no record between since and until."""
         query.bounds(self.clock())  # a since after now is refused before any lookup
 
@@ -259,12 +270,22 @@ class Explorer:
             return Entry(token, until, self.clock(), orjson.dumps(spread), count=count)
 
         field = f"{_instant(query.since)}|{_instant(query.until)}"
-        explored = await self._answer(spread_key(query.key), field, query.until is None, compute)
+        keep = self.cache.bounds.keeps(query.since, query.until)
+        explored = await self._answer(
+            spread_key(query.key),
+            field,
+            query.until is None,
+            compute,
+            keep,
+            min_generation=min_generation,
+        )
         if explored.count == 0:  # cached too: asking again costs no query
             raise NotFound(f"topic: no record of {query.key!r} in the span asked")
         return explored
 
-    async def hotspot_history(self, query: HistoryQuery) -> Explored:
+    async def hotspot_history(
+        self, query: HistoryQuery, *, min_generation: int | None = None
+    ) -> Explored:
         """The country's hotspot figures at since, since + step, ... up to until."""
         query.points(self.clock())  # a since after now, or too many points, is refused first
 
@@ -281,15 +302,35 @@ class Explorer:
 
         field = f"{_instant(query.since)}|{_instant(query.until)}|{query.interval.value}"
         key = history_key(query.country, query.window.value)
-        explored = await self._answer(key, field, query.until is None, compute)
+        keep = self.cache.bounds.keeps(query.since, query.until)
+        explored = await self._answer(
+            key, field, query.until is None, compute, keep, min_generation=min_generation
+        )
         return await self._with_warnings(explored, (query.country,))
 
     async def _answer(
-        self, key: str, field: str, sliding: bool, compute: Callable[[str], Awaitable[Entry]]
+        self,
+        key: str,
+        field: str,
+        sliding: bool,
+        compute: Callable[[str], Awaitable[Entry]],
+        keep: bool = True,
+        *,
+        min_generation: int | None = None,
     ) -> Explored:
-        entry, hit = await self.cache.get_or_compute(key, field, sliding=sliding, compute=compute)
+        """Through the cache; ``keep`` false for explicit instants the cache does not keep;
+        ``min_generation`` as in graph.cache.response_cache."""
+        entry, hit = await self.cache.get_or_compute(
+            key, field, sliding=sliding, compute=compute, keep=keep, min_generation=min_generation
+        )
         return Explored(
-            entry.payload, entry.count, entry.as_of, entry.computed_at, hit, entry.warnings
+            entry.payload,
+            entry.count,
+            entry.as_of,
+            entry.computed_at,
+            hit,
+            entry.warnings,
+            entry.generation,
         )
 
     async def _with_warnings(
@@ -307,6 +348,7 @@ class Explorer:
             explored.computed_at,
             explored.cache_hit,
             explored.warnings + extra,
+            explored.generation,
         )
 
 

@@ -18,6 +18,8 @@ _LATEST_AS_OF = datetime.max.replace(tzinfo=UTC) - _EDGE
 MAX_HOTSPOTS = 1_000  # more than there are countries: the cap only refuses nonsense
 # Labels are trimmed and whitespace collapsed: longer raw text is refused before normalising.
 MAX_TEXT_CHARS = 4 * MAX_LABEL_CHARS
+# The largest generation a store can count to (Redis INCR works on signed 64-bit integers).
+MAX_GENERATION = 2**63 - 1
 
 
 def parse_time_window(value: str | None, *, field: str = "time_window") -> TimeWindow:
@@ -75,6 +77,20 @@ def parse_as_of(value: str | datetime | None, *, field: str = "as_of") -> dateti
             f"must be between {_EARLIEST_AS_OF.isoformat()} and {_LATEST_AS_OF.isoformat()}",
         )
     return moment
+
+
+def parse_min_generation(value: str | int | None, *, field: str = "min_generation") -> int | None:
+    """A generation a read must be at least as new as: a non-negative decimal integer (what a
+    write answered with), at most MAX_GENERATION."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidParameter(field, f"{str(value)[:40]!r} is not a non-negative integer")
+    # Measured before converting: Python refuses to convert thousands of digits.
+    if len(text) > len(str(MAX_GENERATION)) or int(text) > MAX_GENERATION:
+        raise InvalidParameter(field, f"must be at most {MAX_GENERATION}")
+    return int(text)
 
 
 def parse_count(

@@ -7,6 +7,7 @@ every door answers the same. Storage outages become :class:`DependencyUnavailabl
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +23,14 @@ from graph.core.flows import DEFAULT_MIN_LAG_HOURS, FlowStats, flows_and_stats
 from graph.core.hotspots import compute_hotspots
 from graph.core.records import Page, StoredRecord
 from graph.core.windows import Span
+from graph.observability.tracing import span
 from graph.service.answer import Answer
 from graph.service.cursor import decode_cursor
 from graph.service.queries import FlowQuery, HotspotQuery, TrendQuery
 from graph.service.snapshots import Snapshots
 from graph.service.storage import storage
 
-__all__ = ["Clock", "TrendService", "utcnow"]
+__all__ = ["Clock", "Ingested", "TrendService", "utcnow"]
 
 Clock = Callable[[], datetime]
 FailingCountries = Callable[[], Awaitable[frozenset[str]]]
@@ -82,27 +84,32 @@ class TrendService:
         """Call ``listener`` after every committed ingest that changed data."""
         self._listeners.append(listener)
 
-    async def ingest(self, rows: Sequence[RecordLike]) -> UpsertResult:
-        """Store a validated batch, all or nothing."""
+    async def ingest(self, rows: Sequence[RecordLike]) -> Ingested:
+        """Store a validated batch, all or nothing, and say which generation holds it."""
         if len(rows) > self.max_batch_records:
             raise PayloadTooLarge(
                 f"a batch holds at most {self.max_batch_records} records, this one {len(rows)}:"
                 " split it"
             )
-        async with storage():
-            result = await self.repository.upsert(rows)
+        with span("trendmap.ingest", {"ingest.records": len(rows)}) as traced:
+            async with storage():
+                result = await self.repository.upsert(rows)
+            traced.set("ingest.inserted", result.inserted)
+            traced.set("ingest.updated", result.updated)
+            traced.set("ingest.unchanged", result.unchanged)
         self.ingested["inserted"] += result.inserted
         self.ingested["updated"] += result.updated
         self.ingested["unchanged"] += result.unchanged
-        if result.inserted or result.updated:
-            # Committed: retire every cached answer before the client hears back, so its next
-            # read (on any worker) sees what it wrote.
-            await self.cache.bump()
-            for listener in self._listeners:
-                listener()
-        return result
+        if not (result.inserted or result.updated):
+            return Ingested.of(result, await self.cache.next_generation())
+        # Committed: raise the generation (every cached answer retired) before the client
+        # hears back, so its next read, on any worker, sees what it wrote.
+        generation = await self.cache.bump()
+        for listener in self._listeners:
+            listener()
+        return Ingested.of(result, generation)
 
-    async def hotspots(self, query: HotspotQuery) -> Answer:
+    async def hotspots(self, query: HotspotQuery, *, min_generation: int | None = None) -> Answer:
         async def compute(token: str) -> Entry:
             span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
             items = compute_hotspots(aggregates)
@@ -116,9 +123,12 @@ class TrendService:
 
         field = f"{_as_of_field(query.as_of)}|{query.limit}"
         key = hotspots_key(query.window.value, query.countries)
-        return await self._answer(key, field, query, compute)
+        return await self._answer(key, field, query, compute, min_generation)
 
-    async def flows(self, query: FlowQuery) -> Answer:
+    async def flows(self, query: FlowQuery, *, min_generation: int | None = None) -> Answer:
+        """The flows asked for; with ``min_generation``, holding every write answered with a
+        generation up to it (graph.cache.response_cache)."""
+
         async def compute(token: str) -> Entry:
             span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
             items, stats = flows_and_stats(
@@ -149,7 +159,7 @@ class TrendService:
 
         field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"
         key = flows_key(query.window.value, query.countries)
-        return await self._answer(key, field, query, compute)
+        return await self._answer(key, field, query, compute, min_generation)
 
     async def _answer(
         self,
@@ -157,9 +167,16 @@ class TrendService:
         field: str,
         query: FlowQuery | HotspotQuery,
         compute: Callable[[str], Any],
+        min_generation: int | None,
     ) -> Answer:
         entry, hit = await self.cache.get_or_compute(
-            key, field, sliding=query.as_of is None, compute=compute
+            key,
+            field,
+            sliding=query.as_of is None,
+            compute=compute,
+            # An as_of off the cache's resolution is answered exactly but not kept.
+            keep=self.cache.bounds.keeps(query.as_of),
+            min_generation=min_generation,
         )
         return Answer(
             payload=entry.payload,
@@ -169,6 +186,7 @@ class TrendService:
             cache_hit=hit,
             warnings=entry.warnings + await self.partial_warnings(query.countries),
             metadata=entry.metadata,
+            generation=entry.generation,
         )
 
     async def trends(self, query: TrendQuery) -> Page:
@@ -183,6 +201,21 @@ class TrendService:
         except StorageUnavailable:
             return False
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What a batch did, and the generation a read asks for (``min_generation``) to see it:
+    None when the cache's store could not count it (see graph.cache.response_cache)."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    generation: int | None
+
+    @classmethod
+    def of(cls, result: UpsertResult, generation: int | None) -> Ingested:
+        return cls(result.inserted, result.updated, result.unchanged, generation)
 
 
 def stats_metadata(stats: FlowStats) -> dict[str, Any]:

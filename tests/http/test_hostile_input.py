@@ -69,6 +69,7 @@ REFUSED: dict[str, list[str]] = {
     "until": DATES,
     "limit": COUNTS,
     "first": COUNTS,
+    "min_generation": ["1" + NUL, "9" * 5_000, "-1", "1e3", "0x10", "١٢", " ", str(2**63)],
     "topic": ["world" + NUL + "cup", "x" * 5_000],
     "search": ["world" + NUL + "cup", "x" * 5_000],
     "after": [
