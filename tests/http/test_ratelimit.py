@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import math
 import os
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,9 @@ from graph.http.app import create_app
 from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
 from graph.http.ratelimit.limiter import RateLimiter
+from graph.http.ratelimit.reservation import chunk_of
+from graph.http.ratelimit.usage import Usage
+from graph.stores.memory import MemoryStore
 from tests.support.factories import TEST_REDIS_URL, WRITE_KEY, make_settings, record, write_headers
 from tests.support.servers import RedisServer, running_server
 
@@ -382,7 +388,8 @@ def test_counts_live_in_redis_under_the_digest_of_the_credential(
             assert read(client, **write_headers()).status_code == 200
         assert read(client, **write_headers()).status_code == 429
         digest = hashlib.sha256(WRITE_KEY.encode()).hexdigest()
-        assert counters(redis_url) == {f"ratelimit:default:key:{digest}": 4}
+        # The third request took the counter to the quota: the refusal asked Redis nothing.
+        assert counters(redis_url) == {f"ratelimit:default:key:{digest}": 3}
         raw = redis.Redis.from_url(redis_url)
         try:
             assert all(WRITE_KEY.encode() not in key for key in raw.keys("*"))
@@ -420,7 +427,7 @@ def test_a_redis_outage_falls_back_to_counting_in_process(
         throwaway_redis.start()
         time.sleep(0.3)  # the breaker's reset: the next request probes Redis
         assert [read(client).status_code for _ in range(4)] == [200, 200, 200, 429]
-        assert counters(throwaway_redis.url) == {"ratelimit:default:ip:testclient": 4}
+        assert counters(throwaway_redis.url) == {"ratelimit:default:ip:testclient": 3}
 
 
 def _served_env(tmp_path: Path, **settings: str) -> dict[str, str]:
@@ -456,3 +463,158 @@ def test_a_served_process_never_takes_the_client_address_from_a_forged_header(
 
         # The operator named loopback as a proxy: each forwarded client has its own budget.
         assert [get("198.51.100.1"), get("198.51.100.2"), get("198.51.100.1")] == [200, 200, 429]
+
+
+# Reserving from a shared store: the limiter on its own, with a store of the test's own.
+
+
+class SharedCounter(MemoryStore):
+    """The in-process store posing as a shared one, so the limiter reserves from it in chunks,
+    on the test's clock; it counts the limiter's round trips."""
+
+    kind = "redis"
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(clock=lambda: clock[0])
+        self.hits = 0
+
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        self.hits += 1
+        return await super().hit(key, window_seconds, cost)
+
+
+def spend_each(
+    requests: Iterable[tuple[RateLimiter, MemoryStore, str]], **limits: Any
+) -> list[Usage]:
+    """One-unit reads, one after the other, each by (worker, store, client): the reads budget
+    after each."""
+    settings = make_settings("sqlite://", **limits)
+
+    async def run() -> list[Usage]:
+        return [
+            (await limiter.spend(store, settings, client, Cost(reads=1)))[0]
+            for limiter, store, client in requests
+        ]
+
+    return asyncio.run(run())
+
+
+def test_a_steady_stream_asks_the_store_once_a_chunk() -> None:
+    """Quota 1,000 shared by 2 workers: chunks of 125, so 8 round trips serve the quota, and
+    the refusals after it ask the store nothing."""
+    clock = [0.0]
+    store = SharedCounter(clock)
+    limiter = RateLimiter(clock=lambda: clock[0])
+    assert chunk_of(1000, 2) == 125
+    stream = [(limiter, store, "ip:a")] * 1100
+    usages = spend_each(stream, rate_limit_per_minute=1000, rate_limit_workers=2)
+    assert [u.exceeded for u in usages] == [False] * 1000 + [True] * 100
+    assert store.hits == math.ceil(1000 / 125)
+    left = [u.remaining for u in usages]
+    assert left[:3] == [999, 998, 997] and left[999:] == [0] * 101
+    assert all(a > b for a, b in itertools.pairwise(left[:1000]))
+    assert all(u.reset == 60 for u in usages)
+
+
+def test_concurrent_requests_share_one_reservation() -> None:
+    clock = [0.0]
+    store = SharedCounter(clock)
+    limiter = RateLimiter(clock=lambda: clock[0])
+    settings = make_settings("sqlite://", rate_limit_per_minute=1000, rate_limit_workers=2)
+
+    async def run() -> list[list[Usage]]:
+        spends = (limiter.spend(store, settings, "ip:a", Cost(reads=1)) for _ in range(100))
+        return await asyncio.gather(*spends)
+
+    usages = asyncio.run(run())
+    assert store.hits == 1
+    assert sorted(u.remaining for [u] in usages) == list(range(900, 1000))
+
+
+def test_workers_sharing_a_store_never_serve_more_than_the_quota() -> None:
+    """Alternating between two workers, the client gets exactly its quota; sent to one worker
+    while the other holds units, it is refused no sooner than the documented bound."""
+    clock = [0.0]
+    store = SharedCounter(clock)
+    a, b = (RateLimiter(clock=lambda: clock[0]) for _ in range(2))
+    limits = {"rate_limit_per_minute": 100, "rate_limit_workers": 2}
+    chunk = chunk_of(100, 2)
+    assert chunk == 12
+
+    alternating = spend_each([(a, store, "ip:a"), (b, store, "ip:a")] * 150, **limits)
+    assert sum(not u.exceeded for u in alternating) == 100
+    assert store.hits <= math.ceil(100 / chunk) + 2
+
+    # Worker b reserves a chunk and spends one unit of it; a serves the rest of the quota.
+    assert not spend_each([(b, store, "ip:b")], **limits)[0].exceeded
+    alone = spend_each([(a, store, "ip:b")] * 150, **limits)
+    first_refusal = [u.exceeded for u in alone].index(True)
+    assert 1 + first_refusal >= 100 - (2 - 1) * (chunk - 1)
+    assert sum(not u.exceeded for u in alone) == 100 - chunk
+    # The units b still holds are the client's.
+    rest = spend_each([(b, store, "ip:b")] * 20, **limits)
+    assert sum(not u.exceeded for u in rest) == chunk - 1
+
+
+def test_units_reserved_in_one_window_are_not_spent_in_the_next() -> None:
+    clock = [0.0]
+    store = SharedCounter(clock)
+    limiter = RateLimiter(clock=lambda: clock[0])
+    limits = {"rate_limit_per_minute": 100, "rate_limit_workers": 1}
+    [first] = spend_each([(limiter, store, "ip:a")], **limits)
+    assert first.remaining == 99 and store.hits == 1
+    clock[0] = 59.5
+    [later] = spend_each([(limiter, store, "ip:a")], **limits)
+    assert (later.remaining, later.reset, store.hits) == (98, 1, 1)
+    clock[0] = 60.0
+    [fresh] = spend_each([(limiter, store, "ip:a")], **limits)
+    assert (fresh.remaining, fresh.reset, store.hits) == (99, 60, 2)
+
+
+def test_a_request_costing_more_than_a_chunk_reserves_what_it_costs() -> None:
+    clock = [0.0]
+    store = SharedCounter(clock)
+    limiter = RateLimiter(clock=lambda: clock[0])
+    settings = make_settings("sqlite://", rate_limit_per_minute=100, rate_limit_workers=5)
+
+    async def run(cost: int) -> Usage:
+        return (await limiter.spend(store, settings, "ip:a", Cost(reads=cost)))[0]
+
+    assert chunk_of(100, 5) == 5
+    assert asyncio.run(run(30)).remaining == 70
+    # 70 units were left: the store grants them, and they are too few.
+    assert asyncio.run(run(80)).exceeded
+    # They are still the client's, for smaller requests.
+    assert [asyncio.run(run(35)).exceeded for _ in range(2)] == [False, False]
+    assert asyncio.run(run(1)).exceeded
+    assert store.hits == 2
+
+
+def test_the_clients_a_worker_tracks_are_bounded() -> None:
+    """RATE_LIMIT_MAX_CLIENTS caps both tables; a forgotten client loses the units it held
+    and gets none back, so being forgotten never lets it past its quota."""
+    clock = [0.0]
+    limiter = RateLimiter(clock=lambda: clock[0])
+    shared, local = SharedCounter(clock), MemoryStore(clock=lambda: clock[0])
+    many = [(limiter, store, f"ip:{n}") for n in range(500) for store in (shared, local)]
+    spend_each(many, rate_limit_max_clients=50)
+    assert len(limiter.reservations.table) == 50
+    assert len(limiter.local.table) == 50
+
+    limits = {"rate_limit_per_minute": 10, "rate_limit_workers": 1, "rate_limit_max_clients": 1}
+    assert chunk_of(10, 1) == 2
+    usages = spend_each([(limiter, shared, "ip:x"), (limiter, shared, "ip:y")] * 30, **limits)
+    # Each reservation of 2 serves one request before the other client evicts it.
+    assert sum(not u.exceeded for u in usages[0::2]) == 5
+    assert sum(not u.exceeded for u in usages[1::2]) == 5
+    assert len(limiter.reservations.table) == 1
+
+
+def test_ended_windows_leave_the_table_as_traffic_goes_on() -> None:
+    clock = [0.0]
+    limiter = RateLimiter(clock=lambda: clock[0])
+    store = MemoryStore(clock=lambda: clock[0])
+    spend_each([(limiter, store, f"ip:{n}") for n in range(100)])
+    clock[0] = 61.0
+    spend_each([(limiter, store, f"ip:new-{n}") for n in range(60)])
+    assert len(limiter.local.table) == 60

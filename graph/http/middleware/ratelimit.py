@@ -8,14 +8,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph.core.errors import RateLimited
 from graph.http.errors import send_error
 from graph.http.ratelimit.cost import Cost, request_cost
-from graph.http.ratelimit.limiter import (
-    WRITES,
-    RateLimiter,
-    Usage,
-    client_of,
-    policy_header,
-    ratelimit_header,
-)
+from graph.http.ratelimit.limiter import RateLimiter, client_of
+from graph.http.ratelimit.usage import WRITES, Usage, policy_header, ratelimit_header
 from graph.observability.log import log_fields
 from graph.wiring import AppState
 

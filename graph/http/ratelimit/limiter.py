@@ -1,12 +1,18 @@
-"""RateLimiter: each client's budgets, counted in fixed one-minute windows in the shared store
-(in this process while the store is down), and the RateLimit headers that report them."""
+"""RateLimiter: spends each request's cost from its client's budgets, and says who a client is.
+
+On the in-process store the budgets are counted here, exactly (LocalCounts). On a shared store
+each worker spends units it reserved from the store's counter in chunks (Reservations: never
+over the quota across workers, and one store round trip per chunk rather than per request).
+While the shared store cannot answer, a breaker stops asking it and each process counts for
+itself, exactly, as on the in-process store.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 
 from starlette.types import Scope
 
@@ -14,37 +20,12 @@ from graph.auth import access_of, bearer_token, credentials_for
 from graph.breaker import CircuitBreaker
 from graph.core.errors import Unauthenticated
 from graph.http.ratelimit.cost import Cost
+from graph.http.ratelimit.local import LocalCounts
+from graph.http.ratelimit.reservation import Reservations, chunk_of
+from graph.http.ratelimit.usage import READS, WINDOW_SECONDS, WRITES, Usage
 from graph.observability.log import logger
 from graph.settings import Settings
 from graph.stores import Store, StoreUnavailable
-from graph.stores.memory import MemoryStore
-
-WINDOW_SECONDS = 60
-READS = "default"
-WRITES = "writes"
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """One budget after a request spent from it."""
-
-    policy: str
-    quota: int
-    count: int
-    reset_seconds: float
-
-    @property
-    def exceeded(self) -> bool:
-        return self.count > self.quota
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.quota - self.count)
-
-    @property
-    def reset(self) -> int:
-        """Whole seconds until the window starts over, at least 1 (as Retry-After needs)."""
-        return max(1, math.ceil(self.reset_seconds))
 
 
 def _headers(scope: Scope, name: bytes) -> list[str]:
@@ -77,49 +58,57 @@ def client_of(scope: Scope, settings: Settings) -> str:
     return "ip:" + (str(peer[0]) if peer else "unknown")
 
 
-def policy_header(usages: list[Usage]) -> bytes:
-    """``RateLimit-Policy``: each budget's quota and window."""
-    items = (f'"{u.policy}";q={u.quota};w={WINDOW_SECONDS}' for u in usages)
-    return ", ".join(items).encode()
-
-
-def ratelimit_header(usages: list[Usage]) -> bytes:
-    """``RateLimit``: what is left of each budget, and the seconds until it is whole again."""
-    return ", ".join(f'"{u.policy}";r={u.remaining};t={u.reset}' for u in usages).encode()
-
-
 class RateLimiter:
-    """Counts hits in the app's store, or in this process while the store cannot answer."""
+    """Each client's budgets: counted here on the in-process store or while the shared store is
+    down, reserved from the shared store in chunks otherwise."""
 
-    def __init__(self, *, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self, *, breaker: CircuitBreaker | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.breaker = breaker or CircuitBreaker(failures=3, reset_seconds=5.0)
-        self.fallback = MemoryStore()
+        self.local = LocalCounts(clock=clock)
+        self.reservations = Reservations(clock=clock)
 
-    async def hit(self, store: Store, key: str, cost: int) -> tuple[int, float]:
-        """The count in the current window after adding ``cost``, and the seconds left in it."""
-        if self.breaker.allow():
-            failing = self.breaker.consecutive_failures > 0
-            try:
-                counted = await store.hit(key, WINDOW_SECONDS, cost)
-            except StoreUnavailable as exc:
-                if not failing:
-                    logger.warning("rate limits counted in-process", error=str(exc))
-                self.breaker.record_failure()
-            else:
-                if failing:
-                    logger.info("rate limits counted in the store again")
-                self.breaker.record_success()
-                return counted
-        return await self.fallback.hit(key, WINDOW_SECONDS, cost)
+    async def _reserve(self, store: Store, key: str, units: int) -> tuple[int, float]:
+        """``units`` more on the shared counter, behind the breaker."""
+        if not self.breaker.allow():
+            raise StoreUnavailable("the rate limits' breaker is open")
+        failing = self.breaker.consecutive_failures > 0
+        try:
+            counted = await store.hit(key, WINDOW_SECONDS, units)
+        except StoreUnavailable as exc:
+            if not failing:
+                logger.warning("rate limits counted in-process", error=str(exc))
+            self.breaker.record_failure()
+            raise
+        if failing:
+            logger.info("rate limits counted in the store again")
+        self.breaker.record_success()
+        return counted
 
     async def spend(self, store: Store, settings: Settings, client: str, cost: Cost) -> list[Usage]:
         """Spend ``cost`` from the client's budgets: each budget it touched, after spending."""
+        self.local.table.max_entries = settings.rate_limit_max_clients
+        self.reservations.table.max_entries = settings.rate_limit_max_clients
+
+        async def reserve(key: str, units: int) -> tuple[int, float]:
+            return await self._reserve(store, key, units)
+
         usages: list[Usage] = []
         for policy, quota, units in (
             (READS, settings.rate_limit_per_minute, cost.reads),
             (WRITES, settings.rate_limit_writes_per_minute, cost.writes),
         ):
-            if units:
-                count, reset = await self.hit(store, f"ratelimit:{policy}:{client}", units)
-                usages.append(Usage(policy, quota, count, reset))
+            if not units:
+                continue
+            key = f"ratelimit:{policy}:{client}"
+            if store.kind == "memory":
+                usages.append(self.local.spend(key, policy, quota, units))
+                continue
+            chunk = chunk_of(quota, settings.rate_limit_workers)
+            try:
+                usage = await self.reservations.spend(reserve, key, policy, quota, units, chunk)
+            except StoreUnavailable:
+                usage = self.local.spend(key, policy, quota, units)
+            usages.append(usage)
         return usages

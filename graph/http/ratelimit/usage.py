@@ -1,0 +1,37 @@
+"""Usage: one budget after a request spent from it, and the RateLimit headers that report it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+WINDOW_SECONDS = 60
+READS = "default"
+WRITES = "writes"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One budget after a request spent from it (or was refused by it)."""
+
+    policy: str
+    quota: int
+    remaining: int
+    reset_seconds: float
+    exceeded: bool
+
+    @property
+    def reset(self) -> int:
+        """Whole seconds until the window starts over, at least 1 (as Retry-After needs)."""
+        return max(1, math.ceil(self.reset_seconds))
+
+
+def policy_header(usages: list[Usage]) -> bytes:
+    """``RateLimit-Policy``: each budget's quota and window."""
+    items = (f'"{u.policy}";q={u.quota};w={WINDOW_SECONDS}' for u in usages)
+    return ", ".join(items).encode()
+
+
+def ratelimit_header(usages: list[Usage]) -> bytes:
+    """``RateLimit``: what is left of each budget, and the seconds until it is whole again."""
+    return ", ".join(f'"{u.policy}";r={u.remaining};t={u.reset}' for u in usages).encode()
