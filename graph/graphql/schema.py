@@ -32,6 +32,8 @@ from graph.graphql.exploring import ARGUMENTS, DataSpan, HotspotPoint, TopicSpre
 from graph.graphql.fast_path import SharedEventExecution
 from graph.graphql.identified import identified, identified_flows, identified_hotspots
 from graph.graphql.limits import limit_extensions
+from graph.graphql.persisted import PersistedQueries, Safelist, SafelistGuard
+from graph.graphql.response_cache import OperationCache, OperationRecorder, note_sliding
 from graph.graphql.types import (
     Flow,
     FlowStats,
@@ -45,6 +47,7 @@ from graph.graphql.types import (
 )
 from graph.graphql.warnings import Warnings, warn
 from graph.observability.metrics import OperationLabel
+from graph.observability.tracing import graphql_extensions
 from graph.service.cursor import encode_cursor
 from graph.service.params import parse_countries, parse_threshold, parse_time_window
 from graph.service.payloads import flow_stats_of
@@ -80,8 +83,10 @@ class Query:
             limit=limit,
             camel_case=True,
         )
-        answer = await ctx.state.service.hotspots(query)
+        answer = await ctx.state.service.hotspots(query, min_generation=ctx.min_generation)
         warn(answer.warnings)
+        if query.as_of is None:
+            note_sliding(answer.computed_at)
         return identified_hotspots(answer)
 
     @strawberry.field(description="Hot flows between countries, hottest first.")
@@ -105,8 +110,10 @@ class Query:
             settings=ctx.state.settings,
             camel_case=True,
         )
-        answer = await ctx.state.service.flows(query)
+        answer = await ctx.state.service.flows(query, min_generation=ctx.min_generation)
         warn(answer.warnings)
+        if query.as_of is None:
+            note_sliding(answer.computed_at)
         return identified_flows(answer)
 
     @strawberry.field(
@@ -142,8 +149,10 @@ class Query:
             settings=ctx.state.settings,
             camel_case=True,
         )
-        answer = await ctx.state.service.flows(query)
+        answer = await ctx.state.service.flows(query, min_generation=ctx.min_generation)
         warn(await ctx.state.service.partial_warnings(query.countries))
+        if query.as_of is None:
+            note_sliding(answer.computed_at)
         return flow_stats_of(answer.metadata)
 
     @strawberry.field(description="Stored records, newest first, in cursor pages.")
@@ -258,11 +267,13 @@ class Mutation:
             [_record(t) for t in trends], where="trends", bounds=settings.record_bounds()
         )
         result = await ctx.state.service.ingest(rows)
+        ctx.announce_generation(result.generation)
         return IngestResult(
             received=len(rows),
             inserted=result.inserted,
             updated=result.updated,
             unchanged=result.unchanged,
+            generation=result.generation,
         )
 
 
@@ -332,27 +343,56 @@ def _mask(error: GraphQLError) -> bool:
     return should_mask(error)
 
 
-def make_schema(settings: Settings) -> strawberry.Schema:
-    """The schema, with the configured limits (graph.graphql.limits) and error masking."""
+class TrendmapSchema(Schema):
+    """The schema, with what its HTTP transport keeps per worker: persisted documents
+    (graph.graphql.persisted) and answers to repeated queries (graph.graphql.response_cache)."""
+
+    def __init__(
+        self, *args: Any, persisted: PersistedQueries, operations: OperationCache, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.persisted = persisted
+        self.operations = operations
+
+
+def make_schema(settings: Settings) -> TrendmapSchema:
+    """The schema, with the configured limits (graph.graphql.limits) and error masking.
+    ValueError when GRAPHQL_SAFELIST_FILE cannot be used."""
     batching = (
         BatchingConfig(max_operations=settings.graphql_max_batch)
         if settings.graphql_max_batch > 0
         else None
     )
-    return Schema(
+    safelist = (
+        Safelist.load(settings.graphql_safelist_file)
+        if settings.graphql_safelist_file is not None
+        else None
+    )
+    return TrendmapSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=SharedEventExecution,
         extensions=[
+            *graphql_extensions(),  # first, so the operation's span holds the other steps
             *limit_extensions(settings),
             SingleOperation,  # after the validation cache (limit_extensions)
+            *([functools.partial(SafelistGuard, safelist=safelist)] if safelist else []),
             functools.partial(MaskErrors, should_mask_error=_mask),
             Warnings,
             *([OperationLabel] if settings.metrics_enabled else []),
+            OperationRecorder,
         ],
         config=StrawberryConfig(
             disable_field_suggestions=not settings.graphql_introspection,
             batching_config=batching,
+        ),
+        persisted=PersistedQueries(
+            max_documents=settings.graphql_apq_max_documents, safelist=safelist
+        ),
+        operations=OperationCache(
+            max_entries=settings.graphql_response_cache_entries,
+            max_bytes=settings.graphql_response_cache_bytes,
+            refresh_seconds=settings.flows_refresh_seconds,
         ),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -12,13 +14,19 @@ from cross_web import AsyncHTTPRequestAdapter
 from cross_web import HTTPException as GraphQLHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions.protocols.graphql_transport_ws import types as transport_ws
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
@@ -27,15 +35,37 @@ from strawberry.types.unset import UnsetType
 
 from graph.core.errors import TrendmapError
 from graph.graphql.context import Context, context_for
-from graph.graphql.errors import is_request_error
+from graph.graphql.errors import is_request_error, log_errors
 from graph.graphql.identity_memo import IdentityMemo
+from graph.graphql.init_deadline import InitDeadline
+from graph.graphql.persisted import PersistedQueries, PersistedQueryError
+from graph.graphql.response_cache import Lookup, document_hash
+from graph.graphql.schema import TrendmapSchema
 from graph.http.errors import error_for_status
+from graph.http.graphiql import page as graphiql_page
+from graph.observability.log import log_fields, logger
+from graph.observability.metrics import OPERATION_KEY
+from graph.wiring import app_state
 
 _MESSAGE_KEYS = {"id", "type", "payload"}
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 # The protocol's own refusals that have a code of their own rather than their status's.
 _REFUSAL_CODES = {406: "not_acceptable", 415: "unsupported_media_type"}
+# What GraphQLApp read of a request before handing it to Strawberry, which asks for it again
+# through parse_http_body: the body is read and decoded once.
+_prepared: ContextVar[GraphQLRequestData | list[GraphQLRequestData] | None] = ContextVar(
+    "graphql_prepared", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A request's data, persisted queries found, and the hash of its one document (None for
+    a batch, or a request without a document, which Strawberry refuses)."""
+
+    data: GraphQLRequestData | list[GraphQLRequestData]
+    document_hash: str | None
 
 
 def _encode(value: object) -> str:
@@ -117,6 +147,43 @@ class _AnyOperation:
         return getattr(self._schema, name)
 
 
+def client_left(error: BaseException, websocket: object) -> bool:
+    """Whether ``error`` only says that the peer of ``websocket`` went away: its socket was
+    closed or reset under a send, or the send came after the close."""
+    if isinstance(error, WebSocketDisconnected | WebSocketDisconnect | OSError):
+        return True
+    ws = getattr(websocket, "ws", websocket)
+    states = (getattr(ws, "client_state", None), getattr(ws, "application_state", None))
+    return isinstance(error, RuntimeError) and WebSocketState.DISCONNECTED in states
+
+
+class _GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, its connection_init deadline kept by an InitDeadline (on time
+    under a burst of handshakes) instead of Strawberry's sleeping task."""
+
+    def on_request_accepted(self) -> None:
+        seconds = self.connection_init_wait_timeout.total_seconds()
+        self.init_deadline = InitDeadline(self.websocket, seconds)
+
+    async def handle_connection_init(self, message: transport_ws.ConnectionInitMessage) -> None:
+        self.init_deadline.cancel()
+        if not self.init_deadline.expired:
+            await super().handle_connection_init(message)
+
+    async def shutdown(self) -> None:
+        self.init_deadline.cancel()
+        await super().shutdown()
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        """A subscriber that left while a result was on its way is no server error: one
+        debug line. Anything else is Strawberry's "Exception in worker task" (a JSON line
+        with its traceback)."""
+        if client_left(error, self.websocket):
+            logger.debug("subscriber left during a delivery", reason=type(error).__name__)
+            return
+        await super().handle_task_exception(error)
+
+
 class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
     """Legacy graphql-ws, carrying queries and mutations as well as subscriptions (clients such
     as Apollo's legacy link and gql send every operation over the socket), and closing a
@@ -124,14 +191,26 @@ class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     Strawberry's own handler runs subscriptions only, sends ``connection_error`` and closes
     with 1011 (what subscriptions-transport-ws servers did); the error is kept, the close code
-    is ours.
+    is ours. It has no connection_init deadline either: the one graphql-transport-ws has
+    applies here too (4408).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.schema = cast(BaseSchema, _AnyOperation(self.schema))
 
+    async def handle(self) -> None:
+        seconds = self.view.connection_init_wait_timeout.total_seconds()
+        self.init_deadline = InitDeadline(self.websocket, seconds)
+        try:
+            await super().handle()
+        finally:
+            self.init_deadline.cancel()
+
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        self.init_deadline.cancel()
+        if self.init_deadline.expired:
+            return
         payload = message.get("payload")
         if payload is None or isinstance(payload, dict):
             self.context.connection_params = payload
@@ -148,6 +227,7 @@ class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry over Starlette, with our context on HTTP and WebSocket alike."""
 
+    graphql_transport_ws_handler_class = _GraphQLTransportWSHandler
     graphql_ws_handler_class = _GraphQLWSHandler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -158,7 +238,11 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        return context_for(request)
+        return context_for(request, response if isinstance(response, Response) else None)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from this server's own files, never from another site (graph.http.graphiql)."""
+        return await graphiql_page(request)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Check the socket's credential at connection_init; refused, the socket closes 4403."""
@@ -183,9 +267,11 @@ class GraphQLApp(GraphQL[Context, None]):
             media_type = JSON
         request.state.graphql_media_type = media_type
         try:
-            response = await super().run(request, *args, **kwargs)
+            response = await self._answer(request, *args, **kwargs)
         except GraphQLHTTPException as exc:
             return _protocol_error(exc, media_type)
+        except PersistedQueryError as exc:
+            return _persisted_error(exc, media_type)
         if response.media_type == JSON:  # not GraphiQL's page
             response.headers["content-type"] = media_type
             if getattr(request.state, "graphql_request_error", False):
@@ -205,7 +291,78 @@ class GraphQLApp(GraphQL[Context, None]):
             return cast(GraphQLHTTPResponse, {k: v for k, v in processed.items() if k != "data"})
         return processed
 
+    async def _answer(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Strawberry's answer, or a kept one. A persisted query's document is found first
+        (graph.graphql.persisted); then a query asked again the same way is answered with the
+        bytes of its last answer (graph.graphql.response_cache), never parsed, validated nor
+        executed; a new answer is kept when it may be."""
+        schema = self.schema
+        if not isinstance(schema, TrendmapSchema):
+            response: Response = await super().run(request, *args, **kwargs)
+            return response
+        state = app_state(request)
+        prepared = await self._prepare(request, schema.persisted)
+        lookup: Lookup | None = None
+        if prepared is not None and isinstance(prepared.data, GraphQLRequestData):
+            if prepared.document_hash is not None:
+                data = prepared.data
+                lookup = await schema.operations.lookup(
+                    request, state, prepared.document_hash, data.operation_name, data.variables
+                )
+            if lookup is not None and lookup.body is not None:
+                log_fields(request.scope).update(cache_hit=True)
+                if lookup.label is not None:  # the operation, for the request histogram
+                    request.scope.setdefault("state", {})[OPERATION_KEY] = lookup.label
+                return Response(lookup.body, media_type=JSON)
+        reading = _prepared.set(prepared.data if prepared is not None else None)
+        try:
+            with schema.operations.recording() as record:
+                response = await super().run(request, *args, **kwargs)
+        finally:
+            _prepared.reset(reading)
+        body = getattr(response, "body", None)
+        if lookup is not None and response.status_code == 200 and isinstance(body, bytes):
+            label = request.scope.get("state", {}).get(OPERATION_KEY)
+            schema.operations.keep(lookup.key, body, record, label)
+        return response
+
+    async def _prepare(self, request: Request, persisted: PersistedQueries) -> _Prepared | None:
+        """The request's data with the documents of persisted queries found; None when
+        Strawberry is to read it itself (GraphiQL's page, a method it refuses, a body it
+        cannot read: it answers those as ever). PersistedQueryError when one is refused."""
+        adapter = self.request_adapter_class(request)
+        if not self.is_request_allowed(adapter) or self.should_render_graphql_ide(adapter):
+            return None
+        try:
+            data = await self._read_body(adapter)
+        except (json.JSONDecodeError, KeyError):
+            return None
+        cache = app_state(request).cache
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            resolved = await persisted.resolve(item.query, item.extensions, cache)
+            item.query = resolved.query
+        if isinstance(data, list) or data.query is None:
+            return _Prepared(data, None)
+        return _Prepared(data, resolved.hash or document_hash(data.query))
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """GraphiQL for a browser's GET without a query; a GET naming a persisted query (its
+        document by hash, in ``extensions``) is an operation."""
+        return super().should_render_graphql_ide(request) and (
+            "extensions" not in request.query_params
+        )
+
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> Any:
+        """What ``_prepare`` read, else the request's data (``_read_body``)."""
+        prepared = _prepared.get()
+        if prepared is not None:
+            return prepared
+        return await self._read_body(request)
+
+    async def _read_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """A POST body must be JSON (or multipart, when uploads are on): else 415."""
         if request.method == "POST":
             media, _ = parse_content_type(request.content_type or "")
@@ -241,6 +398,25 @@ class GraphQLApp(GraphQL[Context, None]):
             text = data if isinstance(data, str) else data.decode(errors="replace")
             raise json.JSONDecodeError("expected a JSON object", text, 0)
         return decoded
+
+
+def _persisted_error(exc: PersistedQueryError, media_type: str) -> Response:
+    """A persisted query refused or not found, as a GraphQL response with no ``data``.
+
+    Not found (or APQ off) is a 200 that no cache may keep, as Apollo Server answers: the
+    client sends the document next. Anything else is the client's mistake: a 400, logged as
+    one line.
+    """
+    error = exc.as_graphql_error()
+    headers = {}
+    if exc.status == 200:
+        headers["cache-control"] = "private, no-cache, must-revalidate"
+    else:
+        log_errors([error])
+    body = {"errors": [error.formatted]}
+    return Response(
+        orjson.dumps(body), status_code=exc.status, media_type=media_type, headers=headers
+    )
 
 
 def _protocol_error(exc: GraphQLHTTPException, media_type: str) -> Response:
