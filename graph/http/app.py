@@ -14,19 +14,23 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from graph.auth import credentials_for
 from graph.graphql.schema import make_schema
 from graph.graphql.transport import GraphQLApp
-from graph.http import exploring, health, rest, web
+from graph.http import exploring, graphiql, health, rest, web
 from graph.http.errors import EXCEPTION_HANDLERS
 from graph.http.lifespan import make_lifespan
 from graph.http.middleware.admission import Admission, AdmissionMiddleware
 from graph.http.middleware.body_limit import BodyLimitMiddleware
+from graph.http.middleware.fast_path import FastPathMiddleware
 from graph.http.middleware.metrics import MetricsMiddleware
 from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.middleware.request_log import RequestLogMiddleware
 from graph.http.middleware.websocket_limits import WebSocketLimitsMiddleware
 from graph.http.openapi import openapi_route
+from graph.http.prebuilt import PrebuiltResponses
 from graph.http.ratelimit.limiter import RateLimiter
 from graph.observability.log import configure_logging
 from graph.observability.metrics import Metrics
+from graph.observability.sentry import setup_sentry
+from graph.observability.tracing import asgi_middleware, setup_tracing
 from graph.settings import Settings
 
 
@@ -34,6 +38,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The trendmap application; settings come from the environment when not given."""
     settings = settings if settings is not None else Settings()
     configure_logging(settings.log_level)
+    setup_sentry(settings)
+    setup_tracing(settings)
     credentials_for(settings)  # an unusable JWT configuration fails here, not on a request
     admission = Admission(
         max_inflight=settings.max_inflight_requests, queue_seconds=settings.admission_queue_seconds
@@ -44,6 +50,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[
+            # With tracing on, its span holds every other layer (and the request's log line).
+            *asgi_middleware(),
             # Outermost: times everything below (refusals too) and serves /metrics unlimited.
             *(
                 [Middleware(MetricsMiddleware, metrics=metrics, paths=paths)]
@@ -56,7 +64,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Before the rate limiter: a refusal for load must cost no store round trip.
             Middleware(AdmissionMiddleware, admission=admission),
             Middleware(RateLimitMiddleware, limiter=RateLimiter()),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            # Inside the limits and the request log: a prebuilt answer is limited and logged too.
+            Middleware(
+                FastPathMiddleware,
+                responses=PrebuiltResponses(
+                    max_entries=settings.fast_path_max_entries,
+                    max_bytes=settings.fast_path_max_bytes,
+                ),
+            ),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                timeout_seconds=settings.http_body_timeout_seconds,
+            ),
             Middleware(
                 WebSocketLimitsMiddleware,
                 max_connections=settings.ws_max_connections,
@@ -83,6 +103,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
         *health.routes,
         openapi_route(settings),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        *(graphiql.routes if settings.graphql_introspection else []),
         WebSocketRoute("/graphql", graphql),
     ]
 

@@ -1,0 +1,226 @@
+"""FastPathMiddleware: a repeated cacheable GET answered from the bytes of the first answer,
+its own request id spliced in, without routing, parsing or building the envelope again.
+
+Inside the rate limiter, so admission, rate limits, metrics, CORS and the request log still
+apply to every request it answers. A response is recorded when the route marked it
+(graph.http.prebuilt.mark_reusable) and sent again, for the same path, query string and
+credential class, only while the route would have answered the same:
+
+- the worker's generation is still the one it was computed under and nothing was invalidated
+  since (the local copy's epoch: an ingest here, an announcement from another worker);
+- the generation is known to be current: with the in-process store it always is; with Redis
+  and ``CACHE_LOCAL_SECONDS`` > 0 for that long after it was last read from Redis (the local
+  copy's rule: the answer was asked for, or the fast path read it once that time ran out); in
+  strict mode (0) one read of the generation in Redis per request;
+- a window ending "now" is younger than ``FLOWS_REFRESH_SECONDS``;
+- ``X-Trendmap-Min-Generation``, when sent, asks for no newer generation;
+- the same feeds are failing: an answer's partial-data warnings follow the feeds' health, which
+  no generation does (read before the route and again once it answered; both must agree).
+
+An ``If-None-Match`` naming the recorded ETag is answered 304 here as well.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graph.auth import Access, access_of, bearer_token, credentials_for
+from graph.cache.keys import GENERATION_KEY
+from graph.core.errors import TrendmapError
+from graph.http.conditional import GENERATION_HEADER, MIN_GENERATION_HEADER
+from graph.http.prebuilt import Key, Prebuilt, PrebuiltResponses, mark_of, prebuild
+from graph.observability.log import log_fields, request_id_of
+from graph.stores import StoreUnavailable
+from graph.wiring import AppState
+
+_MIN_GENERATION = MIN_GENERATION_HEADER.lower().encode()
+_NOT_MODIFIED_HEADERS = frozenset({b"etag", GENERATION_HEADER.lower().encode()})
+# An entity tag in If-None-Match, as graph.http.conditional reads it.
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+class FastPathMiddleware:
+    """Answer a repeated cacheable GET from its prebuilt bytes; record the others."""
+
+    def __init__(self, app: ASGIApp, responses: PrebuiltResponses) -> None:
+        self.app = app
+        self.responses = responses
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = (scope.get("state") or {}).get("trendmap")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not isinstance(state, AppState)
+            or not _applies(state)
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = _key(scope, state)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        prebuilt = self.responses.get(key)
+        if prebuilt is not None and not await _current(state, prebuilt):
+            self.responses.drop(key)
+        elif prebuilt is not None and await _answers(scope, state, prebuilt):
+            await self._answer(scope, send, state, prebuilt)
+            return
+        await self._record(scope, receive, send, state, key)
+
+    async def _answer(self, scope: Scope, send: Send, state: AppState, prebuilt: Prebuilt) -> None:
+        request_id = request_id_of(scope)
+        assert request_id is not None  # _answers saw it
+        fields = log_fields(scope)
+        fields.update(prebuilt.log_fields)
+        fields["cache_hit"] = True
+        fields["fast_path"] = True
+        state.cache.lookups[prebuilt.mark.kind, True] += 1
+        self.responses.hits += 1
+        if prebuilt.etag is not None and _names(scope, prebuilt.etag):
+            headers = [(n, v) for n, v in prebuilt.headers if n.lower() in _NOT_MODIFIED_HEADERS]
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = prebuilt.body(request_id)
+        headers = [*prebuilt.headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _record(
+        self, scope: Scope, receive: Receive, send: Send, state: AppState, key: Key
+    ) -> None:
+        """The request the usual way; a marked 200 answer is kept for the next ones."""
+        epoch = state.cache.local_copy.epoch
+        started = time.monotonic()
+        fields_before = dict(log_fields(scope))
+        failing = await _failing(state)
+        # The status line's headers as the route sent them: the layers outside add to them.
+        headers: list[tuple[bytes, bytes]] | None = None
+
+        async def recording(message: Message) -> None:
+            nonlocal headers
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ())) if message["status"] == 200 else None
+            elif headers is not None and message["type"] == "http.response.body":
+                mark, request_id = mark_of(scope), request_id_of(scope)
+                if (
+                    mark is not None
+                    and request_id is not None
+                    and not message.get("more_body")
+                    and await _failing(state) == failing
+                ):
+                    added = {
+                        name: value
+                        for name, value in log_fields(scope).items()
+                        if name != "cache_hit" and fields_before.get(name, _ABSENT) is not value
+                    }
+                    prebuilt = prebuild(
+                        mark,
+                        headers,
+                        bytes(message.get("body", b"")),
+                        request_id,
+                        log_fields=added,
+                        failing=failing,
+                        epoch=epoch,
+                        trusted_since=started,
+                    )
+                    if prebuilt is not None:
+                        self.responses.put(key, prebuilt)
+                headers = None
+            await send(message)
+
+        await self.app(scope, receive, recording)
+
+
+_ABSENT = object()
+
+
+def _applies(state: AppState) -> bool:
+    settings = state.settings
+    return settings.fast_path_enabled and state.cache.enabled
+
+
+def _key(scope: Scope, state: AppState) -> Key | None:
+    """(path, query string, credential class); None when the credential must be judged by the
+    route (missing or not valid where reads need one: its 401 or 403)."""
+    credential = Access.NONE
+    if state.settings.read_api_keys:
+        try:
+            token = bearer_token(_header(scope, b"authorization"))
+            if token is None:
+                return None
+            credential = access_of(token, credentials_for(state.settings))
+        except TrendmapError:
+            return None
+        if credential < Access.READ:
+            return None
+    return scope["path"], scope["query_string"], int(credential)
+
+
+async def _failing(state: AppState) -> tuple[str, ...]:
+    """The partial-data warnings of every country whose feed is failing now."""
+    return await state.service.partial_warnings(None)
+
+
+async def _current(state: AppState, prebuilt: Prebuilt) -> bool:
+    """Whether the route would still answer what ``prebuilt`` holds."""
+    cache, mark = state.cache, prebuilt.mark
+    if cache.local_copy.epoch != prebuilt.epoch or cache.generation != mark.generation:
+        return False
+    if mark.sliding:
+        age = (cache.clock() - mark.computed_at).total_seconds()
+        if age >= state.settings.flows_refresh_seconds:
+            return False
+    if state.store.kind == "memory":
+        return True  # every generation is raised in this process: cache.generation is exact
+    local_seconds = state.settings.cache_local_seconds
+    if local_seconds > 0 and time.monotonic() - prebuilt.trusted_since < local_seconds:
+        return True
+    # Strict mode, or the local copy's trust has run out: the store says, in one read.
+    if cache.status() != "ok":
+        return False
+    asked = time.monotonic()
+    try:
+        [raw] = await state.store.read([(GENERATION_KEY, None)])
+    except StoreUnavailable:
+        return False
+    if raw != str(mark.generation).encode() or cache.local_copy.epoch != prebuilt.epoch:
+        return False  # (an announcement may have arrived during the read)
+    prebuilt.trusted_since = asked
+    return True
+
+
+async def _answers(scope: Scope, state: AppState, prebuilt: Prebuilt) -> bool:
+    """Whether this request may have ``prebuilt`` (a current one): not when it asks for a
+    newer generation (or a malformed one: the route refuses it), nor when other feeds are
+    failing now (a record taken after the route answers replaces it)."""
+    if request_id_of(scope) is None:
+        return False
+    for name, value in scope["headers"]:
+        if name == _MIN_GENERATION and not (
+            value.isdigit() and int(value) <= prebuilt.mark.generation
+        ):
+            return False
+    return await _failing(state) == prebuilt.failing
+
+
+def _names(scope: Scope, etag: str) -> bool:
+    """Whether If-None-Match names ``etag`` (weak comparison) or is ``*``."""
+    header = _header(scope, b"if-none-match")
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(f'"{found}"' == opaque for found in _ENTITY_TAG.findall(header))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
