@@ -1,7 +1,9 @@
 """Queries over the trend archive: bulk upsert, window aggregation and keyset pages.
 
 Everything heavy happens in SQL. The aggregation returns one row per (country, topic key) in a
-window, never the raw records, and the upsert writes a whole batch in one statement.
+window, never the raw records. On PostgreSQL a batch reaches the server by binary COPY into a
+staging table and one INSERT ... SELECT ... ON CONFLICT writes it, in one transaction; SQLite
+upserts it in chunks of one statement each.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import operator
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,20 +30,39 @@ _PAYLOAD = ("topic_label", "count", "confidence", "sources")
 # SQLite allows 32,766 bound variables per statement; 7 columns a row stays below it.
 _SQLITE_ROWS_PER_STATEMENT = 4_000
 
-# One statement for a whole batch however large: the columns travel as seven arrays, and
-# two counts come back (not a row per record).
-_PG_UPSERT = sa.text(
+# A batch travels by binary COPY into a staging table, then one INSERT ... SELECT writes it.
+# The staging table lives as long as the connection (pooled connections keep it) and empties
+# itself at every commit; a rolled-back batch leaves nothing in it either. Its columns are
+# typed like the archive's, so COPY sends every value in PostgreSQL's binary form.
+_PG_STAGING = "trends_staging"
+_PG_STAGING_COLUMNS = (
+    "timestamp",
+    "country",
+    "topic_label",
+    "topic_key",
+    "count",
+    "confidence",
+    "sources",
+)
+_PG_CREATE_STAGING = sa.text(
+    f"""
+    CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGING} (
+        timestamp timestamptz, country text, topic_label text, topic_key text,
+        count integer, confidence float8, sources jsonb
+    ) ON COMMIT DELETE ROWS
     """
+)
+# Two counts come back, not a row per record. Rows go in natural key order, so concurrent
+# batches that share keys take their row locks in the same order and wait for each other
+# instead of deadlocking.
+_PG_UPSERT = sa.text(
+    f"""
     WITH written AS (
     INSERT INTO trends_archive
         (timestamp, country, topic_label, topic_key, count, confidence, sources)
-    SELECT r.timestamp, r.country, r.topic_label, r.topic_key, r.count, r.confidence,
-           r.sources::jsonb
-    FROM unnest(
-        CAST(:timestamp AS timestamptz[]), CAST(:country AS varchar[]),
-        CAST(:topic_label AS text[]), CAST(:topic_key AS text[]),
-        CAST(:count AS integer[]), CAST(:confidence AS float8[]), CAST(:sources AS text[])
-    ) AS r(timestamp, country, topic_label, topic_key, count, confidence, sources)
+    SELECT s.timestamp, s.country, s.topic_label, s.topic_key, s.count, s.confidence, s.sources
+    FROM {_PG_STAGING} AS s
+    ORDER BY s.country COLLATE "C", s.topic_key COLLATE "C", s.timestamp
     ON CONFLICT (country, topic_key, timestamp) DO UPDATE SET
         topic_label = EXCLUDED.topic_label,
         count = EXCLUDED.count,
@@ -209,9 +231,14 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+# A record's natural key, and its staging table columns in order, each read in one C call.
+_natural_key = operator.attrgetter("country", "topic_key", "timestamp")
+_staging_values = operator.attrgetter(*_PG_STAGING_COLUMNS)
+
+
 def dedupe(rows: Sequence[_R]) -> list[_R]:
     """The rows with one per natural key, the last one winning (as if upserted in order)."""
-    by_key = {(r.country, r.topic_key, r.timestamp): r for r in rows}
+    by_key = {_natural_key(r): r for r in rows}
     return list(by_key.values())
 
 
@@ -352,18 +379,44 @@ def _sqlite_aggregate(previous_start: datetime, start: datetime, end: datetime) 
 
 
 async def _upsert_postgresql(conn: AsyncConnection, rows: list[RecordLike]) -> tuple[int, int]:
+    # Through SQLAlchemy first: that opens the transaction the COPY then joins.
+    await conn.execute(_PG_CREATE_STAGING)
     with _collector_paused():
-        params: dict[str, list[Any]] = {
-            "timestamp": [r.timestamp for r in rows],
-            "country": [r.country for r in rows],
-            "topic_label": [r.topic_label for r in rows],
-            "topic_key": [r.topic_key for r in rows],
-            "count": [r.count for r in rows],
-            "confidence": [r.confidence for r in rows],
-            "sources": [None if r.sources is None else json.dumps(r.sources) for r in rows],
-        }
-    inserted, written = (await conn.execute(_PG_UPSERT, params)).one()
+        # Only the sources change on the way: the jsonb column takes them as JSON text.
+        records = [
+            values if values[6] is None else (*values[:6], json.dumps(values[6]))
+            for values in map(_staging_values, rows)
+        ]
+    await _copy(conn, _PG_STAGING, _PG_STAGING_COLUMNS, records)
+    inserted, written = (await conn.execute(_PG_UPSERT)).one()
     return int(inserted), int(written) - int(inserted)
+
+
+async def _copy(
+    conn: AsyncConnection, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]
+) -> None:
+    """Binary COPY of ``records`` into ``table`` on the connection's asyncpg connection, in
+    its open transaction. A failure comes out as SQLAlchemy would have raised it (an
+    IntegrityError, a DataError, an invalidated connection), so callers and `db.errors` see
+    one kind of exception whichever way a statement travelled."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    try:
+        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+    except Exception as exc:  # an asyncpg error: translate it as SQLAlchemy's adapter does
+        closed = bool(driver.is_closed())
+        try:
+            raw.dbapi_connection._handle_exception(exc)  # type: ignore[union-attr]
+        except Exception as adapted:
+            raise sa.exc.DBAPIError.instance(
+                f"COPY {table} FROM STDIN (FORMAT binary)",
+                None,
+                adapted,
+                conn.dialect.loaded_dbapi.Error,
+                connection_invalidated=closed,
+                dialect=conn.dialect,
+            ) from exc
+        raise
 
 
 async def _upsert_sqlite(conn: AsyncConnection, rows: list[RecordLike]) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """Benchmark: ingestion through ``POST /v1/trends`` into PostgreSQL, and idempotent re-ingestion.
 
-Target (issue 6, d): 1,000,000 records at >= 20,000 records/s sustained, with the upsert still
-idempotent. This is a measurement, not a test: it prints the figures and whether the target is
-met, and exits 0 either way (2 only when the benchmark itself could not run).
+Targets (issue 16, d): 1,000,000 new records at >= 100,000 records/s, and the same records
+again (every one unchanged: the upsert is idempotent) at >= 150,000 records/s. (Issue 6 asked
+for 20,000 records/s.) This is a measurement, not a test: it prints the figures and whether
+the targets are met, and exits 0 either way (2 only when the benchmark itself could not run).
 
 It starts a throwaway PostgreSQL database, a throwaway redis-server and one
 ``python -m graph serve --workers 1`` (rate limiting off, as for any bulk loader with its own
@@ -55,7 +56,8 @@ from tests.bench.common import (  # noqa: E402
     throwaway_redis,
 )
 
-TARGET_RATE = 20_000
+TARGET_RATE = 100_000
+TARGET_UNCHANGED_RATE = 150_000
 COUNTRIES = 200
 TOPICS = 5_000
 
@@ -220,8 +222,13 @@ def rows_for(m: Measured, *, quick: bool = False) -> list[Row]:
             value=f"{m.second.rate:,.0f} records/s",
             baseline=None,
             ratio=None,
-            target="all unchanged",
-            met=m.second.unchanged == m.records and m.stored == m.records,
+            target=f"all unchanged, >= {TARGET_UNCHANGED_RATE:,} records/s"
+            + (" (quick run)" if quick else ""),
+            met=(
+                m.second.unchanged == m.records
+                and m.stored == m.records
+                and (quick or m.second.rate >= TARGET_UNCHANGED_RATE)
+            ),
             note=(
                 f"unchanged {m.second.unchanged:,}, inserted {m.second.inserted:,}, updated"
                 f" {m.second.updated:,}; {m.second.seconds:.1f} s"

@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import math
 import string
+from collections.abc import Callable
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from graph.core.errors import InvalidRecords, MalformedBody
 from graph.core.records import (
+    _BATCH,
     DEFAULT_TIMESTAMP_BOUNDS,
+    Record,
     TimestampBounds,
+    _plain_rows,
     assigned_country_codes,
     parse_timestamp,
     topic_key,
@@ -294,3 +300,95 @@ def test_validate_each_keeps_the_good_records_and_names_the_bad() -> None:
     assert [r.topic_label for r in rows] == ["One", "Three"]
     assert [(p.index, p.field) for p in problems] == [(11, "count"), (13, "record")]
     assert validate_each([record()]) == (validate_batch([record()]), [])
+
+
+# For each field: values that pass, then values refused, of the wrong type, or none at all.
+MISSING = object()
+FIELD_VALUES: dict[str, tuple[list[Any], list[Any]]] = {
+    "timestamp": (
+        [
+            "2026-11-20T10:00:00+02:00",
+            "2026-11-20T10:00:00Z",
+            " 2026-11-20T10:00:00.123456+00:00 ",
+            datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5))),
+            datetime(2026, 1, 1, tzinfo=UTC),
+        ],
+        [
+            "2026-11-20T10:00:00",
+            "2026-11-20",
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00+14:00",
+            "2026-11-20T10:00:00Z\x00",
+            (datetime.now(UTC) + timedelta(hours=25)).isoformat(),
+            datetime(2026, 1, 1),
+            1_763_632_800,
+            None,
+            MISSING,
+        ],
+    ),
+    "country": (
+        ["co", "CO", "Co", "cO", " us\t", "\u00df"],
+        ["XX", "USA", "", 12, None, MISSING],
+    ),
+    "topic_label": (
+        ["World Cup", "  Copa \t América ", "\x1ctrimmed\x1f", "x" * 200, "Stra\u00dfe"],
+        ["x" * 201, " ", "", "a\x00b", "del\x7f", "lone \ud800", 42, None, MISSING],
+    ),
+    "count": ([1, 3, 2**31 - 1], [2**31, 0, -1, 1.0, 1.5, "3", True, None, MISSING]),
+    "confidence": (
+        [0, 1, 0.0, -0.0, 0.5, 1.0],
+        [2, -0.01, 1.01, math.nan, math.inf, "0.5", True, None, MISSING],
+    ),
+    "sources": (
+        [MISSING, None, [], ["https://a.test", "El Tiempo"], ["y" * 2048] * 20],
+        [["s"] * 21, ["x" * 2049], "https://one.test", [1], ["tab\tinside"], ["\ud800"], ("a",)],
+    ),
+    "extra": ([MISSING, "ignored", None], []),
+}
+
+
+def _field(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
+    """Mostly a value that passes, so that whole batches often do."""
+    return st.integers(0, 9).flatmap(lambda n: st.sampled_from(bad if bad and n == 0 else good))
+
+
+any_record = st.fixed_dictionaries(
+    {name: _field(*values) for name, values in FIELD_VALUES.items()}
+).map(lambda r: {k: v for k, v in r.items() if v is not MISSING}) | st.sampled_from(
+    [None, 7, [], "record"]
+)
+Rows = list[tuple[Any, ...]] | None
+
+
+def _rows(validate: Callable[[], list[Record]]) -> Rows:
+    """The rows field by field (the timestamp's tzinfo too), or None when refused."""
+    try:
+        return [(*astuple(row), row.timestamp.tzinfo) for row in validate()]
+    except (InvalidRecords, MalformedBody, ValidationError):
+        return None
+
+
+@given(st.lists(any_record, max_size=4))
+@settings(max_examples=400)
+def test_the_quick_path_answers_as_the_model_does(batch: list[Any]) -> None:
+    """A batch every record of which plainly passes skips the pydantic model; whatever it
+    accepts, the model accepts with the very same rows, and whatever the model refuses is
+    left to the model (which words the refusal)."""
+    context = (DEFAULT_TIMESTAMP_BOUNDS, datetime.now(UTC))
+    model = _rows(lambda: [item.row() for item in _BATCH.validate_python(batch, context=context)])
+    quick = _plain_rows(batch, *context)
+    if quick is not None:
+        assert _rows(lambda: quick) == model
+    assert _rows(lambda: validate_batch(batch)) == model
+    body = json.dumps(batch, default=str).encode("utf-8", "surrogatepass")
+    model = _rows(lambda: [item.row() for item in _BATCH.validate_json(body, context=context)])
+    assert _rows(lambda: validate_json_batch(body)) == model
+
+
+def test_a_good_batch_builds_no_model() -> None:
+    batch = [GOOD, {**GOOD, "confidence": 1, "sources": None}, record(), record("BR", "Copa")]
+    context = (DEFAULT_TIMESTAMP_BOUNDS, datetime.now(UTC))
+    quick = _plain_rows(batch, *context)
+    assert quick is not None
+    assert quick == [item.row() for item in _BATCH.validate_python(batch, context=context)]
+    assert _plain_rows([*batch, {**GOOD, "count": 0}], *context) is None

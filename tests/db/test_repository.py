@@ -13,10 +13,21 @@ import sqlalchemy.exc
 
 from db import migrate
 from db.engine import make_engine
-from db.repository import RecordFilter, RowPage, TrendRepository
+from db.errors import StorageUnavailable, translated
+from db.repository import (
+    _PG_CREATE_STAGING,
+    _PG_STAGING,
+    _PG_STAGING_COLUMNS,
+    RecordFilter,
+    RowPage,
+    TrendRepository,
+    UpsertResult,
+    _copy,
+)
 from graph.core.aggregates import AggregateRow, AggregateTable
 from graph.core.records import Record, StoredRecord
 from tests.support.reference import naive_aggregates
+from tests.support.servers import empty_archive
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -264,3 +275,183 @@ def test_a_topic_seen_before_the_window_keeps_its_first_sighting(database_url: s
         assert row.previous_volume == 2
 
     run(database_url, work)
+
+
+@pytest.fixture
+def archive_url(postgres_url: str) -> str:
+    """PostgreSQL only (the COPY path), on an empty archive."""
+    asyncio.run(empty_archive(postgres_url))
+    return postgres_url
+
+
+def run_on_one_connection(url: str, work: Callable[[TrendRepository], Awaitable[T]]) -> T:
+    """Like run(), with one pooled connection: every batch reuses the same session, so the
+    staging table a batch leaves behind is the one the next batch finds."""
+
+    async def main() -> T:
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+        try:
+            await migrate.upgrade(engine)
+            return await work(TrendRepository(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def test_copy_ingest_is_idempotent_and_counts_updates(archive_url: str) -> None:
+    """Batch after batch on one session: nothing staged by one batch leaks into the next."""
+
+    async def work(repo: TrendRepository) -> None:
+        batch = [row("US", f"t{i}", i, count=i + 1) for i in range(100)]
+        assert await repo.upsert(batch) == UpsertResult(100, 0, 0)
+        assert await repo.upsert(batch) == UpsertResult(0, 0, 100)
+        changed = [row("US", f"t{i}", i, count=i + 2) for i in range(0, 100, 4)]
+        sourced = [
+            Record(r.timestamp, r.country, r.topic_label, r.topic_key, r.count, r.confidence, ["x"])
+            for r in batch[1:100:4]
+        ]
+        fresh = [row("BR", "new", 0)]
+        assert await repo.upsert([*changed, *sourced, *fresh, *batch[2:100:4]]) == (
+            UpsertResult(1, 50, 25)
+        )
+        assert await repo.upsert(batch[:1]) == UpsertResult(0, 1, 0)
+        page = await repo.page(RecordFilter(countries=["US"]), first=100)
+        stored = {label: (n, sources) for _, _, _, label, n, _, sources in page.rows}
+        assert page.total_count == 100
+        assert stored["T0"] == (1, None) and stored["T4"] == (6, None)
+        assert stored["T1"] == (2, ["x"]) and stored["T2"] == (3, None)
+
+    run_on_one_connection(archive_url, work)
+
+
+@pytest.mark.parametrize("where", [0, 25_000, 49_999])
+def test_a_batch_postgresql_refuses_anywhere_stores_nothing(archive_url: str, where: int) -> None:
+    """A NUL byte (refused by the COPY itself) or a broken CHECK constraint (refused by the
+    INSERT after it), first, mid-way or last in a big batch: nothing is stored, and the
+    session goes on to store the next batch."""
+
+    async def work(repo: TrendRepository) -> None:
+        batch = [row("US", f"t{i}", i % 1440) for i in range(50_000)]
+        nul = list(batch)
+        nul[where] = row("US", "bad\x00label", 0)
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="0x00"):
+            await repo.upsert(nul)
+        broken = list(batch)
+        broken[where] = row("US", "bad", 0, conf=1.5)
+        with pytest.raises(sqlalchemy.exc.IntegrityError, match="ck_trends_confidence_range"):
+            await repo.upsert(broken)
+        assert (await repo.page(RecordFilter(), first=1)).total_count == 0
+        assert await repo.upsert(batch[:10]) == UpsertResult(10, 0, 0)
+
+    run_on_one_connection(archive_url, work)
+
+
+def test_a_big_batch_is_stored_exactly(archive_url: str) -> None:
+    rng = random.Random(16)
+    batch = [
+        Record(
+            T0 + timedelta(seconds=rng.randrange(0, 86_400)),
+            rng.choice(["US", "BR", "CO", "JP", "DE"]),
+            f"Topic {i % 997}",
+            f"topic {i % 997}",
+            rng.randint(1, 1000),
+            round(rng.random(), 4),
+            [f"https://example.org/{i}"] if i % 10 == 0 else None,
+        )
+        for i in range(50_000)
+    ]
+    unique = list({(r.country, r.topic_key, r.timestamp): r for r in batch}.values())
+    changed = [
+        Record(r.timestamp, r.country, r.topic_label, r.topic_key, r.count + 1, r.confidence, None)
+        for r in unique[::7]
+    ]
+
+    async def work(repo: TrendRepository) -> None:
+        first = await repo.upsert(batch)
+        assert (first.inserted, first.updated) == (len(unique), 0)
+        assert first.unchanged == len(batch) - len(unique)
+        assert await repo.upsert(unique) == UpsertResult(0, 0, len(unique))
+        assert await repo.upsert(changed) == UpsertResult(0, len(changed), 0)
+        async with repo.engine.connect() as conn:
+            count_sum, weighted, sourced, rows = (
+                await conn.execute(
+                    sqlalchemy.text(
+                        "SELECT sum(count), sum(count * confidence), count(sources), count(*)"
+                        " FROM trends_archive"
+                    )
+                )
+            ).one()
+        expected = {(r.country, r.topic_key, r.timestamp): r for r in [*unique, *changed]}
+        assert rows == len(unique)
+        assert count_sum == sum(r.count for r in expected.values())
+        assert weighted == pytest.approx(sum(r.count * r.confidence for r in expected.values()))
+        assert sourced == sum(r.sources is not None for r in expected.values())
+
+    run(archive_url, work)
+
+
+def test_concurrent_overlapping_batches_neither_deadlock_nor_double_count(
+    archive_url: str,
+) -> None:
+    """Six sessions write shuffled batches that share most of their keys, at once: each key is
+    inserted once, by one of them, and every other sighting of it is unchanged."""
+    keys = [("US" if i % 2 else "BR", f"t{i % 50}", i % 40) for i in range(2_000)]
+    rng = random.Random(8)
+    batches = []
+    for _ in range(6):
+        shuffled = rng.sample(keys, k=len(keys))[:1_600]
+        batches.append([row(c, k, minutes) for c, k, minutes in shuffled])
+    distinct = {(r.country, r.topic_key, r.timestamp) for b in batches for r in b}
+
+    async def work(repo: TrendRepository) -> None:
+        results = await asyncio.gather(*(repo.upsert(b) for b in batches))
+        assert sum(r.inserted for r in results) == len(distinct)
+        assert sum(r.updated for r in results) == 0
+        assert sum(r.unchanged for r in results) == sum(len(b) for b in batches) - len(distinct)
+        assert (await repo.page(RecordFilter(), first=1)).total_count == len(distinct)
+
+    async def main() -> None:
+        engine = make_engine(archive_url, pool_size=6, max_overflow=0)
+        try:
+            await migrate.upgrade(engine)
+            for _ in range(3):
+                await empty_archive(archive_url)
+                await work(TrendRepository(engine))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_session_lost_during_the_copy_is_storage_unavailable(archive_url: str) -> None:
+    """The COPY travels on the raw asyncpg connection; its failures are translated like any
+    other statement's (db.errors)."""
+
+    async def main() -> None:
+        engine = make_engine(archive_url)
+        admin = make_engine(archive_url)
+        try:
+            await migrate.upgrade(engine)
+            async with engine.connect() as conn:
+                await conn.begin()
+                await conn.execute(_PG_CREATE_STAGING)
+                pid = (await conn.execute(sqlalchemy.text("SELECT pg_backend_pid()"))).one()
+                async with admin.connect() as other:
+                    await other.execute(
+                        sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid[0]}
+                    )
+                staged = [(T0, "US", "A", "a", 1, 0.5, None)] * 1_000
+                with pytest.raises(sqlalchemy.exc.DBAPIError) as lost:
+                    await _copy(conn, _PG_STAGING, _PG_STAGING_COLUMNS, staged)
+            assert lost.value.connection_invalidated
+            with pytest.raises(StorageUnavailable):
+                async with translated("ingest"):
+                    raise lost.value
+            repo = TrendRepository(engine)  # the pool replaces the dead connection
+            assert await repo.upsert([row("US", "a", 0)]) == UpsertResult(1, 0, 0)
+        finally:
+            await admin.dispose()
+            await engine.dispose()
+
+    asyncio.run(main())
