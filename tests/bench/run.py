@@ -45,6 +45,9 @@ MODULES = {
     "e": "tests.bench.subscribers",
     "f": "tests.bench.throughput",
     "g": "tests.bench.history",
+    "h": "tests.bench.soak",
+    "i": "tests.bench.consistency",
+    "o": "tests.bench.observability",
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- bench:results:begin -->"

@@ -1,19 +1,25 @@
-"""Scenarios a, b and f: HTTP throughput against a bare baseline, and overload.
+"""Scenarios a, b and f: HTTP throughput against a bare baseline and a stock peer, and overload.
 
 Everything runs on this machine: a throwaway PostgreSQL database and redis-server, the service
-(one uvicorn worker) and the baseline (tests/bench/bare.py: the same bytes from a bare
-Starlette app, same uvicorn settings), and ``wrk`` as the load generator (a Python client
-would saturate before a 2-core server does). Each figure is next to the baseline measured in
-the same run; the ratio is what holds on a shared machine.
+(one uvicorn worker, rate limiting and metrics on, as in production: common.RATE_LIMITED), the
+baseline (tests/bench/bare.py: the same bytes from a bare Starlette app, same uvicorn
+settings), the peer (tests/bench/peer.py: FastAPI, pydantic response models, a Redis read per
+request and strawberry's stock GraphQLRouter, same uvicorn settings), and ``wrk`` as the load
+generator (a Python client would saturate before a 2-core server does). Each figure is next to
+the baseline and the peer measured in the same run; the ratios are what hold on a shared
+machine. The targets are against bare.
 
-a  cached ``GET /v1/flows?limit=20``: requests/s against the baseline, and p99 at 64
-   connections. Also the same with METRICS_ENABLED=false (the instrumentation's cost).
-b  GraphQL ``flows(limit: 20)``: the same operation repeated (parsing and validation cached),
-   and a distinct operation each time (a new operation name per request, so no document
-   cache helps: every request is lexed, parsed, validated and executed). The service's
-   answer cache stays on in both: "caching off" is about the GraphQL layer. A context row
-   repeats the distinct run with USE_CACHE=false (the window's aggregates then come from
-   PostgreSQL on every request).
+a  cached ``GET /v1/flows?limit=20``: requests/s (>= 80% of bare) and p99 at 64 connections
+   (< 20 ms); the same request with ``If-None-Match`` answered 304 (>= 90% of bare's full
+   answers; "not built" while the service sends no ETag). Also the plain GET with
+   METRICS_ENABLED=false (the instrumentation's cost).
+b  GraphQL ``flows(limit: 20)``: the same operation repeated (>= 70%), the same document with
+   new variables each request (a new threshold, so no answer is cached for them: >= 30%), and
+   a distinct operation each time (a new operation name per request, so no document cache
+   helps: every request is lexed, parsed, validated and executed: >= 10%). The service's
+   answer cache stays on: "caching off" is about the GraphQL layer. A context row repeats the
+   distinct run with USE_CACHE=false (the window's aggregates then come from PostgreSQL on
+   every request).
 f  overload: paced clients offering twice the saturated rate of b's distinct operations
    (each connection sends one request per second, 2 x saturation connections), against the
    service with its default admission control and, as the baseline, with admission off.
@@ -24,12 +30,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +45,7 @@ from typing import Any
 import httpx
 import orjson
 import pycountry
+import redis
 
 from tests.bench.common import (
     ADMIN_URL,
@@ -61,6 +69,14 @@ WRK_MISSING = (
 FLOWS_PATH = "/v1/flows?time_window=24h&limit=20"
 SELECTION = "fromCountry toCountry heat sharedTopics timeDeltaHours similarityScore"
 GRAPHQL = 'query %s { flows(timeWindow: "24h", limit: 20) { ' + SELECTION + " } }"
+# The same document each time with a new threshold in [0.5, 0.51): the same 20 flows (heat
+# 0.89), but variables no answer was cached for.
+VARIABLES = (
+    'query Flows($t: Float) { flows(timeWindow: "24h", limit: 20, threshold: $t) { '
+    + SELECTION
+    + " } }"
+)
+PEER_KEY = "bench:peer:flows"
 CONNECTIONS = 64
 TIMEOUT_SECONDS = 2
 FLOWS_WANTED = 20
@@ -72,19 +88,23 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args)
   statuses = {}
-  method, body_file, distinct, pace = args[1], args[2], args[3] == "1", tonumber(args[4])
+  method, body_file, mode, pace = args[1], args[2], args[3], tonumber(args[4])
   body = nil
   if body_file ~= "-" then
     local f = assert(io.open(body_file, "rb")); body = f:read("*a"); f:close()
   end
   counter = math.random(1, 1000000000)
   headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer bench"}
+  if args[5] ~= "-" then headers["If-None-Match"] = args[5] end
 end
 function request()
   local b = body
-  if distinct then
+  if mode == "distinct" then
     counter = counter + 1
     b = string.format(body, "Q" .. counter)
+  elseif mode == "variables" then
+    counter = counter + 1
+    b = string.format(body, string.format("0.5%06d", counter % 1000000))
   end
   return wrk.format(method, nil, headers, b)
 end
@@ -155,14 +175,17 @@ class Wrk:
         connections: int = CONNECTIONS,
         method: str = "GET",
         body: Path | None = None,
-        distinct: bool = False,
+        mode: str = "same",
         pace_ms: int = 0,
         threads: int = 1,
+        etag: str | None = None,
     ) -> Load:
+        """``mode``: "same" body every request, "distinct" (a new operation name in the body's
+        %s) or "variables" (a new threshold in it); ``etag`` is sent as If-None-Match."""
         command = [self.executable, "-t", str(threads), "-c", str(connections)]
         command += ["-d", f"{max(1, round(seconds))}s", "--timeout", f"{TIMEOUT_SECONDS}s"]
         command += ["-s", str(self.script), url, "--", method, str(body or "-")]
-        command += ["1" if distinct else "0", str(pace_ms)]
+        command += [mode, str(pace_ms), etag or "-"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
         if done.returncode != 0 or "script error" in done.stderr + done.stdout:
             raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -237,8 +260,17 @@ def service(database_url: str, redis_url: str, **env: str) -> Iterator[Server]:
         server.stop()
 
 
-def capture(base: str) -> tuple[bytes, bytes]:
-    """Seed the data, then the service's own answers (cached) for the baseline to replay."""
+@dataclass
+class Captured:
+    """The service's own answers (cached), for the baseline and the peer to replay."""
+
+    flows: bytes
+    graphql: bytes
+    etag: str | None
+
+
+def capture(base: str) -> Captured:
+    """Seed the data, then capture the service's answers."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=base, timeout=60, headers=headers) as http:
         stored = http.post("/v1/trends", json=seed_records(datetime.now(UTC)))
@@ -246,13 +278,15 @@ def capture(base: str) -> tuple[bytes, bytes]:
             raise BenchError(f"seeding failed: {stored.status_code} {stored.text}")
         for _ in range(2):
             flows = http.get(FLOWS_PATH)
+        if "ratelimit" not in flows.headers:
+            raise BenchError("the service answered with no RateLimit header: limits are off")
         if flows.status_code != 200 or len(flows.json()["flows"]) != FLOWS_WANTED:
             raise BenchError(f"expected {FLOWS_WANTED} flows, got {flows.text[:300]}")
         graphql = http.post("/graphql", json={"query": GRAPHQL % "Bench"})
         answer = graphql.json()
         if graphql.status_code != 200 or len(answer["data"]["flows"]) != FLOWS_WANTED:
             raise BenchError(f"GraphQL flows failed: {graphql.text[:300]}")
-        return flows.content, graphql.content
+        return Captured(flows.content, graphql.content, flows.headers.get("etag"))
 
 
 # --- the scenarios --------------------------------------------------------------------------
@@ -292,34 +326,47 @@ def _measure(
     redis_url: str,
     args: argparse.Namespace,
 ) -> list[Row]:
-    rows: list[Row] = []
     query = workdir / "graphql.json"
     query.write_bytes(orjson.dumps({"query": GRAPHQL % "Bench"}))
-    # The Lua script puts a new operation name in place of %s (string.format) each request.
+    # The Lua script puts a new operation name, or a new threshold, in place of %s each request.
     template = workdir / "distinct.json"
     template.write_bytes(orjson.dumps({"query": GRAPHQL}))
+    variables = workdir / "variables.json"
+    variables.write_bytes(b'{"query": ' + orjson.dumps(VARIABLES) + b', "variables": {"t": %s}}')
+    post = {"method": "POST", "body": query}
+    runs: dict[str, tuple[str, dict[str, Any]]] = {
+        "get": (FLOWS_PATH, {}),
+        "repeated": ("/graphql", post),
+        "variables": ("/graphql", {"method": "POST", "body": variables, "mode": "variables"}),
+        "distinct": ("/graphql", {"method": "POST", "body": template, "mode": "distinct"}),
+    }
     warm = max(1.0, seconds / 5)
 
+    def measure(base: str, names: list[str]) -> dict[str, Load]:
+        loads = {}
+        for name in names:
+            path, options = runs[name]
+            wrk.run(base + path, seconds=warm, **options)
+            loads[name] = wrk.run(base + path, seconds=seconds, **options)
+        return loads
+
+    wanted_runs = (["get"] if "a" in wanted else []) + (
+        ["repeated", "variables"] if "b" in wanted else []
+    )
+    if wanted & {"b", "f"}:
+        wanted_runs.append("distinct")
     with service(database_url, redis_url) as svc:
-        flows_body, graphql_body = capture(svc.base)
-        bodies = workdir / "bodies"
-        bodies.mkdir()
-        (bodies / "flows.json").write_bytes(flows_body)
-        (bodies / "graphql.json").write_bytes(graphql_body)
+        captured = capture(svc.base)
+        if captured.etag is not None:
+            runs["304"] = (FLOWS_PATH, {"etag": captured.etag})
+            if "a" in wanted:
+                wanted_runs.insert(1, "304")
+        loads = measure(svc.base, wanted_runs)
 
-        loads: dict[str, Load] = {}
-        if "a" in wanted:
-            wrk.run(svc.base + FLOWS_PATH, seconds=warm)
-            loads["a"] = wrk.run(svc.base + FLOWS_PATH, seconds=seconds)
-        if "b" in wanted:
-            post = {"method": "POST", "body": query}
-            wrk.run(svc.base + "/graphql", seconds=warm, **post)
-            loads["b1"] = wrk.run(svc.base + "/graphql", seconds=seconds, **post)
-        if "b" in wanted or "f" in wanted:
-            distinct = {"method": "POST", "body": template, "distinct": True}
-            wrk.run(svc.base + "/graphql", seconds=warm, **distinct)
-            loads["b2"] = wrk.run(svc.base + "/graphql", seconds=seconds, **distinct)
-
+    bodies = workdir / "bodies"
+    bodies.mkdir()
+    (bodies / "flows.json").write_bytes(captured.flows)
+    (bodies / "graphql.json").write_bytes(captured.graphql)
     bare_port = free_port()
     bare = Server(
         database_url,
@@ -330,62 +377,125 @@ def _measure(
     )
     started(bare)
     try:
-        wrk.run(bare.base + FLOWS_PATH, seconds=warm)
-        base_get = wrk.run(bare.base + FLOWS_PATH, seconds=seconds)
-        post = {"method": "POST", "body": query}
-        wrk.run(bare.base + "/graphql", seconds=warm, **post)
-        base_post = wrk.run(bare.base + "/graphql", seconds=seconds, **post)
+        # bare answers every POST /graphql with the same bytes: one run is every b row's baseline.
+        base = measure(bare.base, ["get", "repeated"])
     finally:
         bare.stop()
 
+    peer: dict[str, Load] = {}
+    peer_missing = ""
+    if importlib.util.find_spec("fastapi") is None:
+        peer_missing = "no peer: pip install -e '.[bench]' (FastAPI)"
+    elif wanted & {"a", "b"}:
+        peer_runs = [n for n in wanted_runs if n != "304" and (n != "distinct" or "b" in wanted)]
+        peer = _measure_peer(measure, peer_runs, captured, redis_url)
+
+    rows: list[Row] = []
     if "a" in wanted:
-        rows += _rows_a(loads["a"], base_get, wrk, seconds, warm, database_url, redis_url)
+        rows += _rows_a(loads, base, peer, wrk, seconds, warm, database_url, redis_url)
     if "b" in wanted:
-        rows += _rows_b(loads, base_post, wrk, template, seconds, warm, database_url, redis_url)
+        rows += _rows_b(loads, base, peer, wrk, template, seconds, warm, database_url, redis_url)
+    if peer_missing:
+        for row in rows:
+            row.peer = "n/a"
+        rows[0].note = "; ".join(filter(None, [rows[0].note, peer_missing]))
     if "f" in wanted:
-        rows += _rows_f(loads["b2"], wrk, template, seconds, database_url, redis_url, args)
+        rows += _rows_f(loads["distinct"], wrk, template, seconds, database_url, redis_url, args)
     return rows
+
+
+def _measure_peer(
+    measure: Callable[[str, list[str]], dict[str, Load]],
+    names: list[str],
+    captured: Captured,
+    redis_url: str,
+) -> dict[str, Load]:
+    """The same runs against tests/bench/peer.py, its Redis key holding the service's answer."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(PEER_KEY, captured.flows)
+    finally:
+        client.close()
+    port = free_port()
+    peer = Server(
+        "sqlite://",
+        None,
+        {"BENCH_PEER_REDIS": redis_url, "BENCH_PEER_KEY": PEER_KEY},
+        port=port,
+        command=uvicorn_command("tests.bench.peer:create_app", port, factory=True),
+    )
+    started(peer)
+    try:
+        answer = httpx.post(f"{peer.base}/graphql", json={"query": GRAPHQL % "Bench"}, timeout=10)
+        if answer.status_code != 200 or len(answer.json()["data"]["flows"]) != FLOWS_WANTED:
+            raise BenchError(f"the peer's GraphQL flows failed: {answer.text[:300]}")
+        return measure(peer.base, names)
+    finally:
+        peer.stop()
 
 
 def _rate(load: Load) -> str:
     return f"{load.ok_rate:,.0f} req/s"
 
 
-def _problems(load: Load) -> str:
-    bad = load.count(300, 600)
+def _problems(load: Load, ok: int = 200) -> str:
+    """What went wrong in a run: statuses other than 2xx (or ``ok``), socket errors, timeouts."""
+    expected = load.count(200, 300) if ok == 200 else load.statuses.get(ok, 0)
+    bad = sum(load.statuses.values()) - expected
     parts = []
     if bad:
-        parts.append(f"{bad} non-2xx")
+        parts.append(f"{bad} unexpected statuses")
     if load.socket_errors or load.timeouts:
         parts.append(f"{load.socket_errors} socket errors, {load.timeouts} timeouts")
     return "; ".join(parts)
 
 
+def _against(
+    scenario: str, measure: str, load: Load, bare: Load, peer: Load | None, share: float
+) -> Row:
+    """A throughput row: the service's 2xx rate, against bare (the target) and the peer."""
+    return Row(
+        scenario,
+        measure,
+        _rate(load),
+        _rate(bare),
+        ratio(load.ok_rate, bare.ok_rate),
+        f">= {share:.0%} of bare",
+        load.ok_rate >= share * bare.ok_rate and not _problems(load),
+        _problems(load),
+        _rate(peer) if peer else None,
+        ratio(load.ok_rate, peer.ok_rate) if peer else None,
+    )
+
+
 def _rows_a(
-    load: Load,
-    bare: Load,
+    loads: dict[str, Load],
+    base: dict[str, Load],
+    peer: dict[str, Load],
     wrk: Wrk,
     seconds: float,
     warm: float,
     database_url: str,
     redis_url: str,
 ) -> list[Row]:
+    load, bare, peer_get = loads["get"], base["get"], peer.get("get")
     with service(database_url, redis_url, METRICS_ENABLED="false") as plain:
         wrk.run(plain.base + FLOWS_PATH, seconds=warm)
         unmetered = wrk.run(plain.base + FLOWS_PATH, seconds=seconds)
-    share = load.ok_rate / bare.ok_rate if bare.ok_rate else 0.0
+    with service(database_url, redis_url, RATE_LIMIT_ENABLED="false") as unlimited:
+        wrk.run(unlimited.base + FLOWS_PATH, seconds=warm)
+        free = wrk.run(unlimited.base + FLOWS_PATH, seconds=seconds)
+    limits_cost = 1 - load.ok_rate / free.ok_rate if free.ok_rate else 0.0
     cost = 1 - load.ok_rate / unmetered.ok_rate if unmetered.ok_rate else 0.0
     per_request_us = (1 / load.ok_rate - 1 / unmetered.ok_rate) * 1e6 if load.ok_rate else 0.0
-    return [
-        Row(
+    rows = [
+        _against(
             "a",
             f"cached GET /v1/flows (20 flows), {CONNECTIONS} connections",
-            _rate(load),
-            _rate(bare),
-            ratio(load.ok_rate, bare.ok_rate),
-            ">= 80% of bare",
-            share >= 0.8 and not _problems(load),
-            _problems(load),
+            load,
+            bare,
+            peer_get,
+            0.8,
         ),
         Row(
             "a",
@@ -393,10 +503,44 @@ def _rows_a(
             f"{load.p99_ms:.1f} ms",
             f"{bare.p99_ms:.1f} ms",
             None,
-            "< 30 ms",
-            load.p99_ms < 30,
+            "< 20 ms",
+            load.p99_ms < 20,
             f"p50 {load.p50_ms:.1f} ms",
+            f"{peer_get.p99_ms:.1f} ms" if peer_get else None,
         ),
+    ]
+    conditional = loads.get("304")
+    if conditional is None:
+        rows.append(
+            Row(
+                "a",
+                "conditional GET /v1/flows (If-None-Match) -> 304",
+                "not built",
+                _rate(bare),
+                None,
+                ">= 90% of bare",
+                None,
+                "the service sends no ETag on GET /v1/flows yet",
+            )
+        )
+    else:
+        not_modified = conditional.statuses.get(304, 0) / conditional.seconds
+        problems = _problems(conditional, ok=304)
+        rows.append(
+            Row(
+                "a",
+                "conditional GET /v1/flows (If-None-Match) -> 304",
+                f"{not_modified:,.0f} req/s",
+                _rate(bare),
+                ratio(not_modified, bare.ok_rate),
+                ">= 90% of bare",
+                not_modified >= 0.9 * bare.ok_rate and not problems,
+                "; ".join(filter(None, [problems, "bare and the peer send the full answer"])),
+                _rate(peer_get) if peer_get else None,
+                ratio(not_modified, peer_get.ok_rate) if peer_get else None,
+            )
+        )
+    rows.append(
         Row(
             "a",
             "same with METRICS_ENABLED=false (instrumentation cost)",
@@ -406,13 +550,27 @@ def _rows_a(
             "context",
             None,
             f"/metrics costs {cost:.1%} of throughput, about {per_request_us:.0f} us a request",
-        ),
-    ]
+        )
+    )
+    rows.append(
+        Row(
+            "a",
+            "same with RATE_LIMIT_ENABLED=false (rate limiting's cost)",
+            _rate(free),
+            None,
+            None,
+            "context",
+            None,
+            f"rate limiting costs {limits_cost:.1%} of throughput",
+        )
+    )
+    return rows
 
 
 def _rows_b(
     loads: dict[str, Load],
-    bare: Load,
+    base: dict[str, Load],
+    peer: dict[str, Load],
     wrk: Wrk,
     template: Path,
     seconds: float,
@@ -420,31 +578,35 @@ def _rows_b(
     database_url: str,
     redis_url: str,
 ) -> list[Row]:
-    repeated, distinct = loads["b1"], loads["b2"]
-    post = {"method": "POST", "body": template, "distinct": True}
+    bare = base["repeated"]
+    post = {"method": "POST", "body": template, "mode": "distinct"}
     with service(database_url, redis_url, USE_CACHE="false") as uncached:
         wrk.run(uncached.base + "/graphql", seconds=warm, **post)
         cold = wrk.run(uncached.base + "/graphql", seconds=seconds, **post)
     return [
-        Row(
+        _against(
             "b",
             "GraphQL flows (20), the same operation repeated",
-            _rate(repeated),
-            _rate(bare),
-            ratio(repeated.ok_rate, bare.ok_rate),
-            ">= 60% of bare",
-            repeated.ok_rate >= 0.6 * bare.ok_rate and not _problems(repeated),
-            _problems(repeated),
+            loads["repeated"],
+            bare,
+            peer.get("repeated"),
+            0.7,
         ),
-        Row(
+        _against(
+            "b",
+            "GraphQL flows (20), the same document with new variables each request",
+            loads["variables"],
+            bare,
+            peer.get("variables"),
+            0.3,
+        ),
+        _against(
             "b",
             "GraphQL flows (20), a distinct operation each request",
-            _rate(distinct),
-            _rate(bare),
-            ratio(distinct.ok_rate, bare.ok_rate),
-            ">= 20% of bare",
-            distinct.ok_rate >= 0.2 * bare.ok_rate and not _problems(distinct),
-            _problems(distinct),
+            loads["distinct"],
+            bare,
+            peer.get("distinct"),
+            0.1,
         ),
         Row(
             "b",
@@ -474,7 +636,7 @@ def _rows_f(
     connections = max(CONNECTIONS, min(4000, math.ceil(2 * saturated.ok_rate)))
     raise_fd_limit(2 * connections + 1024)
     seconds = max(seconds, 5.0)
-    post = {"method": "POST", "body": template, "distinct": True, "pace_ms": pace_ms}
+    post = {"method": "POST", "body": template, "mode": "distinct", "pace_ms": pace_ms}
     offered = f"{connections} clients x 1 req/s = 2 x {saturated.ok_rate:,.0f} req/s"
     results: dict[str, Load] = {}
     for name, env in (("on", {}), ("off", {"MAX_INFLIGHT_REQUESTS": "1000000"})):
