@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime, timedelta
-from typing import Annotated
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from graph.core.records import DEFAULT_TIMESTAMP_BOUNDS, TimestampBounds, parse_timestamp
@@ -19,6 +28,15 @@ DEFAULT_POLL_COUNTRIES = (
     "US", "CA", "MX", "BR", "AR", "CO", "GB", "FR", "DE", "ES", "IT", "NL",
     "PL", "TR", "NG", "ZA", "EG", "IN", "ID", "JP", "KR", "AU",
 )  # fmt: skip
+
+
+def _installed(module: str) -> bool:
+    """Whether a module can be imported, without importing it (nor, for a top-level one, its
+    package)."""
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class Settings(BaseSettings):
@@ -39,8 +57,19 @@ class Settings(BaseSettings):
     use_cache: bool = True
     flows_refresh_seconds: float = Field(default=30.0, gt=0)
     cache_timeout_seconds: float = Field(default=0.25, gt=0)
-    # 0: strict read-your-writes across workers (DESIGN.md); > 0 trades that for throughput.
+    # 0: every cached read checks the generation in Redis. > 0: reads without min_generation
+    # may lag other workers' writes by up to this (DESIGN.md), for throughput.
     cache_local_seconds: float = Field(default=0.0, ge=0)
+    # Bounds on what the cache holds, whatever clients ask (graph/cache/bounds.py): in Redis for
+    # every worker together, in process per worker, and again per worker for the local copy.
+    cache_max_entries: int = Field(default=20_000, ge=1)
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    cache_as_of_resolution_seconds: int = Field(default=60, ge=1)
+    # Repeated cached REST GETs answered from prebuilt bytes (graph/http/middleware/fast_path.py),
+    # per worker at most this many responses and bytes.
+    fast_path_enabled: bool = True
+    fast_path_max_entries: int = Field(default=1_000, ge=1)
+    fast_path_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     subscriber_queue_size: int = Field(default=256, ge=1)
     shutdown_timeout_seconds: int = Field(default=10, ge=1)
     dry_run_apis: bool = False
@@ -59,6 +88,16 @@ class Settings(BaseSettings):
     graphql_max_computing_fields: int = Field(default=4, ge=1)
     graphql_max_batch: int = Field(default=0, ge=0)
     graphql_introspection: bool = True
+    # Automatic persisted queries (graph.graphql.persisted): documents kept per worker (and in
+    # Redis, under the cache's bounds); 0 turns APQ off. A safelist file: only its documents run.
+    graphql_apq_max_documents: int = Field(default=1_000, ge=0)
+    graphql_safelist_file: Path | None = None
+    # Whole answers to repeated queries, per worker (graph.graphql.response_cache); 0 turns it off.
+    graphql_response_cache_entries: int = Field(default=2_000, ge=0)
+    graphql_response_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # GraphiQL's npm packages (graph.http.graphiql); unset: beside the code, where
+    # `npm ci --prefix graph/http/web/graphiql` installs them.
+    graphiql_assets_dir: Path | None = None
     cors_origins: CommaList = ()
 
     ws_init_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -87,12 +126,24 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_writes_per_minute: int = Field(default=60, ge=1)
+    # Workers (on every host) sharing the budgets through Redis: each reserves
+    # max(1, quota // (4 * this)) units of a budget per round trip.
+    rate_limit_workers: int = Field(default=4, ge=1)
+    # Budgets a worker keeps in memory; past it the least recently used is forgotten.
+    rate_limit_max_clients: int = Field(default=100_000, ge=1)
     trust_forwarded_for: bool = False
     # Proxies (addresses, networks or "*") whose X-Forwarded-For the server takes as the
     # client's address. Empty: the peer's address is the client's, whatever headers say.
     forwarded_allow_ips: CommaList = ()
     max_inflight_requests: int = Field(default=64, ge=1)
     admission_queue_seconds: float = Field(default=0.1, ge=0)
+    # Connections (graph/http/protocol.py): a request's headers must be complete this long
+    # after the connection opens or the previous response ends (else 408 and closed), its body
+    # within this long of its headers (else 408); at most this many connections per worker,
+    # WebSockets included (the excess gets a 503 and is closed).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=12_000, ge=1)
     metrics_enabled: bool = True
 
     # Feeds (graph/sources): which run, where they are, how they are polled and called.
@@ -113,6 +164,16 @@ class Settings(BaseSettings):
     breaker_reset_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
+
+    # Error tracking and tracing (graph/observability/sentry.py, tracing.py): off when unset,
+    # and then neither sentry_sdk nor opentelemetry is imported.
+    sentry_dsn: str | None = None
+    sentry_environment: str = "production"
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    sentry_profiles_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = None
+    otel_service_name: str = "trendmap"
 
     @field_validator(
         "api_keys",
@@ -180,6 +241,19 @@ class Settings(BaseSettings):
         return TimestampBounds(
             self.min_record_timestamp, timedelta(seconds=self.max_record_future_seconds)
         )
+
+    @field_validator("sentry_dsn", "otel_exporter_otlp_endpoint", "otel_traces_exporter")
+    @classmethod
+    def _extra_installed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A DSN or an exporter needs its optional extra: a clear error at startup, not at the
+        first event."""
+        if not value or value == "none":
+            return value or None
+        sentry = info.field_name == "sentry_dsn"
+        extra, module = ("sentry", "sentry_sdk") if sentry else ("otel", "opentelemetry.sdk")
+        if not _installed(module):
+            raise ValueError(f"needs the {extra} extra: pip install 'trendmap[{extra}]'")
+        return value
 
     @field_validator("log_level")
     @classmethod

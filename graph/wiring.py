@@ -20,6 +20,7 @@ from db.engine import make_engine
 from db.exploring import ExploringRepository
 from db.locks import advisory_lock
 from db.repository import TrendRepository
+from graph.cache.bounds import CacheBounds
 from graph.cache.response_cache import ResponseCache
 from graph.feeds.board import SourceBoard, make_board
 from graph.feeds.feeds import Feeds, open_feeds
@@ -88,7 +89,13 @@ async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
             await migrate.upgrade(engine)
         repository = TrendRepository(engine)
         cache = ResponseCache(
-            store if settings.use_cache else None, refresh_seconds=settings.flows_refresh_seconds
+            store if settings.use_cache else None,
+            refresh_seconds=settings.flows_refresh_seconds,
+            bounds=CacheBounds(
+                settings.cache_max_entries,
+                settings.cache_max_bytes,
+                settings.cache_as_of_resolution_seconds,
+            ),
         )
         board = make_board(settings, store)
         service = TrendService(
@@ -136,6 +143,8 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         lock = advisory_lock(archive.repository.engine, POLLER_LOCK_ID)
         service, store = archive.service, archive.store
         broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
+        # This worker's subscribers hear its own snapshots at once, even with the store down.
+        archive.publisher.on_snapshot(broadcaster.dispatch)
         async with open_feeds(settings, service, store, archive.board, lock) as feeds:
             yield AppState(
                 settings=settings,
