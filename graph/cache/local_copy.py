@@ -9,22 +9,20 @@ and payloads, the least recently used dropped first.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from graph.cache.entry import Entry
+from graph.cache.lru import BoundedLRU
 
 
 class LocalCopy:
     """Entries this worker read from the store under one token, by ``(key, field)``."""
 
     def __init__(self, *, max_entries: int = 20_000, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        # Least recently used first, with the bytes each counts for.
-        self._entries: OrderedDict[tuple[str, str], tuple[Entry, int]] = OrderedDict()
-        self.bytes = 0
+        self._entries: BoundedLRU[tuple[str, str], Entry] = BoundedLRU(
+            max_entries=max_entries, max_bytes=max_bytes
+        )
         self._token: str | None = None
         # Monotonic time until which the copy is trusted; pushed on by each store read.
         self._until = 0.0
@@ -46,25 +44,22 @@ class LocalCopy:
     def invalidate(self) -> None:
         """Drop every entry: a bump here or on another worker."""
         self.epoch += 1
-        self._clear()
-        self._token = None
-
-    def _clear(self) -> None:
         self._entries.clear()
-        self.bytes = 0
+        self._token = None
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        """What the entries count for: their keys, fields and payloads."""
+        return self._entries.bytes
 
     def get(self, key: str, field: str) -> Entry | None:
         """The copied entry, while the copy is live and trusted."""
         if not self._seconds or time.monotonic() >= self._until:
             return None
-        found = self._entries.get((key, field))
-        if found is None:
-            return None
-        self._entries.move_to_end((key, field))
-        return found[0]
+        return self._entries.get((key, field))
 
     def keep(self, epoch: int, token: str, key: str, field: str, entry: Entry | None) -> None:
         """Note what a store read that began at ``epoch`` found, unless an invalidation
@@ -72,23 +67,8 @@ class LocalCopy:
         if not self._seconds or epoch != self.epoch:
             return
         if token != self._token:
-            self._clear()
+            self._entries.clear()
             self._token = token
         self._until = time.monotonic() + self._seconds
         if entry is not None:
-            self._add(key, field, entry)
-
-    def _add(self, key: str, field: str, entry: Entry) -> None:
-        replaced = self._entries.pop((key, field), None)
-        if replaced is not None:
-            self.bytes -= replaced[1]
-        size = len(key) + len(field) + len(entry.payload)
-        if size > self.max_bytes:
-            return  # larger than the whole copy: not kept, and it pushes nothing else out
-        self._entries[key, field] = (entry, size)
-        self.bytes += size
-        while self._entries and (
-            len(self._entries) > self.max_entries or self.bytes > self.max_bytes
-        ):
-            _, (_, dropped) = self._entries.popitem(last=False)
-            self.bytes -= dropped
+            self._entries.put((key, field), entry, len(key) + len(field) + len(entry.payload))

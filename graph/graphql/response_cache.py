@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from graph.auth import access_of, bearer_token, credentials_for
+from graph.cache.lru import BoundedLRU
 from graph.cache.response_cache import ResponseCache
 from graph.core.errors import InvalidParameter, TrendmapError
 from graph.graphql.context import MIN_GENERATION_HEADER
@@ -93,7 +93,6 @@ def note_sliding(computed_at: datetime) -> None:
 @dataclass(slots=True)
 class _Entry:
     body: bytes
-    size: int
     expires_at: float | None
     label: object = None  # the metrics label of the operation (graph.observability.metrics)
 
@@ -114,14 +113,21 @@ class OperationCache:
     max_entries: int
     max_bytes: int
     refresh_seconds: float
-    _entries: OrderedDict[Key, _Entry] = field(default_factory=OrderedDict)
-    held_bytes: int = 0  # what the entries count for
+    _entries: BoundedLRU[Key, _Entry] = field(init=False)
     hits: int = 0
     misses: int = 0
     stored: int = 0
 
+    def __post_init__(self) -> None:
+        self._entries = BoundedLRU(max_entries=self.max_entries, max_bytes=self.max_bytes)
+
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the entries count for."""
+        return self._entries.bytes
 
     async def lookup(
         self,
@@ -148,11 +154,10 @@ class OperationCache:
         key = (document_hash, operation_name, canonical, credential, generation, failing)
         entry = self._entries.get(key)
         if entry is not None and (entry.expires_at is None or time.time() < entry.expires_at):
-            self._entries.move_to_end(key)
             self.hits += 1
             return Lookup(key, entry.body, entry.label)
         if entry is not None:
-            self._drop(key)
+            self._entries.pop(key)
         self.misses += 1
         return Lookup(key)
 
@@ -165,17 +170,9 @@ class OperationCache:
             return
         size = len(body) + len(key[2]) + len(key[5]) + _ENTRY_OVERHEAD
         if size > self.max_bytes:
-            return
-        if key in self._entries:
-            self._drop(key)
-        self._entries[key] = _Entry(body, size, expires_at, label)
-        self.held_bytes += size
+            return  # and what the key holds stays
+        self._entries.put(key, _Entry(body, expires_at, label), size)
         self.stored += 1
-        while len(self._entries) > self.max_entries or self.held_bytes > self.max_bytes:
-            self._drop(next(iter(self._entries)))
-
-    def _drop(self, key: Key) -> None:
-        self.held_bytes -= self._entries.pop(key).size
 
     def recording(self) -> _Recording:
         """Record what the operations run inside the block show (OperationRecorder)."""

@@ -9,7 +9,6 @@ the response cache under a decimal generation. The fast path records such a resp
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 from starlette.types import Scope
 
+from graph.cache.lru import BoundedLRU
 from graph.service.answer import Answer
 
 # Where a route leaves its mark in the request's scope state.
@@ -118,10 +118,9 @@ class PrebuiltResponses:
     of them and ``max_bytes`` of their bytes, the least recently used dropped first."""
 
     def __init__(self, *, max_entries: int, max_bytes: int) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[Key, Prebuilt] = OrderedDict()
-        self.bytes = 0
+        self._entries: BoundedLRU[Key, Prebuilt] = BoundedLRU(
+            max_entries=max_entries, max_bytes=max_bytes
+        )
         # Requests answered from here, and responses recorded: what the tests observe.
         self.hits = 0
         self.recorded = 0
@@ -129,24 +128,17 @@ class PrebuiltResponses:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def bytes(self) -> int:
+        return self._entries.bytes
+
     def get(self, key: Key) -> Prebuilt | None:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        return self._entries.get(key)
 
     def drop(self, key: Key) -> None:
-        dropped = self._entries.pop(key, None)
-        if dropped is not None:
-            self.bytes -= dropped.size
+        self._entries.pop(key)
 
     def put(self, key: Key, prebuilt: Prebuilt) -> None:
-        self.drop(key)
-        if prebuilt.size > self.max_bytes:
-            return  # larger than the whole store: not kept, and it pushes nothing else out
-        self._entries[key] = prebuilt
-        self.bytes += prebuilt.size
-        self.recorded += 1
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, oldest = self._entries.popitem(last=False)
-            self.bytes -= oldest.size
+        # One larger than the whole store is not kept, and pushes nothing else out.
+        if self._entries.put(key, prebuilt, prebuilt.size):
+            self.recorded += 1
