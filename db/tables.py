@@ -73,3 +73,40 @@ class TrendRecord(SQLModel, table=True):
 
 trends_table: sa.Table = TrendRecord.__table__  # type: ignore[attr-defined]
 metadata: sa.MetaData = SQLModel.metadata
+
+
+# The hourly rollup (PostgreSQL only; migration 0003 creates it with the triggers that keep it
+# exact, SQLite aggregates the archive itself). A series is one (country, topic key) and a
+# label is one spelling, each under a small integer: a window groups integers, not text.
+# ``hour`` is the end of the hour a record falls in, ``hour - 1 h < timestamp <= hour``,
+# the same left-open intervals as the windows, so whole hours of a window are whole rows.
+# ``first_us`` is the hour's earliest timestamp (microseconds since the epoch) and
+# ``first_label_id`` the label of the record there. No foreign keys: only the triggers write
+# these tables, and a key check per rollup row would cost every ingest.
+POSTGRESQL_ONLY_TABLES = ("trends_series", "trends_labels", "trends_rollup_hourly")
+
+series_table = sa.Table(
+    "trends_series",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("topic_key", sa.Text(), nullable=False),
+    sa.UniqueConstraint("country", "topic_key", name="uq_trends_series"),
+)
+labels_table = sa.Table(
+    "trends_labels",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("label", sa.Text(), nullable=False),
+    sa.UniqueConstraint("label", name="uq_trends_labels"),
+)
+rollup_table = sa.Table(
+    "trends_rollup_hourly",
+    metadata,
+    sa.Column("hour", UTCDateTime(), primary_key=True),
+    sa.Column("series_id", sa.Integer(), primary_key=True),
+    sa.Column("count_sum", sa.BigInteger(), nullable=False),
+    sa.Column("weighted_sum", sa.Float(), nullable=False),
+    sa.Column("first_us", sa.BigInteger(), nullable=False),
+    sa.Column("first_label_id", sa.Integer(), nullable=False),
+)

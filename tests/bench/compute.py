@@ -1,7 +1,8 @@
 """Benchmark: cold flows + hotspots on PostgreSQL, and how that time grows.
 
-Target (issue 6, c): with 250 countries x 5,000 topics x 1,000,000 records in a 24 h window,
-a cold ``flows`` plus ``hotspots`` (nothing cached) takes under 2 s. This is a measurement,
+Target (issue 16, c): with 250 countries x 5,000 topics x 1,000,000 records in a 24 h window,
+a cold ``flows`` plus ``hotspots`` (nothing cached) takes under 0.5 s, and under 2 s with
+10,000,000 records (``--ten-million``; issue 6 asked for 2 s at 1M). This is a measurement,
 not a test: it prints the figures and whether the target is met, and exits 0 either way (2
 only when the benchmark itself could not run).
 
@@ -37,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the `tests.bench` package
 
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
-from db.repository import TrendRepository  # noqa: E402
+from db.repository import TrendRepository, _aggregate_from_archive  # noqa: E402
 from graph.cache.response_cache import ResponseCache  # noqa: E402
 from graph.core.aggregates import AggregateTable  # noqa: E402
 from graph.core.flows import compute_flows  # noqa: E402
@@ -55,7 +56,8 @@ from tests.bench.common import (  # noqa: E402
     throwaway_database,
 )
 
-TARGET_SECONDS = 2.0
+TARGET_SECONDS = 0.5
+HUGE_TARGET_SECONDS = 2.0
 TOPICS = 5_000
 HALFLIFE_HOURS = 6.0
 THRESHOLD = 0.5
@@ -78,6 +80,7 @@ class Dataset:
 
 # The target's dataset first; the others draw the growth curves around it.
 TARGET = Dataset(1_000_000, 250)
+HUGE = Dataset(10_000_000, 250)
 BY_RECORDS = [Dataset(10_000, 250), Dataset(100_000, 250), TARGET]
 BY_COUNTRIES = [Dataset(1_000_000, 50), Dataset(1_000_000, 100), TARGET]
 
@@ -95,7 +98,9 @@ def country_codes(n: int) -> list[str]:
     return (codes + spare)[:n]
 
 
-def generate(data: Dataset, end: datetime, seed: int) -> list[tuple[Any, ...]]:
+def generate(
+    data: Dataset, end: datetime, seed: int, part: int = 0, parts: int = 1
+) -> list[tuple[Any, ...]]:
     """Records for one window ending at ``end``: realistic skew, so that flows exist.
 
     Topics are drawn from a Zipf-like popularity shared by every country, mixed with a
@@ -124,6 +129,9 @@ def generate(data: Dataset, end: datetime, seed: int) -> list[tuple[Any, ...]]:
         birth[topic] + lag[country] + rng.exponential(2 * 3_600_000_000, size=n).astype(np.int64)
     )
     offset = np.minimum(offset, window_us - 1)  # microseconds after the window's start
+    # A window drawn in several parts: part k's timestamps are k modulo parts, so no two
+    # parts share a natural key.
+    offset = offset // parts * parts + part
     # One record per natural key (country, topic, microsecond): drop the rare collisions.
     keys = np.stack([country, topic, offset], axis=1)
     _, keep = np.unique(keys, axis=0, return_index=True)
@@ -152,11 +160,18 @@ def generate(data: Dataset, end: datetime, seed: int) -> list[tuple[Any, ...]]:
     return rows
 
 
+COLUMNS = ["timestamp", "country", "topic_label", "topic_key", "count", "confidence", "sources"]
+# Rows generated and copied at a time: a 10M-record window is ten draws into the same window.
+CHUNK = 1_000_000
+
+
 async def load(url: str, datasets: Sequence[tuple[Dataset, datetime]], seed: int) -> int:
-    """Migrate and COPY every dataset in; the total number of rows."""
+    """COPY every dataset into an archive at revision 0002, then migrate to head, which
+    backfills the hourly rollup (timed: that is how long migration 0003 holds writes off);
+    the total number of rows."""
     engine = make_engine(url)
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade(engine, "0002")
     finally:
         await engine.dispose()
     conn = await asyncpg.connect(url)
@@ -164,26 +179,28 @@ async def load(url: str, datasets: Sequence[tuple[Dataset, datetime]], seed: int
     try:
         for index, (data, end) in enumerate(datasets):
             started = time.perf_counter()
-            rows = generate(data, end, seed + index)
-            await conn.copy_records_to_table(
-                "trends_archive",
-                records=rows,
-                columns=[
-                    "timestamp",
-                    "country",
-                    "topic_label",
-                    "topic_key",
-                    "count",
-                    "confidence",
-                    "sources",
-                ],
-            )
-            total += len(rows)
+            loaded = 0
+            parts = -(-data.records // CHUNK)
+            for part in range(parts):
+                size = min(CHUNK, data.records - part * CHUNK)
+                chunk = Dataset(size, data.countries, data.topics)
+                rows = generate(chunk, end, seed + index + 1_000 * part, part, parts)
+                await conn.copy_records_to_table("trends_archive", records=rows, columns=COLUMNS)
+                loaded += len(rows)
+            total += loaded
             seconds = time.perf_counter() - started
-            print(f"  loaded {data.name}: {len(rows):,} rows in {seconds:.1f} s", flush=True)
+            print(f"  loaded {data.name}: {loaded:,} rows in {seconds:.1f} s", flush=True)
+        engine = make_engine(url)
+        try:
+            started = time.perf_counter()
+            await migrate.upgrade(engine)
+            seconds = time.perf_counter() - started
+            print(f"  migration 0003 (rollup backfill): {total:,} rows in {seconds:.1f} s")
+        finally:
+            await engine.dispose()
         # The visibility map lets the window scan be index-only, as it is on a table that
         # autovacuum keeps; the checkpoint writes the load out before anything is timed.
-        await conn.execute("VACUUM ANALYZE trends_archive")
+        await conn.execute("VACUUM ANALYZE")
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CHECKPOINT")
     finally:
@@ -198,6 +215,7 @@ class Timing:
     total: float
     best: float
     aggregate: float
+    raw: float
     flows: float
     hotspots: float
     rows: int
@@ -238,6 +256,9 @@ async def cold(url: str, end: datetime) -> Timing:
             *await repository.aggregate_window(span.previous_start, span.start, span.as_of)
         )
         aggregate = time.perf_counter() - started
+        started = time.perf_counter()
+        await _aggregate_from_archive(engine, span.previous_start, span.start, span.as_of)
+        raw = time.perf_counter() - started
     finally:
         await engine.dispose()
     started = time.perf_counter()
@@ -246,7 +267,9 @@ async def cold(url: str, end: datetime) -> Timing:
     started = time.perf_counter()
     compute_hotspots(rows)
     hotspots_seconds = time.perf_counter() - started
-    return Timing(total, total, aggregate, flows_seconds, hotspots_seconds, len(rows), flows.count)
+    return Timing(
+        total, total, aggregate, raw, flows_seconds, hotspots_seconds, len(rows), flows.count
+    )
 
 
 def median_timing(timings: list[Timing]) -> Timing:
@@ -254,6 +277,7 @@ def median_timing(timings: list[Timing]) -> Timing:
         total=statistics.median(t.total for t in timings),
         best=min(t.total for t in timings),
         aggregate=statistics.median(t.aggregate for t in timings),
+        raw=statistics.median(t.raw for t in timings),
         flows=statistics.median(t.flows for t in timings),
         hotspots=statistics.median(t.hotspots for t in timings),
         rows=timings[0].rows,
@@ -275,6 +299,8 @@ async def measure_all(args: argparse.Namespace) -> list[Measured]:
         wanted = list(dict.fromkeys([*BY_RECORDS, *BY_COUNTRIES]))  # the target last
     else:
         wanted = [TARGET]
+    if getattr(args, "ten_million", False):
+        wanted.append(HUGE)
     placed = [(d, EPOCH + timedelta(days=i + 1)) for i, d in enumerate(wanted)]
     async with throwaway_database(args.admin_url) as url:
         print(f"loading {len(placed)} datasets (not timed) ...", flush=True)
@@ -293,7 +319,8 @@ async def measure_all(args: argparse.Namespace) -> list[Measured]:
 
 def line(t: Timing) -> str:
     return (
-        f"{t.total:.2f} s (aggregate {t.aggregate:.2f} s, flows {t.flows:.2f} s,"
+        f"{t.total:.2f} s (aggregate {t.aggregate:.2f} s, from the archive alone"
+        f" {t.raw:.2f} s, flows {t.flows:.2f} s,"
         f" hotspots {t.hotspots:.2f} s; {t.rows:,} aggregate rows, {t.flow_count} flows)"
     )
 
@@ -306,8 +333,9 @@ def rows_for(results: list[Measured], *, quick: bool = False) -> list[Row]:
     out = []
     for m in sorted(results, key=lambda m: m.data != TARGET):  # the target's row first
         t, d = m.timing, m.data
-        is_target = d == TARGET or (quick and m is results[0])
-        verdict = (t.total < TARGET_SECONDS) if d == TARGET else None
+        is_target = d in (TARGET, HUGE) or (quick and m is results[0])
+        limit = HUGE_TARGET_SECONDS if d == HUGE else TARGET_SECONDS
+        verdict = (t.total < limit) if d in (TARGET, HUGE) else None
         out.append(
             Row(
                 scenario="c" if is_target else "c (growth)",
@@ -316,14 +344,15 @@ def rows_for(results: list[Measured], *, quick: bool = False) -> list[Row]:
                 baseline=None,
                 ratio=None,
                 target=(
-                    f"< {TARGET_SECONDS:.0f} s" + ("" if d == TARGET else " at 1M (quick run)")
+                    f"< {limit:g} s" + ("" if d in (TARGET, HUGE) else " at 1M (quick run)")
                     if is_target
                     else ""
                 ),
                 met=verdict,
                 note=(
                     f"median of runs; best {t.best:.2f} s. Parts timed alone: SQL aggregate+fetch"
-                    f" {t.aggregate:.2f} s, flows {t.flows:.2f} s, hotspots {t.hotspots:.2f} s;"
+                    f" {t.aggregate:.2f} s (from the archive alone, without the rollup:"
+                    f" {t.raw:.2f} s), flows {t.flows:.2f} s, hotspots {t.hotspots:.2f} s;"
                     f" {t.rows:,} (country, topic) rows, {t.flow_count} flows >= 0.5"
                 ),
             )
@@ -429,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=6, help="random seed of the datasets")
     parser.add_argument(
         "--target-only", dest="growth", action="store_false", help="only the 1M x 250 window"
+    )
+    parser.add_argument(
+        "--ten-million", action="store_true", help="also the 10M x 250 window (< 2 s)"
     )
     parser.add_argument("--chart", type=Path, help="write the growth chart (PNG) here")
     parser.add_argument("--markdown", action="store_true", help="print the growth tables")

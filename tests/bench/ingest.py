@@ -178,6 +178,13 @@ async def measure(args: argparse.Namespace) -> Measured:
             limits = httpx.Limits(max_connections=args.concurrency)
             async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
                 await server.wait_healthy(http)
+                if getattr(args, "without_rollup", False):
+                    # For comparison only: the archive as before migration 0003's triggers.
+                    conn = await asyncpg.connect(database_url)
+                    try:
+                        await conn.execute("ALTER TABLE trends_archive DISABLE TRIGGER USER")
+                    finally:
+                        await conn.close()
                 cpu_before = server.cpu_seconds()
                 first = await post_all(http, server.base, bodies, args.concurrency)
                 cpu_after = server.cpu_seconds()
@@ -283,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="NAME=VALUE",
         help="extra environment for the server (repeatable)",
+    )
+    parser.add_argument(
+        "--without-rollup",
+        action="store_true",
+        help="disable the rollup's triggers (a comparison: what maintaining it costs)",
     )
     args = parser.parse_args(argv)
     args.server_env = dict(args.server_env)

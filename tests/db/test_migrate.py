@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
 from db.engine import make_engine
+from db.tables import POSTGRESQL_ONLY_TABLES as ROLLUP
 from db.tables import metadata
 
 
@@ -78,9 +79,12 @@ async def _diff(url: str) -> list[object]:
     try:
         await migrate.upgrade(engine)
         async with engine.connect() as conn:
-            return await conn.run_sync(
+            diff = await conn.run_sync(
                 lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
             )
+        if engine.dialect.name == "sqlite":  # no rollup there: the archive is aggregated
+            diff = [d for d in diff if not (d[0] == "add_table" and d[1].name in ROLLUP)]
+        return diff
     finally:
         await engine.dispose()
 
@@ -99,4 +103,4 @@ def test_the_model_matches_the_migrations(
 
 def test_scripts_are_found() -> None:
     assert (migrate.script_location() / "env.py").is_file()
-    assert migrate.head_revision() == "0002"
+    assert migrate.head_revision() == "0003"
