@@ -3,7 +3,9 @@
 The worker that ingested recomputes every window's flows once, through the cache (one
 computation serves all workers), hands each snapshot to its own broadcaster at once, and sends a
 window's snapshot on the store's channel when it changed. Redis pub/sub carries it to every
-other worker on every host; the in-process store does the same in one process.
+other worker on every host; the in-process store does the same in one process. A burst of
+ingests makes one round; while they stream in (a bulk load), rounds are spaced out to take at
+most a quarter of the worker, and the stream's end makes one more (see _STREAM_REST_RATIO).
 
 While the store is down, this worker's subscribers are served all the same; the latest snapshot
 of each window waits and is sent when the store answers again (retried from 0.1 s, doubling up
@@ -34,6 +36,15 @@ from graph.stores import Store, StoreUnavailable
 
 CHANNEL = "trendmap:flows"
 _DEBOUNCE_SECONDS = 0.02
+# While ingests stream in (a bulk load), a round is followed by a rest of three times as long
+# as the round took (recomputing every window takes at most a quarter of the worker), and of
+# at least a second (at most one round a second, however small the windows). The rest ends
+# early once no ingest has committed for _QUIET_SECONDS (the stream is over), and never lasts
+# more than _MAX_REST_SECONDS: during a stream, subscribers wait at most that plus one round.
+_STREAM_REST_RATIO = 3.0
+_MIN_REST_SECONDS = 1.0
+_QUIET_SECONDS = 1.0
+_MAX_REST_SECONDS = 10.0
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_MAX_SECONDS = 2.0
 # Held for one read, one set and one publish, each bounded by the store's socket timeout.
@@ -74,6 +85,7 @@ class Publisher:
         self.service = service
         self.store = store
         self._dirty = asyncio.Event()
+        self._notified_at = 0.0  # the last notify (monotonic)
         self._listeners: list[Callable[[bytes], None]] = []
         # The flows this worker's own listeners were last handed, per window.
         self._delivered: dict[TimeWindow, bytes] = {}
@@ -89,6 +101,7 @@ class Publisher:
 
     def notify(self) -> None:
         """An ingest committed new data (called synchronously after the commit)."""
+        self._notified_at = time.monotonic()
         self._dirty.set()
 
     @property
@@ -113,11 +126,22 @@ class Publisher:
             with span("live.publish"):  # a round: every window's flows, computed and sent
                 await self.publish_all()
             if self._dirty.is_set():
-                # Ingests kept coming during the round: a stream, such as a bulk load. Let
-                # them have as long as the round took before the next one, so recomputing
-                # big windows takes at most half of the worker and the ingests the rest. A
-                # lone ingest is still published at once.
-                await asyncio.sleep(time.monotonic() - started)
+                # Ingests kept coming during the round: a stream, such as a bulk load, whose
+                # every commit would otherwise start another round over whole windows. A lone
+                # ingest is still published at once.
+                took = time.monotonic() - started
+                rest = max(took * _STREAM_REST_RATIO, _MIN_REST_SECONDS)
+                await self._rest(min(rest, _MAX_REST_SECONDS))
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait ``seconds``, or less once ingests have stopped for ``_QUIET_SECONDS``."""
+        until = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            quiet_from = self._notified_at + _QUIET_SECONDS
+            if now >= until or now >= quiet_from:
+                return
+            await asyncio.sleep(min(until, quiet_from) - now)
 
     async def _next_event(self) -> None:
         """Until data changes, or, with snapshots unsent, until the next retry is due."""

@@ -6,7 +6,6 @@ import json
 import math
 import string
 from collections.abc import Callable
-from dataclasses import astuple
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -363,7 +362,7 @@ Rows = list[tuple[Any, ...]] | None
 def _rows(validate: Callable[[], list[Record]]) -> Rows:
     """The rows field by field (the timestamp's tzinfo too), or None when refused."""
     try:
-        return [(*astuple(row), row.timestamp.tzinfo) for row in validate()]
+        return [(*row, row.timestamp.tzinfo) for row in validate()]
     except (InvalidRecords, MalformedBody, ValidationError):
         return None
 
@@ -392,3 +391,40 @@ def test_a_good_batch_builds_no_model() -> None:
     assert quick is not None
     assert quick == [item.row() for item in _BATCH.validate_python(batch, context=context)]
     assert _plain_rows([*batch, {**GOOD, "count": 0}], *context) is None
+
+
+def test_a_row_is_a_tuple_in_the_archive_column_order() -> None:
+    """What the repository's COPY takes, with no conversion: the archive's columns in order."""
+    [row] = validate_batch([GOOD])
+    assert Record._fields == (
+        "timestamp",
+        "country",
+        "topic_label",
+        "topic_key",
+        "count",
+        "confidence",
+        "sources",
+    )
+    assert tuple(row) == (
+        datetime(2026, 11, 20, 8, 0, tzinfo=UTC),
+        "CO",
+        "Copa   América",
+        "copa américa",
+        3,
+        0.75,
+        ["https://news.test/1", "El Tiempo"],
+    )
+
+
+def test_labels_repeated_in_a_batch_are_each_checked_and_keyed() -> None:
+    """The quick path checks each distinct label once: every row still gets its own."""
+    labels = ["  Copa   América ", "World Cup", "  Copa   América ", "Copa América", "World Cup"]
+    rows = validate_batch([{**GOOD, "topic_label": label} for label in labels])
+    assert [r.topic_label for r in rows] == [label.strip() for label in labels]
+    assert [r.topic_key for r in rows] == [topic_key(label) for label in labels]
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([{**GOOD, "topic_label": label} for label in ["ok", "a\x00b", "a\x00b"]])
+    assert [(p.index, p.field) for p in caught.value.problems] == [
+        (1, "topic_label"),
+        (2, "topic_label"),
+    ]
