@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,10 +22,12 @@ from strawberry.extensions import MaskErrors
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import Info
 
-from graph.auth import credentials_for, require_write
-from graph.core.errors import LimitExceeded
+from graph.auth import Access, access_of, bearer_token, credentials_for, require_write
+from graph.core.errors import LimitExceeded, TrendmapError
+from graph.core.flows import Flow as CoreFlow
 from graph.core.records import TrendIn, validate_batch
-from graph.graphql import exploring
+from graph.core.windows import TimeWindow
+from graph.graphql import exploring, fanout
 from graph.graphql.context import Context
 from graph.graphql.errors import Schema, SingleOperation, should_mask
 from graph.graphql.exploring import ARGUMENTS, DataSpan, HotspotPoint, TopicSpread, TopicSummary
@@ -46,6 +48,7 @@ from graph.graphql.types import (
     argument,
 )
 from graph.graphql.warnings import Warnings, warn
+from graph.live.broadcaster import Cohort
 from graph.observability.metrics import OperationLabel
 from graph.observability.tracing import graphql_extensions
 from graph.service.cursor import encode_cursor
@@ -306,8 +309,22 @@ class Subscription:
             _closing.add(closing)
             closing.add_done_callback(_closing.discard)
 
+        operation = fanout.current_operation.get()
+        writer = fanout.socket_writer(connection) if operation is not None else None
         ctx.subscriptions += 1
         try:
+            if operation is not None and writer is not None:
+                # Served with its cohort, as bytes (graph.graphql.fanout).
+                member = fanout.Member(writer, operation.id, too_slow)
+                served = _with_cohort(
+                    info, operation, member, (window, wanted, level), include_current
+                )
+                # Closed here, not whenever it is collected: the member leaves its cohort as
+                # soon as the operation ends, even between two current flows.
+                async with contextlib.aclosing(served):
+                    async for flow in served:
+                        yield identified(flow)
+                return
             async with ctx.state.broadcaster.subscribe(window, wanted, level, on_drop=too_slow) as (
                 subscriber,
                 current,
@@ -321,6 +338,56 @@ class Subscription:
                     yield identified(flow)
         finally:
             ctx.subscriptions -= 1
+
+
+async def _with_cohort(
+    info: Info[Context, None],
+    operation: fanout.Operation,
+    member: fanout.Member,
+    group: tuple[TimeWindow, tuple[str, ...] | None, float],
+    include_current: bool,
+) -> AsyncGenerator[CoreFlow, None]:
+    """The current flows if asked for (sent by Strawberry, to this member alone), then the
+    member served with its cohort until its subscription ends."""
+    ctx = _context(info)
+    settings = ctx.state.settings
+    joined: list[fanout.FanoutCohort] = []
+
+    def make_cohort() -> fanout.FanoutCohort:
+        schema = info._raw_info.schema
+        return fanout.FanoutCohort(schema, operation, ctx, settings.ws_max_buffer_bytes)
+
+    def enter(cohort: Cohort) -> Callable[[], None]:
+        assert isinstance(cohort, fanout.FanoutCohort)
+        joined.append(cohort)
+        return cohort.add(member)
+
+    window, wanted, level = group
+    async with ctx.state.broadcaster.join(
+        window,
+        wanted,
+        level,
+        cohort_key=fanout.cohort_key(operation, _credential_class(ctx)),
+        make_cohort=make_cohort,
+        enter=enter,
+    ) as current:
+        if include_current:
+            for flow in current:
+                yield flow
+        # Strawberry asks for the next flow once it has sent the last: every current flow is
+        # out, and the flows that came meanwhile follow them.
+        await fanout.serve(joined[0], member)
+
+
+def _credential_class(ctx: Context) -> Access:
+    """What the connection's credential may do: members of a cohort share its context."""
+    token = bearer_token(ctx.authorization)
+    if token is None:
+        return Access.NONE
+    try:
+        return access_of(token, credentials_for(ctx.state.settings))
+    except TrendmapError:
+        return Access.NONE
 
 
 _closing: set[asyncio.Task[None]] = set()

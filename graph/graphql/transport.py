@@ -3,8 +3,9 @@ connection_init check, JSON codec and error format."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
@@ -28,7 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage, StartMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
@@ -36,6 +37,7 @@ from strawberry.types.unset import UnsetType
 from graph.core.errors import TrendmapError
 from graph.graphql.context import Context, context_for
 from graph.graphql.errors import is_request_error, log_errors
+from graph.graphql.fanout import GRAPHQL_TRANSPORT_WS, GRAPHQL_WS, Operation, current_operation
 from graph.graphql.identity_memo import IdentityMemo
 from graph.graphql.init_deadline import InitDeadline
 from graph.graphql.persisted import PersistedQueries, PersistedQueryError
@@ -157,6 +159,27 @@ def client_left(error: BaseException, websocket: object) -> bool:
     return isinstance(error, RuntimeError) and WebSocketState.DISCONNECTED in states
 
 
+@contextlib.contextmanager
+def _operation(protocol: str, operation_id: object, payload: Mapping[str, Any]) -> Iterator[None]:
+    """While a subscribe message is handled: the operation, for the task Strawberry makes for it
+    (tasks copy the context they are made in). Only a well-formed one: anything else goes
+    Strawberry's way, which answers it as ever."""
+    query, variables, name = (payload.get(k) for k in ("query", "variables", "operationName"))
+    if (
+        not isinstance(operation_id, str)
+        or not isinstance(query, str)
+        or not isinstance(variables, dict | None)
+        or not isinstance(name, str | None)
+    ):
+        yield
+        return
+    token = current_operation.set(Operation(protocol, operation_id, query, variables, name))
+    try:
+        yield
+    finally:
+        current_operation.reset(token)
+
+
 class _GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, its connection_init deadline kept by an InitDeadline (on time
     under a burst of handshakes) instead of Strawberry's sleeping task."""
@@ -173,6 +196,15 @@ class _GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def shutdown(self) -> None:
         self.init_deadline.cancel()
         await super().shutdown()
+
+    async def handle_subscribe(self, message: transport_ws.SubscribeMessage) -> None:
+        """Strawberry's, with the operation known to its task (graph.graphql.fanout)."""
+        payload = message.get("payload")
+        if not isinstance(payload, dict):
+            await super().handle_subscribe(message)
+            return
+        with _operation(GRAPHQL_TRANSPORT_WS, message.get("id"), payload):
+            await super().handle_subscribe(message)
 
     async def handle_task_exception(self, error: Exception) -> None:
         """A subscriber that left while a result was on its way is no server error: one
@@ -206,6 +238,15 @@ class _GraphQLWSHandler(BaseGraphQLWSHandler[Context, None]):
             await super().handle()
         finally:
             self.init_deadline.cancel()
+
+    async def handle_start(self, message: StartMessage) -> None:
+        """Strawberry's, with the operation known to its task (graph.graphql.fanout)."""
+        payload = message.get("payload")
+        if not isinstance(payload, dict):
+            await super().handle_start(message)
+            return
+        with _operation(GRAPHQL_WS, message.get("id"), payload):
+            await super().handle_start(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         self.init_deadline.cancel()

@@ -4,6 +4,12 @@ Subscribers with the same (window, countries, threshold) form a group. Per snaps
 works out once which flows newly crossed its threshold (graph.core.crossings) and hands the same
 core ``Flow`` objects to every member; the GraphQL subscription maps them to its type.
 
+A group's members are of two kinds. A cohort (graph.graphql.fanout) holds every subscriber
+with the same document, variables and credential class on one protocol: it executes and encodes
+each new flow once and writes the frame to all of its sockets in one loop. A ``Subscriber`` is
+one subscription with its own queue, read by its own task: the way for sockets that cannot be
+written directly (the test client's).
+
 Snapshots come from this worker's publisher directly and from every worker over the store's
 channel (this worker's own among them, again), and after an outage of the channel from the
 store, where the latest of each window is kept. A group takes a snapshot only if it is newer
@@ -14,10 +20,13 @@ between two ingests.)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 
@@ -34,6 +43,20 @@ from graph.service.trend_service import TrendService
 from graph.stores import Store, StoreUnavailable
 
 
+class Cohort(Protocol):
+    """Subscribers served together: each new flow handed over once, for all of them."""
+
+    def __len__(self) -> int: ...
+
+    def offer(self, flows: list[Flow]) -> tuple[int, int]:
+        """Deliver ``flows`` to every member at once: (flows delivered, members dropped)."""
+        ...
+
+    def close(self) -> None:
+        """End every member's subscription (on shutdown)."""
+        ...
+
+
 @dataclass(eq=False)
 class Group:
     """Subscribers sharing one (window, countries, threshold)."""
@@ -41,7 +64,11 @@ class Group:
     window: TimeWindow
     crossings: Crossings
     members: set[Subscriber] = field(default_factory=set)
+    cohorts: dict[Hashable, Cohort] = field(default_factory=dict)
     as_of: datetime | None = None  # of the last snapshot taken (or of the flows it started with)
+
+    def __bool__(self) -> bool:
+        return bool(self.members or self.cohorts)
 
 
 GroupKey = tuple[TimeWindow, tuple[str, ...] | None, float]
@@ -55,12 +82,16 @@ class Broadcaster:
         self.store = store
         self.queue_size = queue_size
         self.groups: dict[GroupKey, Group] = {}
+        # The look-up of the flows hot now, per group key, while one is under way.
+        self._looking: dict[GroupKey, asyncio.Future[tuple[datetime, list[Flow]]]] = {}
         self.delivered = 0
         self.dropped = 0
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(g.members) for g in self.groups.values())
+        return sum(
+            len(g.members) + sum(len(c) for c in g.cohorts.values()) for g in self.groups.values()
+        )
 
     async def run(self) -> None:
         """Listen until cancelled (the store resubscribes by itself after outages)."""
@@ -108,6 +139,10 @@ class Broadcaster:
             crossed = group.crossings.update(flows)
             if not crossed:
                 continue
+            for cohort in list(group.cohorts.values()):
+                delivered, dropped = cohort.offer(crossed)
+                self.delivered += delivered
+                self.dropped += dropped
             for member in list(group.members):
                 member.offer(crossed)
                 if member.dropped:
@@ -128,27 +163,89 @@ class Broadcaster:
     ) -> AsyncIterator[tuple[Subscriber, list[Flow]]]:
         """Join the group; yields the subscriber and the flows hot right now."""
         key: GroupKey = (window, countries, threshold)
-        group = self.groups.get(key)
-        if group is None:
-            crossings = Crossings(frozenset(countries) if countries else None, threshold)
-            group = self.groups[key] = Group(window, crossings)
+        group = self._group(key)
         subscriber = Subscriber(self.queue_size, on_drop)
         group.members.add(subscriber)
         try:
-            answer = await self.service.flows(FlowQuery(window, countries, threshold, None, None))
-            prefix = answer_prefix(answer.span.window, answer.span.as_of)
-            current: list[Flow] = [flow_with_id(item, prefix) for item in answer.items()]
-            if group.as_of is None:  # no snapshot came first: the group starts from these
-                group.as_of = answer.span.as_of
-            group.crossings.start(current)
-            yield subscriber, current
+            yield subscriber, await self._start(group, key)
         finally:
             group.members.discard(subscriber)
-            if not group.members and self.groups.get(key) is group:
-                del self.groups[key]
+            self._forget(key, group)
+
+    @contextlib.asynccontextmanager
+    async def join(
+        self,
+        window: TimeWindow,
+        countries: tuple[str, ...] | None,
+        threshold: float,
+        *,
+        cohort_key: Hashable,
+        make_cohort: Callable[[], Cohort],
+        enter: Callable[[Cohort], Callable[[], None]],
+    ) -> AsyncIterator[list[Flow]]:
+        """Join the group's cohort ``cohort_key`` (made by ``make_cohort`` when it has none
+        yet): ``enter`` adds the member to it and returns what takes it out again. Yields the
+        flows hot right now; the member is out once the block ends."""
+        key: GroupKey = (window, countries, threshold)
+        group = self._group(key)
+        cohort = group.cohorts.get(cohort_key)
+        if cohort is None:
+            cohort = group.cohorts[cohort_key] = make_cohort()
+        leave = enter(cohort)
+        try:
+            yield await self._start(group, key)
+        finally:
+            leave()
+            if not cohort and group.cohorts.get(cohort_key) is cohort:
+                del group.cohorts[cohort_key]
+            self._forget(key, group)
+
+    def _group(self, key: GroupKey) -> Group:
+        group = self.groups.get(key)
+        if group is None:
+            window, countries, threshold = key
+            crossings = Crossings(frozenset(countries) if countries else None, threshold)
+            group = self.groups[key] = Group(window, crossings)
+        return group
+
+    async def _start(self, group: Group, key: GroupKey) -> list[Flow]:
+        """The flows hot now for the group's filter; a new group starts from them.
+
+        Subscribers that join together (thousands, when clients reconnect after a restart)
+        share one look-up, started by the first: each would ask the same question, and a
+        burst of them at once would all miss the cache and queue at the database.
+        """
+        looking = self._looking.get(key)
+        if looking is None:
+            looking = self._looking[key] = asyncio.ensure_future(self._current(key))
+            looking.add_done_callback(functools.partial(self._looked, key))
+        # Shielded: one joiner leaving must not cancel the others' look-up.
+        as_of, current = await asyncio.shield(looking)
+        if group.as_of is None:  # no snapshot came first: the group starts from these
+            group.as_of = as_of
+        group.crossings.start(current)
+        return current
+
+    async def _current(self, key: GroupKey) -> tuple[datetime, list[Flow]]:
+        window, countries, threshold = key
+        answer = await self.service.flows(FlowQuery(window, countries, threshold, None, None))
+        prefix = answer_prefix(answer.span.window, answer.span.as_of)
+        return answer.span.as_of, [flow_with_id(item, prefix) for item in answer.items()]
+
+    def _looked(self, key: GroupKey, done: asyncio.Future[tuple[datetime, list[Flow]]]) -> None:
+        if self._looking.get(key) is done:
+            del self._looking[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every joiner that waited for it has it already
+
+    def _forget(self, key: GroupKey, group: Group) -> None:
+        if not group and self.groups.get(key) is group:
+            del self.groups[key]
 
     def close(self) -> None:
         """End every subscription (on shutdown): readers finish, sockets close normally."""
-        for group in self.groups.values():
+        for group in list(self.groups.values()):
+            for cohort in list(group.cohorts.values()):
+                cohort.close()
             for member in list(group.members):
                 member.drop(slow=False)

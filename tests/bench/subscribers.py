@@ -1,9 +1,16 @@
 """Benchmark: how soon a new hot flow reaches N GraphQL subscribers on one or more workers.
 
-Target (issue 6, e): 99% of deliveries arrive within 1 s of the ingest commit, with 5,000
-subscribers on one worker and 10,000 on two (``--workers 2``). This is a measurement, not a
+Targets (issue 16, e): with 5,000 subscribers on one worker, p99 delivery under 250 ms; with
+20,000 on two (``--workers 2``), p99 under 1 s, none lost and none twice. Besides latency it
+prints the server's CPU seconds per event per 1,000 subscribers. This is a measurement, not a
 test: it prints the figures and whether the target is met, and exits 0 either way (2 only
 when the benchmark itself could not run).
+
+With two or more CPUs the server (all its workers) runs on CPU 0 and this load client on the
+others (``taskset``/``sched_setaffinity``), so that neither steals the other's time; with one,
+they share it, and the report says so. A process may hold as many sockets as its hard
+``ulimit -n`` allows, less a margin: past that, subscriptions share sockets (``--per-socket``,
+set to the fewest that fit), and the report says how many sockets carried them.
 
 Per subscriber count N it starts a throwaway PostgreSQL database, a throwaway redis-server and
 one ``python -m graph serve --workers W``; opens N ``graphql-transport-ws`` subscriptions to
@@ -27,6 +34,7 @@ import contextlib
 import math
 import os
 import platform
+import resource
 import shlex
 import shutil
 import sys
@@ -62,6 +70,10 @@ from tests.bench.common import (  # noqa: E402
 
 TARGET_SECONDS = 1.0
 TARGET_FRACTION = 0.99
+# p99 delivery targets by worker count (issue 16).
+P99_TARGETS = {1: 0.25, 2: 1.0}
+FD_MARGIN = 256  # descriptors kept for everything but the sockets
+CPUS = sorted(os.sched_getaffinity(0))  # before this process pins itself
 SUBSCRIBE = {
     "id": "1",
     "type": "subscribe",
@@ -105,6 +117,7 @@ class Recorder:
     closed: dict[str, int] = field(default_factory=dict)
 
     def arrived(self, pair: Pair, seen: set[Pair], at: float) -> None:
+        """A delivery to the subscription whose pairs so far are ``seen``."""
         round_ = self.rounds.get(pair)
         if round_ is None:
             self.unexpected += 1
@@ -117,8 +130,8 @@ class Recorder:
                 round_.complete.set()
 
 
-async def subscribe(url: str, compression: str | None) -> ClientConnection:
-    """Open one connection and start its hotFlows subscription."""
+async def subscribe(url: str, compression: str | None, per_socket: int = 1) -> ClientConnection:
+    """Open one connection and start ``per_socket`` hotFlows subscriptions on it."""
     ws = await connect(
         url,
         subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
@@ -129,16 +142,20 @@ async def subscribe(url: str, compression: str | None) -> ClientConnection:
         close_timeout=5,
     )
     await ws.send(b'{"type":"connection_init","payload":{}}', text=True)
-    ack = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+    try:
+        ack = orjson.loads(await asyncio.wait_for(ws.recv(), 120))
+    except ConnectionClosed as exc:
+        raise BenchError(f"a subscriber's socket closed before connection_ack: {exc}") from exc
     if ack.get("type") != "connection_ack":
         raise BenchError(f"expected connection_ack, got {ack}")
-    await ws.send(orjson.dumps(SUBSCRIBE), text=True)
+    for index in range(per_socket):
+        await ws.send(orjson.dumps({**SUBSCRIBE, "id": str(index + 1)}), text=True)
     return ws
 
 
 async def listen(ws: ClientConnection, recorder: Recorder) -> None:
     """Record each delivery's arrival time (taken first, before any parsing)."""
-    seen: set[Pair] = set()
+    seen: dict[str, set[Pair]] = {}  # by subscription id
     try:
         async for raw in ws:
             at = time.perf_counter()
@@ -149,7 +166,8 @@ async def listen(ws: ClientConnection, recorder: Recorder) -> None:
                 if data is None:
                     recorder.errors.append(orjson.dumps(message["payload"]).decode())
                     continue
-                recorder.arrived((data["fromCountry"], data["toCountry"]), seen, at)
+                pairs = seen.setdefault(message["id"], set())
+                recorder.arrived((data["fromCountry"], data["toCountry"]), pairs, at)
             elif kind == "ping":
                 await ws.send(b'{"type":"pong"}', text=True)
             elif kind in ("error", "complete"):
@@ -189,6 +207,9 @@ class Result:
     counters: dict[str, int]
     recorder: Recorder
     server_problems: list[str]
+    workers: int = 1
+    sockets: int = 0
+    pinned: str = "not pinned"
 
     @property
     def expected(self) -> int:
@@ -208,18 +229,41 @@ class Result:
         return sum(v <= TARGET_SECONDS for v in self.latencies()) / self.expected
 
     @property
+    def p99(self) -> float:
+        return percentile(self.latencies(), 99)
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.received
+
+    @property
+    def p99_target(self) -> float:
+        return P99_TARGETS.get(self.workers, TARGET_SECONDS)
+
+    @property
     def met(self) -> bool:
-        return self.within_target() >= TARGET_FRACTION
+        """p99 within its target, nothing lost, nothing twice."""
+        return self.p99 <= self.p99_target and self.lost == 0 and self.recorder.duplicates == 0
+
+    def cpu_per_event_per_thousand(self) -> float | None:
+        """Server CPU seconds per new flow per 1,000 subscribers."""
+        if self.server_cpu is None or not self.rounds:
+            return None
+        return self.server_cpu / len(self.rounds) / (self.subscribers / 1000)
 
 
 async def open_subscribers(
-    url: str, n: int, batch: int, compression: str | None, recorder: Recorder
+    url: str, n: int, batch: int, compression: str | None, recorder: Recorder, per_socket: int = 1
 ) -> tuple[list[ClientConnection], list[asyncio.Task[None]]]:
     connections: list[ClientConnection] = []
     tasks: list[asyncio.Task[None]] = []
-    for start in range(0, n, batch):
+    sockets = -(-n // per_socket)
+    for start in range(0, sockets, batch):
         opened = await asyncio.gather(
-            *(subscribe(url, compression) for _ in range(min(batch, n - start)))
+            *(
+                subscribe(url, compression, min(per_socket, n - (start + i) * per_socket))
+                for i in range(min(batch, sockets - start))
+            )
         )
         connections += opened
         tasks += [asyncio.create_task(listen(ws, recorder)) for ws in opened]
@@ -308,16 +352,27 @@ async def measure(n: int, args: argparse.Namespace) -> Result:
             redis_url = args.redis_url or stack.enter_context(throwaway_redis(args.redis_server))
             server = Server(database_url, redis_url, args.server_env)
             workers = getattr(args, "workers", 1)
-            if workers != 1:
-                server.command = [
-                    *(sys.executable, "-m", "graph", "serve", "--port", str(server.port)),
-                    *("--workers", str(workers)),
-                ]
+            # Room for every socket on whichever worker accepts them.
+            room = str(n + FD_MARGIN)
+            server.extra_env = {
+                "WS_MAX_CONNECTIONS": room,
+                "MAX_CONNECTIONS": room,
+                # Thousands of handshakes on one pinned CPU of a busy machine: the bench
+                # measures deliveries, not how soon connection_init is answered.
+                "WS_INIT_TIMEOUT_SECONDS": "120",
+                "HTTP_HEADER_TIMEOUT_SECONDS": "120",
+                **server.extra_env,
+            }
+            server.command = [
+                *(sys.executable, "-m", "graph", "serve", "--port", str(server.port)),
+                *("--workers", str(workers)),
+            ]
+            args.pinned = pin_apart(server)
             stack.callback(server.stop)
             server.start()
             limits = httpx.Limits(max_connections=4)
             async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-                await server.wait_healthy(http)
+                await server.wait_healthy(http, timeout=300)  # a busy machine starts slowly
                 return await _run(server, http, n, args)
 
 
@@ -327,7 +382,10 @@ async def _run(server: Server, http: httpx.AsyncClient, n: int, args: argparse.N
     compression = None if args.compression == "none" else "deflate"
     recorder = Recorder(n)
     started = time.perf_counter()
-    connections, tasks = await open_subscribers(url, n, args.connect_batch, compression, recorder)
+    per_socket = max(getattr(args, "per_socket", 1), subscriptions_per_socket(n))
+    connections, tasks = await open_subscribers(
+        url, n, args.connect_batch, compression, recorder, per_socket
+    )
     try:
         if getattr(args, "workers", 1) == 1:
             await wait_active(server, http, n, timeout=60 + n / 50)
@@ -365,7 +423,30 @@ async def _run(server: Server, http: httpx.AsyncClient, n: int, args: argparse.N
         counters=counters,
         recorder=recorder,
         server_problems=server.problems(),
+        workers=getattr(args, "workers", 1),
+        sockets=len(connections),
+        pinned=getattr(args, "pinned", "not pinned"),
     )
+
+
+def subscriptions_per_socket(n: int) -> int:
+    """The fewest subscriptions per socket that let n fit under this process's hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or n + FD_MARGIN <= hard:
+        return 1
+    return -(-n // (hard - FD_MARGIN))
+
+
+def pin_apart(server: Server) -> str:
+    """The server on CPU 0, this client on the others, when there are two or more."""
+    cpus = CPUS
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return f"not pinned ({len(cpus)} CPU, or no taskset): server and client share"
+    assert server.command is not None
+    server.command = ["taskset", "-c", str(cpus[0]), *server.command]
+    os.sched_setaffinity(0, cpus[1:])
+    client = ",".join(map(str, cpus[1:]))
+    return f"server pinned to CPU {cpus[0]}, load client to CPU {client}"
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -413,10 +494,15 @@ def details(r: Result) -> list[str]:
         f" delivered {r.counters['delivered']}, dropped {r.counters['dropped']},"
         f" active {r.counters['active']}",
     ]
+    lines.append(
+        f"  p99 {ms(r.p99)} ms (target {ms(r.p99_target)} ms), lost {r.lost},"
+        f" duplicates {rec.duplicates}; {r.sockets:,} sockets; {r.pinned}"
+    )
     if r.server_cpu is not None:
+        per = r.cpu_per_event_per_thousand()
         lines.append(
             f"  CPU over the rounds ({r.wall:.1f} s wall): server {r.server_cpu:.2f} s,"
-            f" client {r.client_cpu:.2f} s"
+            f" client {r.client_cpu:.2f} s; server {per:.3f} s per event per 1,000 subscribers"
         )
     if rec.unexpected or rec.duplicates or rec.errors or rec.closed:
         lines.append(
@@ -433,12 +519,13 @@ def details(r: Result) -> list[str]:
 def report(results: list[Result], args: argparse.Namespace) -> None:
     print()
     print(
-        f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}),"
+        f"machine: {os.cpu_count()} CPUs (nproc {len(CPUS)}),"
         f" {platform.platform()}, Python {platform.python_version()},"
         f" websockets {websockets_version}, client loop {args.loop_name}"
     )
     print(
-        "server and client share those CPUs; latency = client receipt - just before the POST"
+        f"{getattr(args, 'pinned', 'not pinned')}; the machine is shared with other work;"
+        " latency = client receipt - just before the POST"
         " (an upper bound on the time since the commit, which happens inside the POST)"
     )
     print(f"subprotocol graphql-transport-ws, compression {args.compression}")
@@ -446,7 +533,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(f"load average before the runs: {load} (other work on the machine skews the figures)")
     if args.server_env:
         print(f"extra server environment: {args.server_env}")
-    print(f"target: {TARGET_FRACTION:.0%} of deliveries within {TARGET_SECONDS:.0f} s\n")
+    print(
+        "targets: p99 under 250 ms on 1 worker, under 1 s on 2; none lost, none twice"
+        " (the share within 1 s is shown too)\n"
+    )
     print(HEADER)
     for r in results:
         print(table_row(r))
@@ -454,7 +544,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     for r in results:
         print(f"\n{r.subscribers} subscribers:")
         print("\n".join(details(r)))
-        print(f"  target {'met' if r.met else 'MISSED'}: {r.within_target():.2%} within 1 s")
+        print(
+            f"  target {'met' if r.met else 'MISSED'}: p99 {ms(r.p99)} ms"
+            f" (<= {ms(r.p99_target)}), lost {r.lost}, duplicates {r.recorder.duplicates}"
+        )
     print(f"\nreproduce: {shlex.join([sys.executable, *sys.argv])}")
 
 
@@ -473,6 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="server worker processes (serve --workers)"
     )
     parser.add_argument("--connect-batch", type=int, default=100, help="connections at a time")
+    parser.add_argument(
+        "--per-socket",
+        type=int,
+        default=1,
+        help="subscriptions per socket (at least what the hard ulimit -n needs)",
+    )
     parser.add_argument("--round-timeout", type=float, default=30.0, help="seconds per round")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between rounds")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds before round 1")
@@ -506,7 +605,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subscribers-one", type=int, default=5_000, help="e: subscribers on one worker"
     )
     parser.add_argument(
-        "--subscribers-two", type=int, default=10_000, help="e: subscribers on two workers"
+        "--subscribers-two", type=int, default=20_000, help="e: subscribers on two workers"
     )
     parser.add_argument("--subscriber-rounds", type=int, default=5, help="e: timed new flows")
 
@@ -516,17 +615,18 @@ def scenarios(args: argparse.Namespace) -> list[Row]:
     quick = getattr(args, "quick", False)
     plan = [
         (500 if quick else getattr(args, "subscribers_one", 5_000), 1),
-        (1_000 if quick else getattr(args, "subscribers_two", 10_000), 2),
+        (1_000 if quick else getattr(args, "subscribers_two", 20_000), 2),
     ]
     rows = []
     for n, workers in plan:
         options = build_parser().parse_args(["--subscribers", str(n)])
         options.workers = workers
+        options.connect_batch = 50  # handshakes at a pace a busy 2-CPU machine keeps up with
         options.rounds = 2 if quick else getattr(args, "subscriber_rounds", 5)
         options.admin_url = getattr(args, "admin_url", ADMIN_URL)
         options.redis_server = getattr(args, "redis_server", "redis-server")
         options.server_env = {}
-        raise_fd_limit(2 * n + 256)
+        raise_fd_limit(n + FD_MARGIN)
         result = run_loop()(measure(n, options))
         rows.append(result_row(result, workers, quick))
     return rows
@@ -534,19 +634,22 @@ def scenarios(args: argparse.Namespace) -> list[Row]:
 
 def result_row(r: Result, workers: int, quick: bool) -> Row:
     values = r.latencies()
-    cpu = "" if r.server_cpu is None else f"; server CPU {r.server_cpu:.1f} s"
+    per = r.cpu_per_event_per_thousand()
+    cpu = "" if per is None else f"; server CPU {per:.3f} s per event per 1,000 subscribers"
     return Row(
         scenario="e",
         measure=f"hotFlows delivery, {r.subscribers:,} subscribers on {workers} worker(s)",
-        value=f"{r.within_target():.2%} within 1 s",
+        value=f"p99 {ms(r.p99)} ms",
         baseline=None,
         ratio=None,
-        target=f"{TARGET_FRACTION:.0%} within 1 s" + (" (quick run)" if quick else ""),
+        target=f"p99 < {ms(r.p99_target)} ms, none lost or twice"
+        + (" (quick run)" if quick else ""),
         met=None if quick else r.met,
         note=(
-            f"{len(r.rounds)} rounds, received {r.received:,}/{r.expected:,}; p50"
-            f" {ms(percentile(values, 50))} ms, p99 {ms(percentile(values, 99))} ms, max"
-            f" {ms(values[-1])} ms{cpu}"
+            f"{len(r.rounds)} rounds, received {r.received:,}/{r.expected:,}, lost {r.lost},"
+            f" duplicates {r.recorder.duplicates}; p50 {ms(percentile(values, 50))} ms, max"
+            f" {ms(values[-1])} ms, {r.within_target():.2%} within 1 s{cpu};"
+            f" {r.sockets:,} sockets; {r.pinned}"
         ),
     )
 
@@ -575,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.redis_url and shutil.which(args.redis_server) is None:
         raise SystemExit(f"{args.redis_server} not found: install redis or pass --redis-url")
     # Both ends of every connection may live in this process tree: the server inherits it.
-    raise_fd_limit(2 * max(args.subscribers) + 256)
+    raise_fd_limit(max(args.subscribers) + FD_MARGIN)
     try:
         import uvloop
     except ImportError:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from graph.core.crossings import Crossings
 from graph.core.flows import Flow
+from graph.core.records import validate_batch
 from graph.core.windows import TimeWindow
 from graph.live.broadcaster import Broadcaster, Group
 from graph.live.subscriber import Subscriber
 from graph.service.payloads import flow_of
+from graph.wiring import open_archive
+from tests.support.factories import make_settings, spread
 
 
 def flow(a: str, b: str, heat: float) -> dict[str, Any]:
@@ -105,3 +110,36 @@ def test_dispatch_builds_each_flow_once_for_all_members() -> None:
     assert received[0].id == "6h@2026-01-31T12:00:00+00:00:US-CA"  # type: ignore[attr-defined]
     assert bystander._queue.empty()
     assert broadcaster.delivered == 3
+
+
+def test_subscribers_joining_at_once_share_one_look_up(tmp_path: Path) -> None:
+    """A burst of joiners (clients reconnecting after a restart) asks for the flows hot now
+    once, not once each: every one of them is handed the very same list."""
+
+    async def main() -> None:
+        settings = make_settings(f"sqlite:///{tmp_path / 'join.db'}")
+        async with open_archive(settings) as archive:
+            await archive.service.ingest(validate_batch(spread("FR", "BE", ["Alpha"])))
+            broadcaster = Broadcaster(archive.service, archive.store, queue_size=4)
+            async with contextlib.AsyncExitStack() as stack:
+                joined = await asyncio.gather(
+                    *(
+                        stack.enter_async_context(
+                            broadcaster.subscribe(TimeWindow.H24, None, 0.5, on_drop=lambda: None)
+                        )
+                        for _ in range(20)
+                    )
+                )
+                currents = [current for _, current in joined]
+                assert [(f.from_country, f.to_country) for f in currents[0]] == [("FR", "BE")]
+                assert all(current is currents[0] for current in currents)
+                assert broadcaster.subscriber_count == 20
+            assert broadcaster.subscriber_count == 0 and not broadcaster.groups
+            # The next joiner, alone, looks again.
+            async with broadcaster.subscribe(TimeWindow.H24, None, 0.5, on_drop=lambda: None) as (
+                _,
+                later,
+            ):
+                assert later is not currents[0] and later == currents[0]
+
+    asyncio.run(main())
