@@ -57,9 +57,10 @@ class Settings(BaseSettings):
     use_cache: bool = True
     flows_refresh_seconds: float = Field(default=30.0, gt=0)
     cache_timeout_seconds: float = Field(default=0.25, gt=0)
-    # 0: every cached read checks the generation in Redis. > 0: reads without min_generation
-    # may lag other workers' writes by up to this (DESIGN.md), for throughput.
-    cache_local_seconds: float = Field(default=0.0, ge=0)
+    # > 0: a worker serves reads without min_generation from its memory, at most this long after
+    # it last read the generation in Redis; other workers' writes reach it over pub/sub sooner
+    # (DESIGN.md). 0 (strict): every cached read checks the generation in Redis.
+    cache_local_seconds: float = Field(default=1.0, ge=0)
     # Bounds on what the cache holds, whatever clients ask (graph/cache/bounds.py): in Redis for
     # every worker together, in process per worker, and again per worker for the local copy.
     cache_max_entries: int = Field(default=20_000, ge=1)
@@ -104,6 +105,8 @@ class Settings(BaseSettings):
     ws_max_subscriptions: int = Field(default=20, ge=1)
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     ws_max_connections: int = Field(default=10_000, ge=1)
+    # A live subscriber whose socket holds more unsent bytes than this is dropped (1008).
+    ws_max_buffer_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     api_keys: CommaList = ()
     read_api_keys: CommaList = ()

@@ -61,14 +61,26 @@ class LocalCopy:
             return None
         return self._entries.get((key, field))
 
-    def keep(self, epoch: int, token: str, key: str, field: str, entry: Entry | None) -> None:
-        """Note what a store read that began at ``epoch`` found, unless an invalidation
-        happened meanwhile (its answer may be from before the bump)."""
+    def trusted_token(self) -> str | None:
+        """The token last read from the store, while the copy is live and trusted: the
+        generation a reader may take as current without asking the store."""
+        if not self._seconds or self._token is None or time.monotonic() >= self._until:
+            return None
+        return self._token
+
+    def trust(self, epoch: int, token: str) -> bool:
+        """Note the token a store read that began at ``epoch`` found (the copy is trusted for
+        ``seconds`` more), unless an invalidation happened meanwhile (its answer may be from
+        before the bump). Whether it was noted."""
         if not self._seconds or epoch != self.epoch:
-            return
+            return False
         if token != self._token:
             self._entries.clear()
             self._token = token
         self._until = time.monotonic() + self._seconds
-        if entry is not None:
+        return True
+
+    def keep(self, epoch: int, token: str, key: str, field: str, entry: Entry | None) -> None:
+        """Note what a store read that began at ``epoch`` found (see :meth:`trust`)."""
+        if self.trust(epoch, token) and entry is not None:
             self._entries.put((key, field), entry, len(key) + len(field) + len(entry.payload))

@@ -6,8 +6,9 @@ anything is parsed, validated or executed. The key holds everything the answer d
 - the document's SHA-256 and the operation name;
 - the variables, as canonical JSON (sorted keys);
 - the credential's class (anonymous, read, write): answers are never shared across classes;
-- the response cache's generation, read from its store on every lookup (one round trip, as
-  every cached read makes), so an ingest on any worker retires every kept answer;
+- the response cache's generation, as every cached read takes it (one store read, or the
+  local copy's generation within ``CACHE_LOCAL_SECONDS`` of the last one), so an ingest on
+  any worker retires every kept answer;
 - the countries whose feed is failing (the answer's "partial data" warnings).
 
 Kept: queries whose every root field is in ``CACHEABLE_FIELDS``, answered without errors. An
@@ -196,10 +197,22 @@ def document_hash(query: str) -> str:
 async def current_generation(cache: ResponseCache) -> str | None:
     """The response cache's current generation, or None when its store cannot say.
 
-    The one place the GraphQL answer cache reads the generation.
+    The one place the GraphQL answer cache reads the generation. With ``CACHE_LOCAL_SECONDS``
+    > 0 it follows the local copy's rule, as the REST fast path does: the generation last read
+    from the store is taken as current for that long after the read (an ingest here or another
+    worker's announcement ends it at once); otherwise, and in strict mode, one store read.
     """
+    trusted = cache.local_copy.trusted_token()
+    if trusted is not None:
+        return trusted
+    epoch = cache.local_copy.epoch
     following = await cache.next_generation()
-    return None if following is None else str(following - 1)
+    if following is None:
+        return None
+    generation = str(following - 1)
+    if cache.store is not None:
+        cache.local_copy.trust(epoch, generation)
+    return generation
 
 
 def _reaches(connection: HTTPConnection, generation: str) -> bool:

@@ -17,14 +17,20 @@ import orjson
 from starlette.types import Scope
 
 from graph.cache.lru import BoundedLRU
+from graph.http.conditional import GENERATION_HEADER
 from graph.service.answer import Answer
 
 # Where a route leaves its mark in the request's scope state.
 MARK_KEY = "prebuilt"
+# Only REST reads are marked: the fast path lets every other path by without recording it.
+REUSABLE_PREFIX = "/v1/"
 
 _REQUEST_ID = b'"request_id":'
 _CACHE_HIT = b'"cache_hit":'
 _CACHE_HITS = (_CACHE_HIT + b"false", _CACHE_HIT + b"true")
+
+# The headers a 304 repeats from the 200 it stands for.
+_NOT_MODIFIED = frozenset({b"etag", GENERATION_HEADER.lower().encode()})
 
 Key = tuple[str, bytes, int]  # path, raw query string, credential class
 
@@ -42,7 +48,7 @@ class Mark:
 def mark_reusable(scope: Scope, kind: str, answer: Answer, *, sliding: bool) -> None:
     """Mark this request's response as one the fast path may send again, when ``answer``
     comes from the shared cache (computed without it, it has no decimal generation)."""
-    if answer.generation.isdigit():
+    if answer.generation.isdigit() and scope["path"].startswith(REUSABLE_PREFIX):
         scope.setdefault("state", {})[MARK_KEY] = Mark(
             kind, int(answer.generation), answer.computed_at, sliding
         )
@@ -70,6 +76,8 @@ class Prebuilt:
     # the fast path read it from the store (graph.http.middleware.fast_path).
     trusted_since: float
     size: int = field(default=0)
+    # What a 304 sends (the ETag and the generation), picked out once.
+    not_modified: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def body(self, request_id: str) -> bytes:
         return b"".join((self.before_id, orjson.dumps(request_id), self.after_id))
@@ -104,8 +112,19 @@ def prebuild(
     kept = [(name, value) for name, value in headers if name.lower() != b"content-length"]
     etag = next((v.decode("latin-1") for n, v in kept if n.lower() == b"etag"), None)
     size = len(before) + len(after) + sum(len(n) + len(v) for n, v in kept)
+    not_modified = [(name, value) for name, value in kept if name.lower() in _NOT_MODIFIED]
     return Prebuilt(
-        mark, kept, etag, before, after, log_fields, failing, epoch, trusted_since, size=size
+        mark,
+        kept,
+        etag,
+        before,
+        after,
+        log_fields,
+        failing,
+        epoch,
+        trusted_since,
+        size=size,
+        not_modified=not_modified,
     )
 
 

@@ -133,6 +133,15 @@ class Snapshots:
             for row in decode_rows(country, e.payload)
         ]
 
+    def fresh(self, window: TimeWindow, token: str) -> datetime | None:
+        """The instant of the sliding window's current snapshot, when there is one computed
+        under ``token`` within FLOWS_REFRESH_SECONDS (what :meth:`window` would answer from)."""
+        snap = self._sliding.get(window)
+        fresh = time.monotonic() - self.cache.refresh_seconds
+        if self.cache.enabled and snap is not None and snap.token == token and snap.made > fresh:
+            return snap.span.as_of
+        return None
+
     async def window(
         self, window: TimeWindow, as_of: datetime | None, token: str
     ) -> tuple[Span, Sequence[AggregateRow]]:

@@ -6,8 +6,10 @@ every door answers the same. Storage outages become :class:`DependencyUnavailabl
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,12 +19,14 @@ from db.errors import StorageUnavailable
 from db.repository import RecordLike, TrendRepository, UpsertResult
 from graph.cache.entry import Entry
 from graph.cache.keys import flows_key, hotspots_key
+from graph.cache.lru import BoundedLRU
 from graph.cache.response_cache import ResponseCache
+from graph.core.aggregates import AggregateRow
 from graph.core.errors import PayloadTooLarge
-from graph.core.flows import DEFAULT_MIN_LAG_HOURS, FlowStats, flows_and_stats
+from graph.core.flows import DEFAULT_MIN_LAG_HOURS, HEAT_EPSILON, Flow, FlowStats, flows_and_stats
 from graph.core.hotspots import compute_hotspots
 from graph.core.records import Page, StoredRecord
-from graph.core.windows import Span
+from graph.core.windows import Span, TimeWindow
 from graph.observability.tracing import span
 from graph.service.answer import Answer
 from graph.service.cursor import decode_cursor
@@ -64,6 +68,13 @@ class TrendService:
         self.max_batch_records = max_batch_records
         self.clock = clock
         self.snapshots = Snapshots(repository, cache, clock)
+        # Passes over a window's pairs (flows_and_stats) by the instant asked for (None: now),
+        # which the tests count.
+        self.flow_passes: Counter[datetime | None] = Counter()
+        # The flows last computed per window, instant, filter and generation (see _flows_of).
+        self._computed: BoundedLRU[_ComputedKey, _Computed] = BoundedLRU(
+            max_entries=_COMPUTED_ENTRIES, max_bytes=_COMPUTED_FLOWS * max_flows
+        )
         self._listeners: list[Callable[[], None]] = []
         # Countries whose feed is failing (graph.feeds.poller's SourceBoard), for "partial data".
         self._unavailable = unavailable
@@ -128,38 +139,116 @@ class TrendService:
     async def flows(self, query: FlowQuery, *, min_generation: int | None = None) -> Answer:
         """The flows asked for; with ``min_generation``, holding every write answered with a
         generation up to it (graph.cache.response_cache)."""
+        filtered = await self._filtered(query, min_generation)
+        if filtered is not None:
+            return filtered
 
         async def compute(token: str) -> Entry:
             span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
-            items, stats = flows_and_stats(
-                aggregates,
-                threshold=query.threshold,
-                halflife_hours=self.halflife_hours,
-                min_lag_hours=self.min_lag_hours,
-                countries=query.countries,
-            )
-            warnings: tuple[str, ...] = ()
-            cap = query.limit if query.limit is not None else self.max_flows
-            if len(items) > cap and query.limit is None:
-                warnings = (
-                    f"truncated: {len(items)} flows reach the threshold, the first {cap} are"
-                    " shown; raise the threshold, filter countries or pass a limit",
-                )
-            items = items[:cap]
-            payload = orjson.dumps(items)
-            return Entry(
-                token,
-                span.as_of,
-                self.clock(),
-                payload,
-                warnings,
-                count=len(items),
-                metadata=stats_metadata(stats),
-            )
+            computed = self._flows_of(query, token, span, aggregates)
+            return self._flows_entry(query, token, span.as_of, computed)
 
         field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"
         key = flows_key(query.window.value, query.countries)
         return await self._answer(key, field, query, compute, min_generation)
+
+    def _flows_entry(
+        self,
+        query: FlowQuery,
+        token: str,
+        as_of: datetime,
+        computed: _Computed,
+    ) -> Entry:
+        """The flows of ``computed`` that reach the query's threshold, as a cache entry."""
+        items = computed.reaching(query.threshold)
+        warnings: tuple[str, ...] = ()
+        cap = query.limit if query.limit is not None else self.max_flows
+        if len(items) > cap and query.limit is None:
+            warnings = (
+                f"truncated: {len(items)} flows reach the threshold, the first {cap} are"
+                " shown; raise the threshold, filter countries or pass a limit",
+            )
+        items = items[:cap]
+        return Entry(
+            token,
+            as_of,
+            # When the flows were computed: every threshold filtered from them says the same
+            # (and so has the same ETag however it was answered).
+            computed.computed_at,
+            orjson.dumps(items),
+            warnings,
+            count=len(items),
+            metadata=stats_metadata(computed.stats),
+        )
+
+    async def _filtered(self, query: FlowQuery, min_generation: int | None) -> Answer | None:
+        """The answer filtered from flows this worker computed at a lower threshold, without
+        asking the store, while the local copy trusts the generation they were computed under
+        (``CACHE_LOCAL_SECONDS``: the same rule as any other read served from memory); None
+        when there are none (the usual way then: the cache, or a computation)."""
+        token = self.cache.local_copy.trusted_token()
+        if token is None or not token.isdigit() or not self.cache.enabled:
+            return None
+        if min_generation is not None and int(token) < min_generation:
+            return None
+        as_of = query.as_of
+        if as_of is None:
+            as_of = self.snapshots.fresh(query.window, token)
+            if as_of is None:
+                return None
+        known = self._computed.get((query.window, as_of, query.countries, token))
+        if not self._serves(known, query):
+            return None
+        assert known is not None
+        self.cache.lookups["flows", True] += 1
+        entry = self._flows_entry(query, token, as_of, known)
+        return await self._answer_of(entry, query, hit=True)
+
+    def _flows_of(
+        self, query: FlowQuery, token: str, span: Span, aggregates: Sequence[AggregateRow]
+    ) -> _Computed:
+        """Every flow reaching the threshold, and the window's stats.
+
+        The pairs do not depend on the threshold, only which of them are shown: the flows
+        computed at a threshold hold those of every higher one (heat >= threshold, in the same
+        order), and the stats are the same whatever it is. So one computation of a window's
+        aggregates (the same instant, the same filter, under the same generation) serves every
+        threshold at or above its own by filtering its list: a new threshold is not a new pass
+        over the window (DESIGN.md's flows key has none). Only under a label that changes with
+        the data: a generation, or the in-process label when there is no shared store (every
+        write is this process's). Not while the store cannot answer (another worker's writes
+        would not change the label), nor with the cache off.
+        """
+        key = (query.window, span.as_of, query.countries, token)
+        shared = self.cache.enabled and (token.isdigit() or self.cache.store is None)
+        known = self._computed.get(key) if shared else None
+        if self._serves(known, query):
+            assert known is not None
+            return known
+        self.flow_passes[query.as_of] += 1
+        items, stats = flows_and_stats(
+            aggregates,
+            threshold=query.threshold,
+            halflife_hours=self.halflife_hours,
+            min_lag_hours=self.min_lag_hours,
+            countries=query.countries,
+        )
+        computed = _Computed(query.threshold, items, stats, self.clock())
+        if shared:
+            # Sized by its flows: a very low threshold's list is kept only while it fits.
+            self._computed.put(key, computed, size=len(items) + 1)
+        return computed
+
+    def _serves(self, known: _Computed | None, query: FlowQuery) -> bool:
+        """Whether ``known`` holds the query's flows: computed at its threshold or a lower one
+        and, for a window ending "now", younger than FLOWS_REFRESH_SECONDS (by the cache's
+        clock, as its own entries age)."""
+        if known is None or known.threshold > query.threshold:
+            return False
+        if query.as_of is None:
+            age = (self.cache.clock() - known.computed_at).total_seconds()
+            return age < self.cache.refresh_seconds
+        return True
 
     async def _answer(
         self,
@@ -178,6 +267,11 @@ class TrendService:
             keep=self.cache.bounds.keeps(query.as_of),
             min_generation=min_generation,
         )
+        return await self._answer_of(entry, query, hit=hit)
+
+    async def _answer_of(
+        self, entry: Entry, query: FlowQuery | HotspotQuery, *, hit: bool
+    ) -> Answer:
         return Answer(
             payload=entry.payload,
             count=entry.count,
@@ -201,6 +295,33 @@ class TrendService:
         except StorageUnavailable:
             return False
         return True
+
+
+# At most this many computations, holding at most this many times MAX_FLOWS flows together.
+_COMPUTED_ENTRIES = 32
+_COMPUTED_FLOWS = 4
+_ComputedKey = tuple[TimeWindow, datetime, tuple[str, ...] | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Computed:
+    """A window's flows computed at ``threshold`` (heat descending), and their stats."""
+
+    threshold: float
+    flows: list[Flow]
+    stats: FlowStats
+    computed_at: datetime
+    # The flows' heats negated, ascending: where a higher threshold cuts the list.
+    _heats: list[float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_heats", [-flow.heat for flow in self.flows])
+
+    def reaching(self, threshold: float) -> list[Flow]:
+        """The flows whose heat reaches ``threshold`` (at least this computation's own)."""
+        if threshold <= self.threshold:
+            return self.flows
+        return self.flows[: bisect_right(self._heats, HEAT_EPSILON - threshold)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,8 +39,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -289,6 +291,26 @@ def capture(base: str) -> Captured:
         return Captured(flows.content, graphql.content, flows.headers.get("etag"))
 
 
+def register_apq(base: str) -> str:
+    """Register b's operation as an Automatic Persisted Query (its document and its sha256 in
+    one POST); the path and query string of a GET that names it by hash alone."""
+    document = GRAPHQL % "Bench"
+    digest = sha256(document.encode()).hexdigest()
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=base, timeout=60, headers=headers) as http:
+        stored = http.post("/graphql", json={"query": document, "extensions": extensions})
+        path = "/graphql?" + urlencode({"extensions": orjson.dumps(extensions).decode()})
+        answer = http.get(path)
+        if (
+            stored.status_code != 200
+            or answer.status_code != 200
+            or len(answer.json().get("data", {}).get("flows", [])) != FLOWS_WANTED
+        ):
+            raise BenchError(f"the APQ GET failed: {answer.status_code} {answer.text[:300]}")
+    return path
+
+
 # --- the scenarios --------------------------------------------------------------------------
 
 
@@ -355,8 +377,11 @@ def _measure(
     )
     if wanted & {"b", "f"}:
         wanted_runs.append("distinct")
+    if "b" in wanted:
+        wanted_runs.insert(wanted_runs.index("repeated") + 1, "apq")
     with service(database_url, redis_url) as svc:
         captured = capture(svc.base)
+        runs["apq"] = (register_apq(svc.base), {})
         if captured.etag is not None:
             runs["304"] = (FLOWS_PATH, {"etag": captured.etag})
             if "a" in wanted:
@@ -387,7 +412,11 @@ def _measure(
     if importlib.util.find_spec("fastapi") is None:
         peer_missing = "no peer: pip install -e '.[bench]' (FastAPI)"
     elif wanted & {"a", "b"}:
-        peer_runs = [n for n in wanted_runs if n != "304" and (n != "distinct" or "b" in wanted)]
+        # Stock Strawberry has no persisted queries: the peer gets no APQ run.
+        skipped = {"304", "apq"}
+        peer_runs = [
+            n for n in wanted_runs if n not in skipped and (n != "distinct" or "b" in wanted)
+        ]
         peer = _measure_peer(measure, peer_runs, captured, redis_url)
 
     rows: list[Row] = []
@@ -590,6 +619,14 @@ def _rows_b(
             loads["repeated"],
             bare,
             peer.get("repeated"),
+            0.7,
+        ),
+        _against(
+            "b",
+            "GraphQL flows (20), the same operation as an APQ GET (hash only)",
+            loads["apq"],
+            bare,
+            None,
             0.7,
         ),
         _against(

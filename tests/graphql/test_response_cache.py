@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
+from graph.cache.keys import GENERATION_CHANNEL, GENERATION_KEY
 from graph.graphql.response_cache import OperationCache
 from graph.http.app import create_app
 from tests.support.factories import (
@@ -27,6 +30,7 @@ from tests.support.factories import (
     spread,
     write_headers,
 )
+from tests.support.servers import RedisServer
 
 TRENDS = "query Recent($n: Int) { trends(first: $n) { totalCount edges { node { country } } } }"
 
@@ -114,7 +118,11 @@ def test_an_ingest_changes_the_answer(client: TestClient) -> None:
 
 
 def test_an_ingest_on_another_worker_changes_the_answer(tmp_path: Path) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path / 'a.db'}", redis_url=TEST_REDIS_URL)
+    # Strict mode: every lookup reads the generation in Redis, so a read without
+    # min_generation sees the other worker's write at once (the local copy's window is below).
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'a.db'}", redis_url=TEST_REDIS_URL, cache_local_seconds=0
+    )
     # A document of this test's own: other tests' answers never share its keys.
     query = f"{TRENDS} # {uuid.uuid4()}"
     with TestClient(create_app(settings)) as reader, TestClient(create_app(settings)) as writer:
@@ -124,6 +132,45 @@ def test_an_ingest_on_another_worker_changes_the_answer(tmp_path: Path) -> None:
         assert statements.taken() == 0
         ingest(writer, [record("US")])
         assert ask(reader, query)["data"]["trends"]["totalCount"] == 1
+
+
+def test_with_a_local_copy_a_kept_answer_needs_no_store_read_until_an_announcement(
+    tmp_path: Path, throwaway_redis: RedisServer
+) -> None:
+    """CACHE_LOCAL_SECONDS > 0: a repeated query is answered without asking Redis for the
+    generation (as the REST fast path is); another worker's announcement retires the answer."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'a.db'}",
+        redis_url=throwaway_redis.url,
+        cache_local_seconds=30,
+        shutdown_timeout_seconds=1,
+    )
+    with TestClient(create_app(settings)) as client:
+        ingest(client, [record("US")])
+        state = client.app_state["trendmap"]
+        deadline = time.monotonic() + 5
+        while (state.publisher.pending or state.publisher.unsent) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the ingest's live snapshots go out before Redis is paused
+        first = ask(client)
+        kept = operations(client)
+        hits = kept.hits
+        throwaway_redis.pause()
+        try:
+            assert ask(client) == first  # the store is not asked
+            assert kept.hits == hits + 1
+        finally:
+            throwaway_redis.resume()
+        seen = state.cache.generation
+        with redis.Redis.from_url(throwaway_redis.url) as other_worker:
+            announced = other_worker.incr(GENERATION_KEY)
+            other_worker.publish(GENERATION_CHANNEL, str(announced))
+        deadline = time.monotonic() + 5
+        while state.cache.generation == seen and time.monotonic() < deadline:
+            time.sleep(0.01)  # the announcement travels through Redis pub/sub
+        assert state.cache.generation > seen
+        misses = kept.misses
+        assert ask(client) == first
+        assert kept.misses == misses + 1 and kept.hits == hits + 1
 
 
 def test_credential_classes_do_not_share_answers(tmp_path: Path) -> None:

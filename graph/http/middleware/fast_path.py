@@ -27,17 +27,24 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.auth import Access, access_of, bearer_token, credentials_for
+from graph.auth import Access, bearer_token
 from graph.cache.keys import GENERATION_KEY
 from graph.core.errors import TrendmapError
-from graph.http.conditional import GENERATION_HEADER, MIN_GENERATION_HEADER
-from graph.http.prebuilt import Key, Prebuilt, PrebuiltResponses, mark_of, prebuild
+from graph.http.conditional import MIN_GENERATION_HEADER
+from graph.http.prebuilt import (
+    REUSABLE_PREFIX,
+    Key,
+    Prebuilt,
+    PrebuiltResponses,
+    mark_of,
+    prebuild,
+)
+from graph.http.ratelimit.limiter import credential_of
 from graph.observability.log import log_fields, request_id_of
 from graph.stores import StoreUnavailable
 from graph.wiring import AppState
 
 _MIN_GENERATION = MIN_GENERATION_HEADER.lower().encode()
-_NOT_MODIFIED_HEADERS = frozenset({b"etag", GENERATION_HEADER.lower().encode()})
 # An entity tag in If-None-Match, as graph.http.conditional reads it.
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
@@ -54,6 +61,7 @@ class FastPathMiddleware:
         if (
             scope["type"] != "http"
             or scope["method"] != "GET"
+            or not scope["path"].startswith(REUSABLE_PREFIX)
             or not isinstance(state, AppState)
             or not _applies(state)
         ):
@@ -81,7 +89,7 @@ class FastPathMiddleware:
         state.cache.lookups[prebuilt.mark.kind, True] += 1
         self.responses.hits += 1
         if prebuilt.etag is not None and _names(scope, prebuilt.etag):
-            headers = [(n, v) for n, v in prebuilt.headers if n.lower() in _NOT_MODIFIED_HEADERS]
+            headers = list(prebuilt.not_modified)
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -153,7 +161,7 @@ def _key(scope: Scope, state: AppState) -> Key | None:
             token = bearer_token(_header(scope, b"authorization"))
             if token is None:
                 return None
-            credential = access_of(token, credentials_for(state.settings))
+            credential = credential_of(token, state.settings)[1]
         except TrendmapError:
             return None
         if credential < Access.READ:

@@ -3,10 +3,13 @@ the error format for any exception that escapes the app (the stack trace goes to
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from collections.abc import Iterable
+from typing import Any
 
-from starlette.datastructures import MutableHeaders
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.core.errors import TrendmapError
@@ -15,6 +18,7 @@ from graph.observability.log import log_fields, logger, new_request_id
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's id is echoed and logged: only a short, plain one is taken, else ours is drawn.
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -42,7 +46,7 @@ class RequestLogMiddleware:
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 response_started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = _with_request_id(message.get("headers", ()), request_id)
             elif message["type"] == "websocket.accept":
                 status = 101
             await send(message)
@@ -56,16 +60,40 @@ class RequestLogMiddleware:
                 failure = TrendmapError("an unexpected error occurred; it has been logged")
                 await send_error(scope, send_with_id, failure)
         finally:
-            logger.info(
-                "request",
-                request_id=request_id,
-                method=scope.get("method", "WS"),
-                path=scope.get("path"),
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                cache_hit=fields.pop("cache_hit", False),
-                **fields,
-            )
+            if _info_enabled():
+                _log(scope, request_id, status, started, fields)
+
+
+def _log(
+    scope: Scope, request_id: str, status: int, started: float, fields: dict[str, Any]
+) -> None:
+    logger.info(
+        "request",
+        request_id=request_id,
+        method=scope.get("method", "WS"),
+        path=scope.get("path"),
+        status=status,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        cache_hit=fields.pop("cache_hit", False),
+        **fields,
+    )
+
+
+def _info_enabled() -> bool:
+    """Whether an INFO line would be written. The logger binds itself on every call, even to
+    a level that is filtered out; asking the configured class first skips that (a sizeable
+    part of a cached answer at LOG_LEVEL=WARNING)."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    enabled = getattr(wrapper, "is_enabled_for", None)
+    return True if enabled is None else bool(enabled(wrapper, logging.INFO))
+
+
+def _with_request_id(
+    headers: Iterable[tuple[bytes, bytes]], request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The headers with ``X-Request-ID`` set to ours (in place of one the app sent)."""
+    value = request_id.encode("latin-1")
+    return [*(h for h in headers if h[0].lower() != _REQUEST_ID_BYTES), (_REQUEST_ID_BYTES, value)]
 
 
 def _header(scope: Scope, name: str) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from starlette.types import Scope
 
-from graph.auth import access_of, bearer_token, credentials_for
+from graph.auth import Access, Credentials, access_of, bearer_token, credentials_for
 from graph.breaker import CircuitBreaker
 from graph.core.errors import Unauthenticated
 from graph.http.ratelimit.cost import Cost
@@ -32,6 +32,33 @@ def _headers(scope: Scope, name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
 
 
+# Per configuration (the Credentials object credentials_for makes once for it): the access of
+# each configured key that a request presented, by the sha256 of the token. Checking a token
+# against every key in constant time, and the settings' secrets, cost more than a whole cached
+# answer; a dict keyed by the digest leaks nothing about the keys themselves. Bounded by the
+# number of configured keys: a token that is not one (a bad key, a JWT, which expires) is
+# never kept.
+_KNOWN: dict[int, tuple[Settings, Credentials, dict[str, Access]]] = {}
+
+
+def credential_of(token: str, settings: Settings) -> tuple[str, Access]:
+    """The sha256 hex of a bearer token and what it may do; Unauthenticated when it is not a
+    valid credential (graph.auth.access_of)."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    known = _KNOWN.get(id(settings))
+    if known is None or known[0] is not settings:
+        if len(_KNOWN) >= 16:
+            _KNOWN.clear()
+        known = _KNOWN[id(settings)] = (settings, credentials_for(settings), {})
+    _, credentials, accesses = known
+    access = accesses.get(digest)
+    if access is None:
+        access = access_of(token, credentials)
+        if credentials.tokens is None or token.count(".") != 2:
+            accesses[digest] = access  # a configured key: a JWT would have two dots
+    return digest, access
+
+
 def client_of(scope: Scope, settings: Settings) -> str:
     """``key:<sha256 of the token>`` for a valid credential, else ``ip:<address>``.
 
@@ -43,8 +70,7 @@ def client_of(scope: Scope, settings: Settings) -> str:
     try:
         token = bearer_token(authorization[0]) if authorization else None
         if token is not None:
-            access_of(token, credentials_for(settings))
-            return "key:" + hashlib.sha256(token.encode()).hexdigest()
+            return "key:" + credential_of(token, settings)[0]
     except Unauthenticated:
         pass
     if settings.trust_forwarded_for:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -28,8 +29,15 @@ class Usage:
 
 def policy_header(usages: list[Usage]) -> bytes:
     """``RateLimit-Policy``: each budget's quota and window."""
-    items = (f'"{u.policy}";q={u.quota};w={WINDOW_SECONDS}' for u in usages)
-    return ", ".join(items).encode()
+    return _policies(tuple((u.policy, u.quota) for u in usages))
+
+
+@functools.lru_cache(maxsize=64)
+def _policies(budgets: tuple[tuple[str, int], ...]) -> bytes:
+    # The same few values on every request: formatted once.
+    return ", ".join(
+        f'"{policy}";q={quota};w={WINDOW_SECONDS}' for policy, quota in budgets
+    ).encode()
 
 
 def ratelimit_header(usages: list[Usage]) -> bytes:
