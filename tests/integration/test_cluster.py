@@ -7,9 +7,7 @@ are ingested through the other. Redis is a throwaway server the tests can kill a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +20,12 @@ import httpx
 import pytest
 import redis
 from gql.transport.websockets import WebsocketsTransport
-from websockets.client import ClientProtocol
-from websockets.frames import Close, Frame, Opcode
-from websockets.protocol import State
-from websockets.typing import Subprotocol
-from websockets.uri import parse_uri
 
 from graph.core.records import assigned_country_codes
 from tests.support.factories import WRITE_KEY, spread, write_headers
 from tests.support.listener import SUBSCRIPTION, Listener
 from tests.support.servers import RedisServer, free_port, running_server, wait_until_healthy
+from tests.support.slow_peer import SlowPeer
 
 
 @dataclass
@@ -235,63 +229,6 @@ def test_redis_dying_never_fails_a_read_and_everything_resumes(cluster: Cluster)
     asyncio.run(main())
 
 
-class SlowPeer:
-    """A graphql-transport-ws client on a raw socket: it subscribes, then reads nothing.
-
-    (A websockets client keeps draining the socket into its own memory even when the app does
-    not read; only a peer that really stops calling recv() makes the server's sends stall.)
-    """
-
-    def __init__(self, base: str) -> None:
-        host, port = base.removeprefix("http://").split(":")
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect((host, int(port)))
-        self.protocol = ClientProtocol(
-            parse_uri(f"ws://{host}:{port}/graphql"),
-            subprotocols=[Subprotocol("graphql-transport-ws")],
-        )
-        self.protocol.send_request(self.protocol.connect())
-        self.sock.sendall(b"".join(self.protocol.data_to_send()))
-        while self.protocol.state is State.CONNECTING:
-            self._read(10)
-        self._send({"type": "connection_init", "payload": {}})
-        while not any(isinstance(e, Frame) and b"connection_ack" in e.data for e in self._read(10)):
-            pass
-        variables = {"threshold": 0.5}
-        self._send(
-            {
-                "id": "slow",
-                "type": "subscribe",
-                "payload": {"query": SUBSCRIPTION, "variables": variables},
-            }
-        )
-
-    def _send(self, message: dict[str, Any]) -> None:
-        self.protocol.send_text(json.dumps(message).encode())
-        self.sock.sendall(b"".join(self.protocol.data_to_send()))
-
-    def _read(self, timeout: float) -> list[Any]:
-        self.sock.settimeout(timeout)
-        data = self.sock.recv(1 << 20)
-        if data:
-            self.protocol.receive_data(data)
-        else:
-            self.protocol.receive_eof()
-        return list(self.protocol.events_received())
-
-    def close_code(self, timeout: float) -> int | None:
-        """Read the whole backlog; the code of the server's close frame, if one came."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self._read(timeout):
-                if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
-                    return Close.parse(event.data).code
-            if self.protocol.close_rcvd is not None or self.protocol.state is State.CLOSED:
-                break
-        return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
-
-
 def test_a_slow_consumer_is_dropped_without_delaying_a_fast_one(cluster: Cluster) -> None:
     """A client that stops reading falls more than SUBSCRIBER_QUEUE_SIZE (2) snapshots behind
     and is dropped; a fast client on the same worker gets every flow meanwhile."""
@@ -314,7 +251,7 @@ def test_a_slow_consumer_is_dropped_without_delaying_a_fast_one(cluster: Cluster
                 for t in topics
             ]
 
-        slow = SlowPeer(cluster.a)
+        slow = SlowPeer(cluster.a, SUBSCRIPTION, {"threshold": 0.5})
         fast = Listener(cluster.a, WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL)
         fast.start()
         await _subscribed(cluster.a, 2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,16 +16,13 @@ import orjson
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.client import ClientProtocol
-from websockets.frames import Close, Opcode
-from websockets.protocol import State
 from websockets.typing import Subprotocol
-from websockets.uri import parse_uri
 
 from graph.core.records import assigned_country_codes
 from graph.http.app import create_app
 from tests.support.factories import WRITE_KEY, make_settings, spread, write_headers
 from tests.support.servers import Served, running_server
+from tests.support.slow_peer import SlowPeer
 
 QUERY = """subscription($current: Boolean, $countries: [String!]) {
   hotFlows(timeWindow: "24h", threshold: 0.5, includeCurrent: $current,
@@ -228,66 +224,16 @@ def test_include_current_goes_to_the_joiner_alone(server: Served) -> None:
     run(main)
 
 
-class SlowPeer:
-    """A graphql-transport-ws subscriber on a bare socket that stops reading once subscribed,
-    with a small receive buffer so that the server's side fills up soon."""
-
-    def __init__(self, server: Served) -> None:
-        host, port = server.base.removeprefix("http://").split(":")
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect((host, int(port)))
-        self.protocol = ClientProtocol(
-            parse_uri(f"ws://{host}:{port}/graphql"),
-            subprotocols=[Subprotocol("graphql-transport-ws")],
-        )
-        self.protocol.send_request(self.protocol.connect())
-        self._flush()
-        self._read(10)  # the handshake's answer
-        self.protocol.send_text(b'{"type":"connection_init","payload":{}}')
-        self._flush()
-        while not any(
-            e.opcode is Opcode.TEXT and b"connection_ack" in e.data
-            for e in self._read(10)
-            if hasattr(e, "opcode")
-        ):
-            pass
-        payload = {"query": QUERY, "variables": {"current": False}}  # the fast one's cohort
-        message = {"id": "slow", "type": "subscribe", "payload": payload}
-        self.protocol.send_text(orjson.dumps(message))
-        self._flush()
-
-    def _flush(self) -> None:
-        for data in self.protocol.data_to_send():
-            if data:
-                self.sock.sendall(data)
-
-    def _read(self, timeout: float) -> list[Any]:
-        self.sock.settimeout(timeout)
-        data = self.sock.recv(65536)
-        if data:
-            self.protocol.receive_data(data)
-        else:
-            self.protocol.receive_eof()
-        return list(self.protocol.events_received())
-
-    def close_code(self, timeout: float) -> int | None:
-        """Read the whole backlog; the code of the server's close frame, if one came."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self._read(timeout):
-                if getattr(event, "opcode", None) is Opcode.CLOSE:
-                    return Close.parse(event.data).code
-            if self.protocol.state is State.CLOSED:
-                break
-        return None
-
-
 def test_a_slow_consumer_is_dropped_by_its_buffer_while_the_others_get_every_flow(
     server: Served,
 ) -> None:
     async def main() -> None:
-        slow = await asyncio.to_thread(SlowPeer, server)
+        slow = await asyncio.to_thread(
+            SlowPeer,
+            server.base,
+            QUERY,
+            {"current": False},  # the fast one's cohort
+        )
         fast = await Client.open(server, "graphql-transport-ws")
         await fast.subscribe("fast")
         await until(server, "active", 2)
