@@ -49,7 +49,9 @@ async def raw() -> AsyncIterator[Redis]:
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Store]:
-    opened = open_store("memory://" if request.param == "memory" else REDIS_URL)
+    # A generous timeout: these tests are about what the store does, not how fast (the
+    # short default is tested on its own, below); a loaded machine must not fail them.
+    opened = open_store("memory://" if request.param == "memory" else REDIS_URL, socket_timeout=10)
     try:
         yield opened
     finally:
