@@ -9,6 +9,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.core.errors import PayloadTooLarge
+from graph.http.body import body_deadline
 from graph.http.errors import RequestTimeout, send_error
 
 
@@ -35,7 +36,7 @@ class BodyLimitMiddleware:
         if (declared is None or declared == b"0") and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body to wait for
             return
-        deadline = asyncio.get_running_loop().time() + self.timeout_seconds
+        deadline = body_deadline(scope, self.timeout_seconds)
         seen = 0
         complete = False
 

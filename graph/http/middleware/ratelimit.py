@@ -6,42 +6,15 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.core.errors import RateLimited
+from graph.http.body import peek_body
 from graph.http.errors import send_error
 from graph.http.ratelimit.cost import Cost, request_cost
 from graph.http.ratelimit.limiter import RateLimiter, client_of
-from graph.http.ratelimit.usage import WRITES, Usage, policy_header, ratelimit_header
+from graph.http.ratelimit.usage import WRITES, Usage, ratelimit_headers
 from graph.observability.log import log_fields
 from graph.wiring import AppState
 
 UNCOUNTED_PATHS = frozenset({"/health", "/health/ready", "/openapi.json"})
-
-
-async def _peek(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
-    """The body (None past ``limit`` bytes or on a disconnect), and a receive that gives the
-    app every message read here before the rest."""
-    declared = dict(scope["headers"]).get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None, receive
-    read: list[Message] = []
-    size = 0
-    complete = False
-    while True:
-        message = await receive()
-        read.append(message)
-        if message["type"] != "http.request":
-            break
-        size += len(message.get("body", b""))
-        if size > limit:
-            break
-        if not message.get("more_body", False):
-            complete = True
-            break
-
-    async def replay() -> Message:
-        return read.pop(0) if read else await receive()
-
-    body = b"".join(m.get("body", b"") for m in read) if complete else None
-    return body, replay
 
 
 class RateLimitMiddleware:
@@ -68,13 +41,12 @@ class RateLimitMiddleware:
         else:
             body = None
             if scope["method"] == "POST" and scope["path"] == "/graphql":
-                body, receive = await _peek(scope, receive, settings.max_body_bytes)
+                body, receive = await peek_body(
+                    scope, receive, settings.max_body_bytes, settings.http_body_timeout_seconds
+                )
             cost = request_cost(scope["method"], scope["path"], scope["query_string"], body)
         usages = await self.limiter.spend(state.store, settings, client_of(scope, settings), cost)
-        headers = [
-            (b"ratelimit-policy", policy_header(usages)),
-            (b"ratelimit", ratelimit_header(usages)),
-        ]
+        headers = ratelimit_headers(usages)
         exceeded = [usage for usage in usages if usage.exceeded]
         if exceeded:
             await self._refuse(scope, receive, send, exceeded, headers)
