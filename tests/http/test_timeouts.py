@@ -20,21 +20,31 @@ TOLERANCE = 1.0  # the server's timer fires on time; this is for a loaded test m
 MAX_BODY = 1024
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, rate_limits: bool) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("timeouts")
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(
         DATABASE_URL=f"sqlite:///{tmp / 't.db'}",
         LOG_LEVEL="WARNING",
         API_KEYS=WRITE_KEY,
-        RATE_LIMIT_ENABLED="false",
+        RATE_LIMIT_ENABLED=str(rate_limits).lower(),
         HTTP_HEADER_TIMEOUT_SECONDS=str(TIMEOUT),
         HTTP_BODY_TIMEOUT_SECONDS=str(TIMEOUT),
         MAX_BODY_BYTES=str(MAX_BODY),
     )
     with running_server(tmp, env) as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from _serve(tmp_path_factory, rate_limits=False)
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Rate limits on: the limiter reads a GraphQL body early, to count its operations."""
+    yield from _serve(tmp_path_factory, rate_limits=True)
 
 
 def connect(server: Served) -> socket.socket:
@@ -120,6 +130,18 @@ def test_the_deadline_starts_again_after_each_response(server: Served) -> None:
 def test_a_body_that_does_not_come_gets_a_408_and_the_close(server: Served) -> None:
     with connect(server) as conn:
         conn.sendall(post_head("/graphql", "Content-Length: 100") + b'{"query": "{')
+        assert_refused_in_time(conn, 408, "request_timeout")
+
+
+def test_with_rate_limits_on_a_body_that_does_not_come_gets_a_408_on_time(
+    limited_server: Served,
+) -> None:
+    """Every layer that reads a body early (the limiter, the fast path) keeps the one deadline."""
+    with connect(limited_server) as conn:
+        conn.sendall(post_head("/graphql", "Content-Length: 100") + b'{"query": "{')
+        assert_refused_in_time(conn, 408, "request_timeout")
+    with connect(limited_server) as conn:
+        conn.sendall(post_head("/graphql", "Content-Length: 100"))  # and no body at all
         assert_refused_in_time(conn, 408, "request_timeout")
 
 
