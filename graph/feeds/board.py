@@ -74,6 +74,17 @@ class SourceBoard:
             self._read = orjson.loads(raw) if raw is not None else None
         return self._read
 
+    def failing_now(self) -> frozenset[str] | None:
+        """What :meth:`failing_countries` would answer, when it is known without asking the
+        store (None when a read of the store is due): for a hot path that must not wait."""
+        if not self.polling:
+            return frozenset()
+        if self._failing is not None:
+            return self._failing()
+        if time.monotonic() - self._read_at >= STATUS_READ_SECONDS:
+            return None
+        return frozenset(self._read.get("failing", ())) if self._read is not None else frozenset()
+
     async def failing_countries(self) -> frozenset[str]:
         if not self.polling:
             return frozenset()

@@ -96,6 +96,7 @@ class _Entry:
     body: bytes
     expires_at: float | None
     label: object = None  # the metrics label of the operation (graph.observability.metrics)
+    oldest_sliding: datetime | None = None  # (OperationRecord's)
 
 
 @dataclass(slots=True)
@@ -105,6 +106,12 @@ class Lookup:
     key: Key
     body: bytes | None = None
     label: object = None
+    oldest_sliding: datetime | None = None
+
+    @property
+    def generation(self) -> str:
+        """The generation the answer is (or would be) kept under."""
+        return self.key[4]
 
 
 @dataclass
@@ -156,24 +163,27 @@ class OperationCache:
         entry = self._entries.get(key)
         if entry is not None and (entry.expires_at is None or time.time() < entry.expires_at):
             self.hits += 1
-            return Lookup(key, entry.body, entry.label)
+            return Lookup(key, entry.body, entry.label, entry.oldest_sliding)
         if entry is not None:
             self._entries.pop(key)
         self.misses += 1
         return Lookup(key)
 
-    def keep(self, key: Key, body: bytes, record: OperationRecord, label: object) -> None:
-        """Keep an answer if its operation may be kept and it is not too old already."""
+    def keep(self, key: Key, body: bytes, record: OperationRecord, label: object) -> bool:
+        """Keep an answer if its operation may be kept and it is not too old already; whether
+        it was kept."""
         if not record.cacheable or record.operations != 1:
-            return
+            return False
         expires_at = record.expires_at(self.refresh_seconds)
         if expires_at is not None and expires_at <= time.time():
-            return
+            return False
         size = len(body) + len(key[2]) + len(key[5]) + _ENTRY_OVERHEAD
         if size > self.max_bytes:
-            return  # and what the key holds stays
-        self._entries.put(key, _Entry(body, expires_at, label), size)
+            return False  # and what the key holds stays
+        entry = _Entry(body, expires_at, label, record.oldest_sliding)
+        kept = self._entries.put(key, entry, size)
         self.stored += 1
+        return kept
 
     def recording(self) -> _Recording:
         """Record what the operations run inside the block show (OperationRecorder)."""

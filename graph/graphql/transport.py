@@ -45,6 +45,7 @@ from graph.graphql.response_cache import Lookup, document_hash
 from graph.graphql.schema import TrendmapSchema
 from graph.http.errors import error_for_status
 from graph.http.graphiql import page as graphiql_page
+from graph.http.prebuilt import mark_graphql
 from graph.observability.log import log_fields, logger
 from graph.observability.metrics import OPERATION_KEY
 from graph.wiring import app_state
@@ -354,6 +355,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 log_fields(request.scope).update(cache_hit=True)
                 if lookup.label is not None:  # the operation, for the request histogram
                     request.scope.setdefault("state", {})[OPERATION_KEY] = lookup.label
+                mark_graphql(request.scope, lookup.generation, lookup.oldest_sliding, lookup.label)
                 return Response(lookup.body, media_type=JSON)
         reading = _prepared.set(prepared.data if prepared is not None else None)
         try:
@@ -364,7 +366,8 @@ class GraphQLApp(GraphQL[Context, None]):
         body = getattr(response, "body", None)
         if lookup is not None and response.status_code == 200 and isinstance(body, bytes):
             label = request.scope.get("state", {}).get(OPERATION_KEY)
-            schema.operations.keep(lookup.key, body, record, label)
+            if schema.operations.keep(lookup.key, body, record, label):
+                mark_graphql(request.scope, lookup.generation, record.oldest_sliding, label)
         return response
 
     async def _prepare(self, request: Request, persisted: PersistedQueries) -> _Prepared | None:

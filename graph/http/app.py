@@ -20,6 +20,7 @@ from graph.http.lifespan import make_lifespan
 from graph.http.middleware.admission import Admission, AdmissionMiddleware
 from graph.http.middleware.body_limit import BodyLimitMiddleware
 from graph.http.middleware.fast_path import FastPathMiddleware
+from graph.http.middleware.front_door import FrontDoor
 from graph.http.middleware.metrics import MetricsMiddleware
 from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.middleware.request_log import RequestLogMiddleware
@@ -45,6 +46,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_inflight=settings.max_inflight_requests, queue_seconds=settings.admission_queue_seconds
     )
     metrics = Metrics(admission=admission) if settings.metrics_enabled else None
+    limiter = RateLimiter()
+    responses = PrebuiltResponses(
+        max_entries=settings.fast_path_max_entries, max_bytes=settings.fast_path_max_bytes
+    )
     routes = _routes(settings)
     paths = [route.path for route in routes if isinstance(route, Route)]
     return Starlette(
@@ -52,6 +57,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             # With tracing on, its span holds every other layer (and the request's log line).
             *asgi_middleware(),
+            # A request answered from a current prebuilt answer, limited, logged and timed in
+            # one step; every other request goes through the layers below.
+            Middleware(
+                FrontDoor,
+                responses=responses,
+                admission=admission,
+                limiter=limiter,
+                metrics=metrics,
+            ),
             # Outermost: times everything below (refusals too) and serves /metrics unlimited.
             *(
                 [Middleware(MetricsMiddleware, metrics=metrics, paths=paths)]
@@ -63,15 +77,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *_cors(settings),
             # Before the rate limiter: a refusal for load must cost no store round trip.
             Middleware(AdmissionMiddleware, admission=admission),
-            Middleware(RateLimitMiddleware, limiter=RateLimiter()),
+            Middleware(RateLimitMiddleware, limiter=limiter),
             # Inside the limits and the request log: a prebuilt answer is limited and logged too.
-            Middleware(
-                FastPathMiddleware,
-                responses=PrebuiltResponses(
-                    max_entries=settings.fast_path_max_entries,
-                    max_bytes=settings.fast_path_max_bytes,
-                ),
-            ),
+            Middleware(FastPathMiddleware, responses=responses),
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,

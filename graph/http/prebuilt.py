@@ -1,16 +1,19 @@
-"""Prebuilt responses: the bytes of cached answers the REST routes sent, kept to be sent again
-by graph.http.middleware.fast_path with each request's own id spliced in.
+"""Prebuilt responses: the bytes of cached answers the REST routes and the GraphQL endpoint
+sent, kept to be sent again by graph.http.middleware.fast_path (and its front door) with each
+request's own id spliced in.
 
-A route marks a response it may be answered from again (:func:`mark_reusable`): an answer of
-the response cache under a decimal generation. The fast path records such a response as a
-:class:`Prebuilt` (the status line's headers, the body cut around the request id), kept in
-:class:`PrebuiltResponses`, least recently used out first, within a count and a byte bound.
+A route marks a response it may be answered from again: a REST answer of the response cache
+under a decimal generation (:func:`mark_reusable`), a kept GraphQL answer
+(:func:`mark_graphql`). The fast path records such a response as a :class:`Prebuilt` (the
+status line's headers, the body cut around the request id, which a GraphQL body does not
+hold), kept in :class:`PrebuiltResponses`, least recently used out first, within a count and
+a byte bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -22,8 +25,9 @@ from graph.service.answer import Answer
 
 # Where a route leaves its mark in the request's scope state.
 MARK_KEY = "prebuilt"
-# Only REST reads are marked: the fast path lets every other path by without recording it.
+# REST reads and GraphQL operations are marked: the fast path lets every other path by.
 REUSABLE_PREFIX = "/v1/"
+GRAPHQL_PATH = "/graphql"
 
 _REQUEST_ID = b'"request_id":'
 _CACHE_HIT = b'"cache_hit":'
@@ -32,17 +36,20 @@ _CACHE_HITS = (_CACHE_HIT + b"false", _CACHE_HIT + b"true")
 # The headers a 304 repeats from the 200 it stands for.
 _NOT_MODIFIED = frozenset({b"etag", GENERATION_HEADER.lower().encode()})
 
-Key = tuple[str, bytes, int]  # path, raw query string, credential class
+# Path, the request's bytes that its answer depends on (a REST read's query string; for
+# GraphQL also its Accept and Content-Type and body), credential class.
+Key = tuple[str, bytes, int]
 
 
 @dataclass(frozen=True, slots=True)
 class Mark:
     """What a route says of a response it may be answered from again."""
 
-    kind: str  # "flows" or "hotspots": the response cache's lookup counter
+    kind: str  # "flows", "hotspots" or "graphql": the response cache's lookup counter
     generation: int
     computed_at: datetime
     sliding: bool  # a window ending "now": recomputed every FLOWS_REFRESH_SECONDS
+    operation: str | None = None  # the request histogram's label (GraphQL: the operation)
 
 
 def mark_reusable(scope: Scope, kind: str, answer: Answer, *, sliding: bool) -> None:
@@ -51,6 +58,20 @@ def mark_reusable(scope: Scope, kind: str, answer: Answer, *, sliding: bool) -> 
     if answer.generation.isdigit() and scope["path"].startswith(REUSABLE_PREFIX):
         scope.setdefault("state", {})[MARK_KEY] = Mark(
             kind, int(answer.generation), answer.computed_at, sliding
+        )
+
+
+def mark_graphql(
+    scope: Scope, generation: str, oldest_sliding: datetime | None, operation: object
+) -> None:
+    """Mark a kept GraphQL answer (graph.graphql.response_cache) as one the fast path may send
+    again: kept under ``generation``, holding windows ending "now" computed at
+    ``oldest_sliding`` at the earliest (None: none)."""
+    if generation.isdigit() and scope["path"] == GRAPHQL_PATH:
+        computed_at = oldest_sliding or datetime.now(UTC)
+        label = operation if isinstance(operation, str) else None
+        scope.setdefault("state", {})[MARK_KEY] = Mark(
+            "graphql", int(generation), computed_at, oldest_sliding is not None, label
         )
 
 
@@ -79,8 +100,22 @@ class Prebuilt:
     # What a 304 sends (the ETag and the generation), picked out once.
     not_modified: list[tuple[bytes, bytes]] = field(default_factory=list)
 
+    spliced: bool = True  # False: the body holds no request id (a GraphQL answer)
+
     def body(self, request_id: str) -> bytes:
+        if not self.spliced:
+            return self.before_id
         return b"".join((self.before_id, orjson.dumps(request_id), self.after_id))
+
+    def response(
+        self, request_id: str, not_modified: bool
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body for one request: a 304 when its ``If-None-Match`` named
+        the ETag, else the 200 with its own request id."""
+        if not_modified:
+            return 304, list(self.not_modified), b""
+        body = self.body(request_id)
+        return 200, [*self.headers, (b"content-length", str(len(body)).encode())], body
 
 
 def prebuild(
@@ -95,20 +130,25 @@ def prebuild(
     trusted_since: float,
 ) -> Prebuilt | None:
     """The response as a Prebuilt, or None when its body does not hold the request id and
-    ``cache_hit`` exactly once each (then it is simply not reused)."""
-    id_at = _request_id(request_id)
-    hit = next((flag for flag in _CACHE_HITS if body.count(flag) == 1), None)
-    if (
-        hit is None
-        or body.count(_CACHE_HIT) != 1
-        or body.count(_REQUEST_ID) != 1
-        or id_at not in body
-    ):
-        return None
-    # Inside a JSON string a quote is escaped, so these byte runs are the metadata's keys.
-    body = body.replace(hit, _CACHE_HITS[1])
-    at = body.index(id_at)
-    before, after = body[: at + len(_REQUEST_ID)], body[at + len(id_at) :]
+    ``cache_hit`` exactly once each (then it is simply not reused). A GraphQL answer holds
+    neither, and is kept as it is."""
+    spliced = mark.kind != "graphql"
+    if spliced:
+        id_at = _request_id(request_id)
+        hit = next((flag for flag in _CACHE_HITS if body.count(flag) == 1), None)
+        if (
+            hit is None
+            or body.count(_CACHE_HIT) != 1
+            or body.count(_REQUEST_ID) != 1
+            or id_at not in body
+        ):
+            return None
+        # Inside a JSON string a quote is escaped, so these byte runs are the metadata's keys.
+        body = body.replace(hit, _CACHE_HITS[1])
+        at = body.index(id_at)
+        before, after = body[: at + len(_REQUEST_ID)], body[at + len(id_at) :]
+    else:
+        before, after = body, b""
     kept = [(name, value) for name, value in headers if name.lower() != b"content-length"]
     etag = next((v.decode("latin-1") for n, v in kept if n.lower() == b"etag"), None)
     size = len(before) + len(after) + sum(len(n) + len(v) for n, v in kept)
@@ -125,6 +165,7 @@ def prebuild(
         trusted_since,
         size=size,
         not_modified=not_modified,
+        spliced=spliced,
     )
 
 
@@ -159,5 +200,5 @@ class PrebuiltResponses:
 
     def put(self, key: Key, prebuilt: Prebuilt) -> None:
         # One larger than the whole store is not kept, and pushes nothing else out.
-        if self._entries.put(key, prebuilt, prebuilt.size):
+        if self._entries.put(key, prebuilt, prebuilt.size + len(key[1])):
             self.recorded += 1

@@ -40,6 +40,16 @@ Clock = Callable[[], datetime]
 FailingCountries = Callable[[], Awaitable[frozenset[str]]]
 
 
+def partial_data_warnings(
+    failing: frozenset[str], countries: Collection[str] | None = None
+) -> tuple[str, ...]:
+    """``"Partial data: XX unavailable"`` for each failing country asked about (all of them
+    with no filter), in code order."""
+    if countries is not None:
+        failing &= frozenset(countries)
+    return tuple(f"Partial data: {code} unavailable" for code in sorted(failing))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -86,10 +96,7 @@ class TrendService:
         no filter) whose feed is failing right now."""
         if self._unavailable is None:
             return ()
-        failing = await self._unavailable()
-        if countries is not None:
-            failing &= frozenset(countries)
-        return tuple(f"Partial data: {code} unavailable" for code in sorted(failing))
+        return partial_data_warnings(await self._unavailable(), countries)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every committed ingest that changed data."""

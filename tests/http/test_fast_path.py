@@ -17,22 +17,12 @@ from starlette.testclient import TestClient
 
 from graph.cache.keys import GENERATION_CHANNEL, GENERATION_KEY
 from graph.http.app import create_app
-from graph.http.middleware.fast_path import FastPathMiddleware
 from graph.http.prebuilt import Mark, Prebuilt, PrebuiltResponses, prebuild
 from tests.support.factories import READ_KEY, WRITE_KEY, make_settings, record, write_headers
+from tests.support.layers import responses_of
 from tests.support.servers import RedisServer
 
 FLOWS = "/v1/flows?limit=20&threshold=0.1"
-
-
-def responses_of(client: TestClient) -> PrebuiltResponses:
-    """The app's prebuilt responses (the fast path's hit counter)."""
-    app: Any = client.app
-    [responses] = [
-        m.kwargs["responses"] for m in app.user_middleware if m.cls is FastPathMiddleware
-    ]
-    assert isinstance(responses, PrebuiltResponses)
-    return responses
 
 
 def spread(client: TestClient, to: str = "BR") -> None:

@@ -31,10 +31,16 @@ class Admission:
         # Waiters in arrival order; a freed slot goes to the first one still waiting.
         self._waiting: deque[asyncio.Future[bool]] = deque()
 
-    async def acquire(self) -> bool:
-        """Take a slot, waiting up to ``queue_seconds`` for one; False when none came."""
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now (never waits, refuses nothing)."""
         if self.inflight < self.max_inflight:
             self.inflight += 1
+            return True
+        return False
+
+    async def acquire(self) -> bool:
+        """Take a slot, waiting up to ``queue_seconds`` for one; False when none came."""
+        if self.try_acquire():
             return True
         if await self._wait():
             return True

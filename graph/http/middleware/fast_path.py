@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.auth import Access, bearer_token
 from graph.cache.keys import GENERATION_KEY
 from graph.core.errors import TrendmapError
+from graph.http.body import peek_whole_first
 from graph.http.conditional import MIN_GENERATION_HEADER
 from graph.http.prebuilt import (
+    GRAPHQL_PATH,
     REUSABLE_PREFIX,
     Key,
     Prebuilt,
@@ -41,10 +44,14 @@ from graph.http.prebuilt import (
 )
 from graph.http.ratelimit.limiter import credential_of
 from graph.observability.log import log_fields, request_id_of
+from graph.observability.metrics import OPERATION_KEY
 from graph.stores import StoreUnavailable
 from graph.wiring import AppState
 
-_MIN_GENERATION = MIN_GENERATION_HEADER.lower().encode()
+MIN_GENERATION = MIN_GENERATION_HEADER.lower().encode()
+# A GraphQL request longer than this is answered the usual way: its key would hold it whole.
+GRAPHQL_KEY_BYTES = 8192
+_ANONYMOUS = -1  # the credential class of a GraphQL request without one
 # An entity tag in If-None-Match, as graph.http.conditional reads it.
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
@@ -58,16 +65,16 @@ class FastPathMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = (scope.get("state") or {}).get("trendmap")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or not scope["path"].startswith(REUSABLE_PREFIX)
-            or not isinstance(state, AppState)
-            or not _applies(state)
-        ):
+        if scope["type"] != "http" or not isinstance(state, AppState) or not applies(state):
             await self.app(scope, receive, send)
             return
-        key = _key(scope, state)
+        timeout = state.settings.http_body_timeout_seconds
+        request, receive = await request_of(scope, receive, timeout)
+        key = (
+            key_of(scope["path"], request, _header(scope, b"authorization"), state)
+            if request is not None
+            else None
+        )
         if key is None:
             await self.app(scope, receive, send)
             return
@@ -75,28 +82,16 @@ class FastPathMiddleware:
         if prebuilt is not None and not await _current(state, prebuilt):
             self.responses.drop(key)
         elif prebuilt is not None and await _answers(scope, state, prebuilt):
-            await self._answer(scope, send, state, prebuilt)
+            request_id = request_id_of(scope)
+            assert request_id is not None  # _answers saw it
+            note_hit(scope, state, self.responses, prebuilt)
+            status, headers, body = prebuilt.response(
+                request_id, names(_header(scope, b"if-none-match"), prebuilt.etag)
+            )
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         await self._record(scope, receive, send, state, key)
-
-    async def _answer(self, scope: Scope, send: Send, state: AppState, prebuilt: Prebuilt) -> None:
-        request_id = request_id_of(scope)
-        assert request_id is not None  # _answers saw it
-        fields = log_fields(scope)
-        fields.update(prebuilt.log_fields)
-        fields["cache_hit"] = True
-        fields["fast_path"] = True
-        state.cache.lookups[prebuilt.mark.kind, True] += 1
-        self.responses.hits += 1
-        if prebuilt.etag is not None and _names(scope, prebuilt.etag):
-            headers = list(prebuilt.not_modified)
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = prebuilt.body(request_id)
-        headers = [*prebuilt.headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     async def _record(
         self, scope: Scope, receive: Receive, send: Send, state: AppState, key: Key
@@ -147,18 +142,58 @@ class FastPathMiddleware:
 _ABSENT = object()
 
 
-def _applies(state: AppState) -> bool:
+def applies(state: AppState) -> bool:
+    """Whether this server answers from prebuilt responses at all."""
     settings = state.settings
     return settings.fast_path_enabled and state.cache.enabled
 
 
-def _key(scope: Scope, state: AppState) -> Key | None:
-    """(path, query string, credential class); None when the credential must be judged by the
+async def request_of(
+    scope: Scope, receive: Receive, body_timeout: float
+) -> tuple[bytes | None, Receive]:
+    """What of an HTTP request its answer depends on, besides its path and credential, and
+    the receive to hand on (a POST's body is read here, when it comes in one part within the
+    request's ``body_timeout``). None when it is not one whose answer is kept: a REST read's
+    query string; a GraphQL operation's method, query string, Accept, Content-Type and body (a
+    short one)."""
+    method, path = scope["method"], scope["path"]
+    if method == "GET" and path.startswith(REUSABLE_PREFIX):
+        return scope["query_string"], receive
+    if path != GRAPHQL_PATH or method not in ("GET", "POST"):
+        return None, receive
+    body = b""
+    if method == "POST":
+        peeked, receive = await peek_whole_first(scope, receive, GRAPHQL_KEY_BYTES, body_timeout)
+        if peeked is None:
+            return None, receive
+        body = peeked
+    parts = (
+        method.encode(),
+        scope["query_string"],
+        (_header(scope, b"accept") or "").encode("latin-1"),
+        (_header(scope, b"content-type") or "").encode("latin-1"),
+        body,
+    )
+    return b"\0".join(parts), receive
+
+
+def key_of(path: str, request: bytes, authorization: str | None, state: AppState) -> Key | None:
+    """(path, request, credential class); None when the credential must be judged by the
     route (missing or not valid where reads need one: its 401 or 403)."""
+    if path == GRAPHQL_PATH:
+        # Kept GraphQL answers are never shared across classes (graph.graphql.response_cache):
+        # an anonymous request's class is apart from every credential's.
+        try:
+            token = bearer_token(authorization)
+            if token is None:
+                return path, request, _ANONYMOUS
+            return path, request, int(credential_of(token, state.settings)[1])
+        except TrendmapError:
+            return None
     credential = Access.NONE
     if state.settings.read_api_keys:
         try:
-            token = bearer_token(_header(scope, b"authorization"))
+            token = bearer_token(authorization)
             if token is None:
                 return None
             credential = credential_of(token, state.settings)[1]
@@ -166,7 +201,19 @@ def _key(scope: Scope, state: AppState) -> Key | None:
             return None
         if credential < Access.READ:
             return None
-    return scope["path"], scope["query_string"], int(credential)
+    return path, request, int(credential)
+
+
+def note_hit(scope: Scope, state: AppState, responses: PrebuiltResponses, hit: Prebuilt) -> None:
+    """Count a request answered from ``hit``, and give its log line the route's fields."""
+    fields = log_fields(scope)
+    fields.update(hit.log_fields)
+    fields["cache_hit"] = True
+    fields["fast_path"] = True
+    state.cache.lookups[hit.mark.kind, True] += 1
+    responses.hits += 1
+    if hit.mark.operation is not None:  # the request histogram's label (MetricsMiddleware)
+        scope["state"][OPERATION_KEY] = hit.mark.operation
 
 
 async def _failing(state: AppState) -> tuple[str, ...]:
@@ -174,8 +221,9 @@ async def _failing(state: AppState) -> tuple[str, ...]:
     return await state.service.partial_warnings(None)
 
 
-async def _current(state: AppState, prebuilt: Prebuilt) -> bool:
-    """Whether the route would still answer what ``prebuilt`` holds."""
+def current_now(state: AppState, prebuilt: Prebuilt) -> bool | None:
+    """Whether the route would still answer what ``prebuilt`` holds; None when only the store
+    can say (strict mode, or the local copy's trust has run out)."""
     cache, mark = state.cache, prebuilt.mark
     if cache.local_copy.epoch != prebuilt.epoch or cache.generation != mark.generation:
         return False
@@ -188,7 +236,16 @@ async def _current(state: AppState, prebuilt: Prebuilt) -> bool:
     local_seconds = state.settings.cache_local_seconds
     if local_seconds > 0 and time.monotonic() - prebuilt.trusted_since < local_seconds:
         return True
-    # Strict mode, or the local copy's trust has run out: the store says, in one read.
+    return None
+
+
+async def _current(state: AppState, prebuilt: Prebuilt) -> bool:
+    """Whether the route would still answer what ``prebuilt`` holds, asking the store for the
+    generation when :func:`current_now` cannot say."""
+    known = current_now(state, prebuilt)
+    if known is not None:
+        return known
+    cache, mark = state.cache, prebuilt.mark
     if cache.status() != "ok":
         return False
     asked = time.monotonic()
@@ -202,29 +259,30 @@ async def _current(state: AppState, prebuilt: Prebuilt) -> bool:
     return True
 
 
+def asks_no_newer(tokens: Iterable[bytes], prebuilt: Prebuilt) -> bool:
+    """Whether every ``X-Trendmap-Min-Generation`` sent is met by ``prebuilt`` (a malformed
+    one is not: the route refuses it)."""
+    return all(value.isdigit() and int(value) <= prebuilt.mark.generation for value in tokens)
+
+
 async def _answers(scope: Scope, state: AppState, prebuilt: Prebuilt) -> bool:
     """Whether this request may have ``prebuilt`` (a current one): not when it asks for a
-    newer generation (or a malformed one: the route refuses it), nor when other feeds are
-    failing now (a record taken after the route answers replaces it)."""
+    newer generation, nor when other feeds are failing now (a record taken after the route
+    answers replaces it)."""
     if request_id_of(scope) is None:
         return False
-    for name, value in scope["headers"]:
-        if name == _MIN_GENERATION and not (
-            value.isdigit() and int(value) <= prebuilt.mark.generation
-        ):
-            return False
-    return await _failing(state) == prebuilt.failing
+    tokens = (value for name, value in scope["headers"] if name == MIN_GENERATION)
+    return asks_no_newer(tokens, prebuilt) and await _failing(state) == prebuilt.failing
 
 
-def _names(scope: Scope, etag: str) -> bool:
-    """Whether If-None-Match names ``etag`` (weak comparison) or is ``*``."""
-    header = _header(scope, b"if-none-match")
-    if header is None:
+def names(if_none_match: str | None, etag: str | None) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison) or is ``*``."""
+    if if_none_match is None or etag is None:
         return False
-    if header.strip() == "*":
+    if if_none_match.strip() == "*":
         return True
     opaque = etag.removeprefix("W/")
-    return any(f'"{found}"' == opaque for found in _ENTITY_TAG.findall(header))
+    return any(f'"{found}"' == opaque for found in _ENTITY_TAG.findall(if_none_match))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

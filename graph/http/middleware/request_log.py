@@ -32,8 +32,7 @@ class RequestLogMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = _header(scope, REQUEST_ID_HEADER)
-        request_id = given if given and _SANE_REQUEST_ID.match(given) else new_request_id()
+        request_id = request_id_for(_header(scope, REQUEST_ID_HEADER))
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         fields = log_fields(scope)
@@ -60,11 +59,16 @@ class RequestLogMiddleware:
                 failure = TrendmapError("an unexpected error occurred; it has been logged")
                 await send_error(scope, send_with_id, failure)
         finally:
-            if _info_enabled():
-                _log(scope, request_id, status, started, fields)
+            if info_enabled():
+                log_request(scope, request_id, status, started, fields)
 
 
-def _log(
+def request_id_for(given: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is short and plain, else a new one."""
+    return given if given and _SANE_REQUEST_ID.match(given) else new_request_id()
+
+
+def log_request(
     scope: Scope, request_id: str, status: int, started: float, fields: dict[str, Any]
 ) -> None:
     logger.info(
@@ -79,7 +83,7 @@ def _log(
     )
 
 
-def _info_enabled() -> bool:
+def info_enabled() -> bool:
     """Whether an INFO line would be written. The logger binds itself on every call, even to
     a level that is filtered out; asking the configured class first skips that (a sizeable
     part of a cached answer at LOG_LEVEL=WARNING)."""

@@ -112,6 +112,22 @@ class RateLimiter:
         self.breaker.record_success()
         return counted
 
+    def spend_now(
+        self, store: Store, settings: Settings, client: str, cost: Cost
+    ) -> list[Usage] | None:
+        """:meth:`spend`, when it needs no store round trip and refuses nothing; else None
+        and nothing spent (the caller then goes through :meth:`spend`)."""
+        if cost.reads and cost.writes:
+            return None  # two budgets: one could refuse after the other spent
+        policy, quota, units = (
+            (READS, settings.rate_limit_per_minute, cost.reads)
+            if cost.reads
+            else (WRITES, settings.rate_limit_writes_per_minute, cost.writes)
+        )
+        budgets = self.local if store.kind == "memory" else self.reservations
+        usage = budgets.try_spend(f"ratelimit:{policy}:{client}", policy, quota, units)
+        return None if usage is None else [usage]
+
     async def spend(self, store: Store, settings: Settings, client: str, cost: Cost) -> list[Usage]:
         """Spend ``cost`` from the client's budgets: each budget it touched, after spending."""
         self.local.table.max_entries = settings.rate_limit_max_clients

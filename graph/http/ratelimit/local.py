@@ -33,10 +33,25 @@ class LocalCounts:
     def spend(self, key: str, policy: str, quota: int, cost: int) -> Usage:
         """Add ``cost`` to the budget at ``key``: the budget afterwards."""
         now = self.clock()
+        return self._spend(self._entry(key, now), policy, quota, cost, now)
+
+    def try_spend(self, key: str, policy: str, quota: int, cost: int) -> Usage | None:
+        """:meth:`spend`, only when the budget holds ``cost``; else None, nothing spent."""
+        now = self.clock()
+        entry = self._entry(key, now)
+        if entry.count + cost > quota:
+            return None
+        return self._spend(entry, policy, quota, cost, now)
+
+    def _entry(self, key: str, now: float) -> _Count:
         entry = self.table.get(key, now)
         if entry is None:
             entry = _Count(now + WINDOW_SECONDS)
             self.table.put(key, entry, now)
+        return entry
+
+    @staticmethod
+    def _spend(entry: _Count, policy: str, quota: int, cost: int, now: float) -> Usage:
         entry.count += cost
         return Usage(
             policy,

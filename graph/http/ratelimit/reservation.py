@@ -91,6 +91,16 @@ class Reservations:
             else:
                 await entry.reserving.wait()
 
+    def try_spend(self, key: str, policy: str, quota: int, cost: int) -> Usage | None:
+        """:meth:`spend` when the units are already reserved here; else None, nothing spent
+        (a reservation or a refusal is :meth:`spend`'s to make)."""
+        now = self.clock()
+        entry = self.table.get(key, now)
+        if entry is None or entry.units < cost:
+            return None
+        entry.units -= cost
+        return self._usage(entry, policy, quota, now, exceeded=False)
+
     async def _reserve(
         self, reserve: Reserve, key: str, entry: _Reserved, quota: int, units: int
     ) -> None:

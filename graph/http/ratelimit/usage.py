@@ -43,3 +43,8 @@ def _policies(budgets: tuple[tuple[str, int], ...]) -> bytes:
 def ratelimit_header(usages: list[Usage]) -> bytes:
     """``RateLimit``: what is left of each budget, and the seconds until it is whole again."""
     return ", ".join(f'"{u.policy}";r={u.remaining};t={u.reset}' for u in usages).encode()
+
+
+def ratelimit_headers(usages: list[Usage]) -> list[tuple[bytes, bytes]]:
+    """``RateLimit-Policy`` and ``RateLimit``, as sent with every limited answer."""
+    return [(b"ratelimit-policy", policy_header(usages)), (b"ratelimit", ratelimit_header(usages))]

@@ -1,0 +1,134 @@
+"""The front door (graph/http/middleware/front_door.py): a current prebuilt answer sent in one
+step, limited, admitted, logged and timed as the layers below would; every request one of
+those layers must decide goes down to it untouched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from starlette.testclient import TestClient
+
+from graph.cache.keys import GENERATION_KEY
+from graph.http.app import create_app
+from tests.http.test_fast_path import FLOWS, spread, without_request_id
+from tests.support.factories import make_settings
+from tests.support.layers import front_door_of, responses_of
+from tests.support.servers import RedisServer
+
+
+def remaining(response: Any) -> int:
+    found = re.search(r";r=(\d+);", response.headers["ratelimit"])
+    assert found is not None, response.headers["ratelimit"]
+    return int(found.group(1))
+
+
+def test_a_current_prebuilt_answer_is_sent_from_the_front_door(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(rate_limit_per_minute=100)
+    spread(client)
+    door = front_door_of(client)
+    first = client.get(FLOWS)  # the usual way: the route answers, the fast path records it
+    assert door.answered == 0
+    again = [client.get(FLOWS) for _ in range(3)]
+    assert door.answered == 3 and responses_of(client).hits == 3
+    for response in again:
+        assert response.status_code == 200
+        assert set(response.headers) == set(first.headers)
+        assert without_request_id(response.json()) == without_request_id(first.json())
+        assert response.json()["metadata"]["request_id"] == response.headers["x-request-id"]
+    # One budget, spent one read at a time whichever layer answered.
+    budgets = [remaining(r) for r in [first, *again]]
+    assert budgets == [budgets[0] - n for n in range(4)]
+    state = client.app_state["trendmap"]
+    assert front_door_of(client).admission.inflight == 0  # every slot given back
+    assert state.cache.lookups["flows", True] >= 3
+
+
+def test_the_front_door_answers_a_matching_if_none_match_with_a_304(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with()
+    spread(client)
+    tag = client.get(FLOWS).headers["etag"]
+    door = front_door_of(client)
+    unchanged = client.get(FLOWS, headers={"If-None-Match": tag, "X-Request-ID": "mine-304"})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert unchanged.headers["x-request-id"] == "mine-304" and "ratelimit" in unchanged.headers
+    assert door.answered == 1
+
+
+def test_a_request_a_lower_layer_must_decide_passes_the_front_door(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(
+        cors_origins=("https://map.example",),
+        rate_limit_per_minute=4,
+        admission_queue_seconds=0,
+    )
+    spread(client)
+    door, responses = front_door_of(client), responses_of(client)
+    client.get(FLOWS)
+    # CORS adds its headers below: the fast path answers it, the front door does not.
+    cross = client.get(FLOWS, headers={"Origin": "https://map.example"})
+    assert cross.headers["access-control-allow-origin"] == "https://map.example"
+    assert (door.answered, responses.hits) == (0, 1)
+    # No slot free now: admission decides (here: a 503 at once, with no queue).
+    admission = door.admission
+    admission.inflight = admission.max_inflight
+    try:
+        assert client.get(FLOWS).status_code == 503
+    finally:
+        admission.inflight = 0
+    assert door.answered == 0
+    assert client.get(FLOWS).status_code == 200 and door.answered == 1
+    assert client.get(FLOWS).status_code == 200 and door.answered == 2  # the 4th read of 4
+    # The budget is spent: the rate limiter refuses, as for any request.
+    refused = client.get(FLOWS)
+    assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+    assert door.answered == 2
+
+
+def test_in_strict_mode_the_store_is_asked_below_the_front_door(
+    tmp_path: Path, throwaway_redis: RedisServer
+) -> None:
+    """With CACHE_LOCAL_SECONDS=0 only the store can say the answer is current: the fast path
+    reads it, so the front door never answers."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'strict.db'}",
+        redis_url=throwaway_redis.url,
+        cache_local_seconds=0,
+        shutdown_timeout_seconds=1,
+    )
+    with TestClient(create_app(settings)) as client:
+        spread(client)
+        client.get(FLOWS)
+        client.get(FLOWS)
+        assert (front_door_of(client).answered, responses_of(client).hits) == (0, 1)
+        with redis.Redis.from_url(throwaway_redis.url) as other_worker:
+            other_worker.incr(GENERATION_KEY)
+        client.get(FLOWS)
+        assert (front_door_of(client).answered, responses_of(client).hits) == (0, 1)
+
+
+def test_with_a_local_copy_and_redis_the_front_door_answers_within_the_trust(
+    tmp_path: Path, throwaway_redis: RedisServer
+) -> None:
+    """The default on Redis: reads are reserved in chunks, the generation trusted for
+    CACHE_LOCAL_SECONDS; a hit then needs neither store, and the front door sends it."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'local.db'}",
+        redis_url=throwaway_redis.url,
+        cache_local_seconds=30,
+        shutdown_timeout_seconds=1,
+    )
+    with TestClient(create_app(settings)) as client:
+        spread(client)
+        first = client.get(FLOWS)
+        again = client.get(FLOWS)
+        assert front_door_of(client).answered == 1
+        assert remaining(again) == remaining(first) - 1
