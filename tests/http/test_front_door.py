@@ -4,6 +4,8 @@ those layers must decide goes down to it untouched."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from starlette.testclient import TestClient
 from graph.cache.keys import GENERATION_KEY
 from graph.http.app import create_app
 from tests.http.test_fast_path import FLOWS, spread, without_request_id
-from tests.support.factories import make_settings
+from tests.support.factories import WRITE_KEY, make_settings
 from tests.support.layers import front_door_of, responses_of
 from tests.support.servers import RedisServer
 
@@ -132,3 +134,69 @@ def test_with_a_local_copy_and_redis_the_front_door_answers_within_the_trust(
         again = client.get(FLOWS)
         assert front_door_of(client).answered == 1
         assert remaining(again) == remaining(first) - 1
+
+
+QUERY = '{ flows(timeWindow: "24h", limit: 20, threshold: 0.1) { fromCountry toCountry heat } }'
+
+
+def test_a_repeated_graphql_operation_is_sent_from_the_front_door(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(metrics_enabled=True)
+    spread(client)
+    door = front_door_of(client)
+    first = client.post("/graphql", json={"query": QUERY})
+    assert first.status_code == 200 and first.json()["data"]["flows"]
+    again = [client.post("/graphql", json={"query": QUERY}) for _ in range(2)]
+    assert door.answered == 2
+    for response in again:
+        assert response.content == first.content
+        assert response.headers["content-type"] == first.headers["content-type"]
+        assert response.headers["x-request-id"] != first.headers["x-request-id"]
+        assert remaining(response) < remaining(first)
+    # Timed under the operation's label, as the route's answer was.
+    counted = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("trendmap_request_duration_seconds_count") and 'route="/graphql"' in line
+    ]
+    assert len(counted) == 1 and counted[0].endswith(" 3.0"), counted
+
+
+def test_a_persisted_query_asked_by_hash_is_sent_from_the_front_door(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with()
+    spread(client)
+    digest = hashlib.sha256(QUERY.encode()).hexdigest()
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    stored = client.post("/graphql", json={"query": QUERY, "extensions": extensions})
+    assert stored.status_code == 200
+    params = {"extensions": json.dumps(extensions)}
+    door = front_door_of(client)
+    first = client.get("/graphql", params=params)
+    assert first.status_code == 200 and door.answered == 0
+    second = client.get("/graphql", params=params)
+    assert second.content == first.content == stored.content and door.answered == 1
+
+
+def test_graphql_answers_are_not_shared_across_media_types_or_credentials(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with()
+    spread(client)
+    door = front_door_of(client)
+    plain = [client.post("/graphql", json={"query": QUERY}) for _ in range(2)]
+    assert door.answered == 1
+    spec = {"Accept": "application/graphql-response+json"}
+    answers = [client.post("/graphql", json={"query": QUERY}, headers=spec) for _ in range(2)]
+    assert [a.headers["content-type"] for a in answers] == ["application/graphql-response+json"] * 2
+    assert door.answered == 2  # its own first answer, then its own prebuilt one
+    writer = {"Authorization": f"Bearer {WRITE_KEY}"}
+    written = [client.post("/graphql", json={"query": QUERY}, headers=writer) for _ in range(2)]
+    assert door.answered == 3
+    wrong = {"Authorization": "Bearer no"}
+    for _ in range(2):  # judged by the endpoint every time
+        client.post("/graphql", json={"query": QUERY}, headers=wrong)
+    assert door.answered == 3
+    assert plain[1].content == answers[1].content == written[1].content
