@@ -556,6 +556,53 @@ def test_workers_sharing_a_store_never_serve_more_than_the_quota() -> None:
     assert sum(not u.exceeded for u in rest) == chunk - 1
 
 
+def test_spending_in_process_reserves_the_next_chunk_before_the_units_run_out() -> None:
+    """The front door's path (``spend_now``) makes no store round trip and never waits for
+    one: once fewer than half a chunk is left, the next is reserved in the background, so a
+    steady stream never runs dry (and never piles up behind one reservation)."""
+    clock = [0.0]
+    store = SharedCounter(clock)
+    limiter = RateLimiter(clock=lambda: clock[0])
+    settings = make_settings("sqlite://", rate_limit_per_minute=1000, rate_limit_workers=2)
+    assert chunk_of(1000, 2) == 125
+
+    async def run() -> int:
+        await limiter.spend(store, settings, "ip:a", Cost(reads=1))  # the first reservation
+        served = 1
+        while served < 600:
+            if limiter.spend_now(store, settings, "ip:a", Cost(reads=1)) is None:
+                break
+            served += 1
+            await asyncio.sleep(0)  # what a server does between requests: the loop runs
+        return served
+
+    assert asyncio.run(run()) == 600
+    assert store.hits <= math.ceil(600 / 125) + 1
+
+
+def test_workers_refilling_in_the_background_never_serve_more_than_the_quota() -> None:
+    clock = [0.0]
+    store = SharedCounter(clock)
+    workers = [RateLimiter(clock=lambda: clock[0]) for _ in range(2)]
+    settings = make_settings("sqlite://", rate_limit_per_minute=100, rate_limit_workers=2)
+
+    async def run() -> list[bool]:
+        refused = []
+        for n in range(300):
+            limiter = workers[n % 2]
+            usages = limiter.spend_now(store, settings, "ip:a", Cost(reads=1))
+            if usages is None:  # the usual way, as the front door leaves it to the stack
+                usages = await limiter.spend(store, settings, "ip:a", Cost(reads=1))
+            refused.append(usages[0].exceeded)
+            await asyncio.sleep(0)
+        return refused
+
+    refused = asyncio.run(run())
+    assert refused.count(False) == 100  # the whole quota, and not one more
+    # The documented bound: short by less than (N - 1) x 1.5 chunks at the first refusal.
+    assert refused.index(True) >= 100 - (2 - 1) * 1.5 * chunk_of(100, 2)
+
+
 def test_units_reserved_in_one_window_are_not_spent_in_the_next() -> None:
     clock = [0.0]
     store = SharedCounter(clock)

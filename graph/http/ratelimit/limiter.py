@@ -9,6 +9,7 @@ itself, exactly, as on the in-process store.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import time
@@ -124,9 +125,17 @@ class RateLimiter:
             if cost.reads
             else (WRITES, settings.rate_limit_writes_per_minute, cost.writes)
         )
-        budgets = self.local if store.kind == "memory" else self.reservations
-        usage = budgets.try_spend(f"ratelimit:{policy}:{client}", policy, quota, units)
-        return None if usage is None else [usage]
+        key = f"ratelimit:{policy}:{client}"
+        if store.kind == "memory":
+            usage = self.local.try_spend(key, policy, quota, units)
+            return None if usage is None else [usage]
+        usage = self.reservations.try_spend(key, policy, quota, units)
+        if usage is None:
+            return None
+        chunk = chunk_of(quota, settings.rate_limit_workers)
+        if self.reservations.running_low(key, chunk):
+            self.reservations.refill(functools.partial(self._reserve, store), key, quota, chunk)
+        return [usage]
 
     async def spend(self, store: Store, settings: Settings, client: str, cost: Cost) -> list[Usage]:
         """Spend ``cost`` from the client's budgets: each budget it touched, after spending."""

@@ -13,10 +13,12 @@ across N workers sharing the store:
 
 - **Never over the quota.** The store hands out counts atomically and a worker keeps only
   units numbered up to the quota, so all workers together serve at most ``quota`` units.
-- **Short of it by less than (N - 1) x chunk before a refusal.** A one-unit request is
-  refused when its worker holds no unit and the counter has reached the quota; the quota
-  not yet served is then what the other workers hold, fewer than ``chunk`` units each. A
-  client whose requests keep reaching every worker is served its whole quota.
+- **Short of it by less than (N - 1) x 1.5 x chunk before a refusal.** A one-unit request
+  is refused when its worker holds no unit and the counter has reached the quota; the quota
+  not yet served is then what the other workers hold, fewer than 1.5 chunks each (a worker
+  answering from its front door reserves the next chunk, in the background, once it holds
+  fewer than half a chunk: :meth:`Reservations.refill`). A client whose requests keep
+  reaching every worker is served its whole quota.
 - **At most ceil(units / chunk) store round trips** per worker for a steady stream of
   requests; once the counter has reached the quota, refusals are answered in process until
   the window ends.
@@ -30,6 +32,7 @@ a budget (the table is bounded) loses its unspent units, never counts any back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 
 from graph.http.ratelimit.table import BudgetTable
 from graph.http.ratelimit.usage import WINDOW_SECONDS, Usage
+from graph.stores import StoreUnavailable
 
 Reserve = Callable[[str, int], Awaitable[tuple[int, float]]]
 """Add units to the shared counter at a key: the count after adding, and the seconds left in
@@ -67,6 +71,7 @@ class Reservations:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.table: BudgetTable[_Reserved] = BudgetTable()
+        self._refills: set[asyncio.Task[None]] = set()  # (held until done)
 
     async def spend(
         self, reserve: Reserve, key: str, policy: str, quota: int, cost: int, chunk: int
@@ -90,6 +95,37 @@ class Reservations:
                 await self._reserve(reserve, key, entry, quota, max(chunk, cost - entry.units))
             else:
                 await entry.reserving.wait()
+
+    def running_low(self, key: str, chunk: int) -> bool:
+        """Whether the budget at ``key`` holds fewer than half a chunk, with more to reserve
+        and no reservation in flight."""
+        entry = self.table.get(key, self.clock())
+        return (
+            entry is not None
+            and entry.units * 2 < chunk
+            and entry.reserving is None
+            and not entry.exhausted
+        )
+
+    def refill(self, reserve: Reserve, key: str, quota: int, chunk: int) -> None:
+        """Reserve the next chunk for ``key`` in the background, so that a stream of requests
+        spending through :meth:`try_spend` never has to wait for one (many requests waiting
+        on one reservation of fewer units than they are would each wait for the next). A
+        store that cannot answer leaves the budget as it was: :meth:`spend` handles that."""
+        entry = self.table.get(key, self.clock())
+        if entry is None or entry.reserving is not None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._refill(reserve, key, entry, quota, chunk)
+        )
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+
+    async def _refill(
+        self, reserve: Reserve, key: str, entry: _Reserved, quota: int, units: int
+    ) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self._reserve(reserve, key, entry, quota, units)
 
     def try_spend(self, key: str, policy: str, quota: int, cost: int) -> Usage | None:
         """:meth:`spend` when the units are already reserved here; else None, nothing spent
