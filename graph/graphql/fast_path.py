@@ -139,7 +139,8 @@ def _leaf_of(field_type: GraphQLOutputType) -> tuple[GraphQLScalarType, bool, bo
 
 # What _plain_fields found, by list type, selection (the parsed document is cached, so its nodes
 # are the same objects for a repeated operation; they are kept, so their ids stay theirs) and
-# variables (@include/@skip may use them).
+# variables (@include/@skip may use them; in a document without directives they cannot change
+# what is selected, and are left out: new variables each request still find it).
 _PlainKey = tuple[str, tuple[int, ...], str]
 _plain_memo: OrderedDict[_PlainKey, tuple[object, list[_Leaf] | None]] = OrderedDict()
 _PLAIN_MEMO_SIZE = 256
@@ -150,8 +151,12 @@ def _plain_fields(
 ) -> list[_Leaf] | None:
     """Each selected field as (response key, reader, serialiser, nullable, is list), or None
     when one of them is not a plain attribute with a scalar value."""
-    variables = repr(sorted(execution.variable_values.coerced.items()))
     loc = execution.operation.loc
+    variables = (
+        repr(sorted(execution.variable_values.coerced.items()))
+        if loc is None or "@" in loc.source.body
+        else ""
+    )
     if loc is None or len(loc.source.body) > CACHED_DOCUMENT_CHARS:
         # Not a kept document: its nodes are new at every request, and keeping them would
         # keep its whole text alive (graph.graphql.limits).

@@ -54,3 +54,32 @@ def test_long_documents_leave_nothing_in_the_fast_path_memo(app_with: Any) -> No
     assert set(fast_path._plain_memo) == before  # its nodes (and its text) are not kept
     assert client.post("/graphql", json={"query": query.format()}).json() == answer
     assert set(fast_path._plain_memo) - before
+
+
+def test_new_variables_find_the_memo_unless_a_directive_may_use_them(app_with: Any) -> None:
+    """The plain fields of a document without directives do not depend on its variables:
+    one memo entry serves every value. With @include, each value selects its own fields."""
+    from graph.graphql import fast_path
+    from tests.support.factories import record, write_headers
+
+    client = app_with(graphql_response_cache_entries=0)  # executed every time
+    stored = client.post("/v1/trends", json=[record("US"), record("CO")], headers=write_headers())
+    assert stored.status_code == 200, stored.text
+    at = 'asOf: "2026-11-20T12:00:00Z"'
+    plain = "query Plain($n: Int) { hotspots(" + at + ", limit: $n) { country } }"
+    before = set(fast_path._plain_memo)
+    for n in (1, 2, 3):
+        answer = client.post("/graphql", json={"query": plain, "variables": {"n": n}}).json()
+        assert len(answer["data"]["hotspots"]) == min(n, 2)
+    assert len(set(fast_path._plain_memo) - before) == 1
+    chosen = (
+        "query Chosen($v: Boolean!) { hotspots(" + at + ") { country volume @include(if: $v) } }"
+    )
+    before = set(fast_path._plain_memo)
+    shown = {
+        v: client.post("/graphql", json={"query": chosen, "variables": {"v": v}}).json()
+        for v in (True, False)
+    }
+    assert all("volume" in h for h in shown[True]["data"]["hotspots"])
+    assert all("volume" not in h for h in shown[False]["data"]["hotspots"])
+    assert len(set(fast_path._plain_memo) - before) == 2
