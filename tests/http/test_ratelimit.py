@@ -579,6 +579,19 @@ def test_spending_in_process_reserves_the_next_chunk_before_the_units_run_out() 
     assert asyncio.run(run()) == 600
     assert store.hits <= math.ceil(600 / 125) + 1
 
+    async def burst() -> int:
+        """Requests between which the loop never runs: still one refill in flight."""
+        before = store.hits
+        for _ in range(100):
+            limiter.spend_now(store, settings, "ip:b", Cost(reads=1)) or await limiter.spend(
+                store, settings, "ip:b", Cost(reads=1)
+            )
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return store.hits - before
+
+    assert asyncio.run(burst()) == 2  # the first reservation, and one refill
+
 
 def test_workers_refilling_in_the_background_never_serve_more_than_the_quota() -> None:
     clock = [0.0]

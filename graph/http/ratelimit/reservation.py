@@ -115,11 +115,22 @@ class Reservations:
         entry = self.table.get(key, self.clock())
         if entry is None or entry.reserving is not None:
             return
+        # In flight from now on, before the task first runs: one refill at a time.
+        done = entry.reserving = asyncio.Event()
         task = asyncio.get_running_loop().create_task(
             self._refill(reserve, key, entry, quota, chunk)
         )
         self._refills.add(task)
-        task.add_done_callback(self._refills.discard)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            # Also when the task was cancelled before it ran (the loop closing): no request
+            # may wait for a reservation that never happens.
+            self._refills.discard(task)
+            if entry.reserving is done:
+                entry.reserving = None
+            done.set()
+
+        task.add_done_callback(finished)
 
     async def _refill(
         self, reserve: Reserve, key: str, entry: _Reserved, quota: int, units: int
@@ -140,7 +151,7 @@ class Reservations:
     async def _reserve(
         self, reserve: Reserve, key: str, entry: _Reserved, quota: int, units: int
     ) -> None:
-        entry.reserving = done = asyncio.Event()
+        done = entry.reserving = entry.reserving or asyncio.Event()
         try:
             count, seconds = await reserve(key, units)
         finally:
