@@ -47,6 +47,14 @@ class LocalCopy:
         self._entries.clear()
         self._token = None
 
+    @property
+    def read_at(self) -> float | None:
+        """Monotonic time of the store read that last confirmed the token (None: none since
+        the copy was last invalidated): what anything taken from the copy is known current at."""
+        if self._token is None or not self._seconds:
+            return None
+        return self._until - self._seconds
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,54 @@ def test_graphql_answers_are_not_shared_across_media_types_or_credentials(
         client.post("/graphql", json={"query": QUERY}, headers=wrong)
     assert door.answered == 3
     assert plain[1].content == answers[1].content == written[1].content
+
+
+def test_a_min_generation_too_long_to_convert_is_refused_as_the_route_refuses_it(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with()
+    spread(client)
+    client.get(FLOWS)
+    huge = client.get(FLOWS, headers={"X-Trendmap-Min-Generation": "9" * 5000})
+    assert huge.status_code == 400 and huge.json()["error"] == "invalid_parameter"
+    assert front_door_of(client).answered == 0
+
+
+def test_a_document_holding_a_mutation_is_charged_a_write_below_the_front_door(
+    app_with: Callable[..., TestClient],
+) -> None:
+    """Only its query ran, so its answer is kept; the limiter still charges the document's
+    mutation to the write budget, and only the layers below know that."""
+    client = app_with(rate_limit_writes_per_minute=3)
+    both = {"query": "query A { __typename } mutation B { __typename }", "operationName": "A"}
+    statuses = [client.post("/graphql", json=both).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert front_door_of(client).answered == 0
+
+
+def test_an_answer_taken_from_the_local_copy_is_trusted_from_the_copys_last_read(
+    tmp_path: Path, throwaway_redis: RedisServer
+) -> None:
+    """A kept GraphQL answer whose generation came from the local copy is known current only
+    since the copy's last read of Redis: the front door stops trusting it CACHE_LOCAL_SECONDS
+    after that read, not after the request (else a missed announcement could leave it stale
+    for twice as long)."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'trust.db'}",
+        redis_url=throwaway_redis.url,
+        cache_local_seconds=1.5,
+        shutdown_timeout_seconds=1,
+    )
+    with TestClient(create_app(settings)) as client:
+        spread(client)
+        client.get(FLOWS)  # reads the generation in Redis: the copy is trusted from now
+        read_at = client.app_state["trendmap"].cache.local_copy.read_at
+        assert read_at is not None
+        time.sleep(0.8)
+        first = client.post("/graphql", json={"query": QUERY})  # its generation: the copy's
+        door = front_door_of(client)
+        answered = door.answered
+        time.sleep(max(0.0, read_at + 1.6 - time.monotonic()))
+        again = client.post("/graphql", json={"query": QUERY})
+        assert again.content == first.content
+        assert door.answered == answered  # past the copy's trust: the store is asked below

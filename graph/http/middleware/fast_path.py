@@ -45,6 +45,7 @@ from graph.http.prebuilt import (
 from graph.http.ratelimit.limiter import credential_of
 from graph.observability.log import log_fields, request_id_of
 from graph.observability.metrics import OPERATION_KEY
+from graph.service.params import MAX_GENERATION
 from graph.stores import StoreUnavailable
 from graph.wiring import AppState
 
@@ -52,6 +53,7 @@ MIN_GENERATION = MIN_GENERATION_HEADER.lower().encode()
 # A GraphQL request longer than this is answered the usual way: its key would hold it whole.
 GRAPHQL_KEY_BYTES = 8192
 _ANONYMOUS = -1  # the credential class of a GraphQL request without one
+_GENERATION_DIGITS = len(str(MAX_GENERATION))
 # An entity tag in If-None-Match, as graph.http.conditional reads it.
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
@@ -69,7 +71,7 @@ class FastPathMiddleware:
             await self.app(scope, receive, send)
             return
         timeout = state.settings.http_body_timeout_seconds
-        request, receive = await request_of(scope, receive, timeout)
+        request, _, receive = await request_of(scope, receive, timeout)
         key = (
             key_of(scope["path"], request, _header(scope, b"authorization"), state)
             if request is not None
@@ -129,7 +131,7 @@ class FastPathMiddleware:
                         log_fields=added,
                         failing=failing,
                         epoch=epoch,
-                        trusted_since=started,
+                        trusted_since=_trusted_since(state, started),
                     )
                     if prebuilt is not None:
                         self.responses.put(key, prebuilt)
@@ -150,22 +152,22 @@ def applies(state: AppState) -> bool:
 
 async def request_of(
     scope: Scope, receive: Receive, body_timeout: float
-) -> tuple[bytes | None, Receive]:
-    """What of an HTTP request its answer depends on, besides its path and credential, and
-    the receive to hand on (a POST's body is read here, when it comes in one part within the
-    request's ``body_timeout``). None when it is not one whose answer is kept: a REST read's
-    query string; a GraphQL operation's method, query string, Accept, Content-Type and body (a
-    short one)."""
+) -> tuple[bytes | None, bytes, Receive]:
+    """What of an HTTP request its answer depends on, besides its path and credential; its
+    body; and the receive to hand on (a POST's body is read here, when it comes in one part
+    within the request's ``body_timeout``). None when it is not one whose answer is kept: a
+    REST read's query string; a GraphQL operation's method, query string, Accept,
+    Content-Type and body (a short one)."""
     method, path = scope["method"], scope["path"]
     if method == "GET" and path.startswith(REUSABLE_PREFIX):
-        return scope["query_string"], receive
+        return scope["query_string"], b"", receive
     if path != GRAPHQL_PATH or method not in ("GET", "POST"):
-        return None, receive
+        return None, b"", receive
     body = b""
     if method == "POST":
         peeked, receive = await peek_whole_first(scope, receive, GRAPHQL_KEY_BYTES, body_timeout)
         if peeked is None:
-            return None, receive
+            return None, b"", receive
         body = peeked
     parts = (
         method.encode(),
@@ -174,7 +176,7 @@ async def request_of(
         (_header(scope, b"content-type") or "").encode("latin-1"),
         body,
     )
-    return b"\0".join(parts), receive
+    return b"\0".join(parts), body, receive
 
 
 def key_of(path: str, request: bytes, authorization: str | None, state: AppState) -> Key | None:
@@ -221,6 +223,14 @@ async def _failing(state: AppState) -> tuple[str, ...]:
     return await state.service.partial_warnings(None)
 
 
+def _trusted_since(state: AppState, started: float) -> float:
+    """When the generation an answer was computed under was last known current: when its
+    request started, or earlier, when the route took it from the local copy (trusted since
+    its last store read)."""
+    read_at = state.cache.local_copy.read_at
+    return started if read_at is None else min(started, read_at)
+
+
 def current_now(state: AppState, prebuilt: Prebuilt) -> bool | None:
     """Whether the route would still answer what ``prebuilt`` holds; None when only the store
     can say (strict mode, or the local copy's trust has run out)."""
@@ -261,8 +271,13 @@ async def _current(state: AppState, prebuilt: Prebuilt) -> bool:
 
 def asks_no_newer(tokens: Iterable[bytes], prebuilt: Prebuilt) -> bool:
     """Whether every ``X-Trendmap-Min-Generation`` sent is met by ``prebuilt`` (a malformed
-    one is not: the route refuses it)."""
-    return all(value.isdigit() and int(value) <= prebuilt.mark.generation for value in tokens)
+    one is not: the route refuses it). Measured before converting, as the route does."""
+    return all(
+        len(value) <= _GENERATION_DIGITS
+        and value.isdigit()
+        and int(value) <= prebuilt.mark.generation
+        for value in tokens
+    )
 
 
 async def _answers(scope: Scope, state: AppState, prebuilt: Prebuilt) -> bool:

@@ -42,8 +42,8 @@ from graph.http.middleware.request_log import (
     log_request,
     request_id_for,
 )
-from graph.http.prebuilt import Prebuilt, PrebuiltResponses
-from graph.http.ratelimit.cost import Cost
+from graph.http.prebuilt import GRAPHQL_PATH, Prebuilt, PrebuiltResponses
+from graph.http.ratelimit.cost import Cost, request_cost
 from graph.http.ratelimit.limiter import RateLimiter, client_of
 from graph.http.ratelimit.usage import Usage, ratelimit_headers
 from graph.observability.metrics import Metrics
@@ -78,15 +78,15 @@ class FrontDoor:
             state = (scope.get("state") or {}).get("trendmap")
             if isinstance(state, AppState) and applies(state):
                 timeout = state.settings.http_body_timeout_seconds
-                request, receive = await request_of(scope, receive, timeout)
-                found = self._ready(scope, state, request) if request is not None else None
+                request, body, receive = await request_of(scope, receive, timeout)
+                found = self._ready(scope, state, request, body) if request is not None else None
                 if found is not None:
                     await self._answer(scope, send, state, *found)
                     return
         await self.app(scope, receive, send)
 
     def _ready(
-        self, scope: Scope, state: AppState, request: bytes
+        self, scope: Scope, state: AppState, request: bytes, body: bytes
     ) -> tuple[Prebuilt, str | None, str | None, list[Usage] | None] | None:
         """The prebuilt answer, the client's request id, its If-None-Match and the rate-limit
         usage spent for it, a slot taken; None (nothing taken) when the request must go the
@@ -115,6 +115,12 @@ class FrontDoor:
         failing = state.feeds.board.failing_now()
         if failing is None or (
             (failing or prebuilt.failing) and partial_data_warnings(failing) != prebuilt.failing
+        ):
+            return None
+        # What the rate limiter would charge: one read, unless the document also holds a
+        # mutation (a kept answer ran only a query of it, but the limiter counts a write).
+        if scope["path"] == GRAPHQL_PATH and (
+            request_cost(scope["method"], GRAPHQL_PATH, scope["query_string"], body) != _READ
         ):
             return None
         if not self.admission.try_acquire():
