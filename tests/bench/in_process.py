@@ -123,6 +123,7 @@ async def best_of(repeat: int, requests: int, one: Callable[[], Awaitable[None]]
         started = time.perf_counter()
         for _ in range(requests):
             await one()
+            await asyncio.sleep(0)  # the loop runs between requests, as in a server
         runs.append((time.perf_counter() - started) / requests * 1e6)
     return min(runs)
 
