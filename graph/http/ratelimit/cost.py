@@ -25,6 +25,9 @@ class Cost:
     writes: int = 0
 
 
+ONE_READ = Cost(reads=1)  # a REST read, a GraphQL query, a WebSocket upgrade
+
+
 def is_mutation(document: str) -> bool:
     """Whether a GraphQL document defines a mutation: a ``mutation`` keyword outside any
     braces, parentheses, string or comment.

@@ -129,13 +129,15 @@ class RateLimiter:
         if store.kind == "memory":
             usage = self.local.try_spend(key, policy, quota, units)
             return None if usage is None else [usage]
-        usage = self.reservations.try_spend(key, policy, quota, units)
-        if usage is None:
-            return None
-        chunk = chunk_of(quota, settings.rate_limit_workers)
-        if self.reservations.running_low(key, chunk):
-            self.reservations.refill(functools.partial(self._reserve, store), key, quota, chunk)
-        return [usage]
+        usage = self.reservations.try_spend(
+            lambda: functools.partial(self._reserve, store),
+            key,
+            policy,
+            quota,
+            units,
+            chunk_of(quota, settings.rate_limit_workers),
+        )
+        return None if usage is None else [usage]
 
     async def spend(self, store: Store, settings: Settings, client: str, cost: Cost) -> list[Usage]:
         """Spend ``cost`` from the client's budgets: each budget it touched, after spending."""

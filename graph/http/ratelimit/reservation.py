@@ -17,7 +17,7 @@ across N workers sharing the store:
   is refused when its worker holds no unit and the counter has reached the quota; the quota
   not yet served is then what the other workers hold, fewer than 1.5 chunks each (a worker
   answering from its front door reserves the next chunk, in the background, once it holds
-  fewer than half a chunk: :meth:`Reservations.refill`). A client whose requests keep
+  fewer than half a chunk: :meth:`Reservations.try_spend`). A client whose requests keep
   reaching every worker is served its whole quota.
 - **At most ceil(units / chunk) store round trips** per worker for a steady stream of
   requests; once the counter has reached the quota, refusals are answered in process until
@@ -96,29 +96,20 @@ class Reservations:
             else:
                 await entry.reserving.wait()
 
-    def running_low(self, key: str, chunk: int) -> bool:
-        """Whether the budget at ``key`` holds fewer than half a chunk, with more to reserve
-        and no reservation in flight."""
-        entry = self.table.get(key, self.clock())
-        return (
-            entry is not None
-            and entry.units * 2 < chunk
-            and entry.reserving is None
-            and not entry.exhausted
-        )
-
-    def refill(self, reserve: Reserve, key: str, quota: int, chunk: int) -> None:
-        """Reserve the next chunk for ``key`` in the background, so that a stream of requests
-        spending through :meth:`try_spend` never has to wait for one (many requests waiting
-        on one reservation of fewer units than they are would each wait for the next). A
-        store that cannot answer leaves the budget as it was: :meth:`spend` handles that."""
-        entry = self.table.get(key, self.clock())
-        if entry is None or entry.reserving is not None:
+    def _refill_if_low(
+        self, reserve: Callable[[], Reserve], key: str, entry: _Reserved, quota: int, chunk: int
+    ) -> None:
+        """Reserve the next chunk for ``key`` in the background once ``entry`` holds fewer than
+        half a chunk, so that a stream of requests spending through :meth:`try_spend` never
+        has to wait for one (many requests waiting on one reservation of fewer units than they
+        are would each wait for the next). A store that cannot answer leaves the budget as it
+        was: :meth:`spend` handles that."""
+        if entry.units * 2 >= chunk or entry.reserving is not None or entry.exhausted:
             return
         # In flight from now on, before the task first runs: one refill at a time.
         done = entry.reserving = asyncio.Event()
         task = asyncio.get_running_loop().create_task(
-            self._refill(reserve, key, entry, quota, chunk)
+            self._refill(reserve(), key, entry, quota, chunk)
         )
         self._refills.add(task)
 
@@ -138,14 +129,24 @@ class Reservations:
         with contextlib.suppress(StoreUnavailable):
             await self._reserve(reserve, key, entry, quota, units)
 
-    def try_spend(self, key: str, policy: str, quota: int, cost: int) -> Usage | None:
-        """:meth:`spend` when the units are already reserved here; else None, nothing spent
-        (a reservation or a refusal is :meth:`spend`'s to make)."""
+    def try_spend(
+        self,
+        reserve: Callable[[], Reserve],
+        key: str,
+        policy: str,
+        quota: int,
+        cost: int,
+        chunk: int,
+    ) -> Usage | None:
+        """:meth:`spend` when the units are already reserved here, the next chunk reserved in
+        the background once they run low (through ``reserve()``, asked for only then); else
+        None, nothing spent (a reservation or a refusal is :meth:`spend`'s to make)."""
         now = self.clock()
         entry = self.table.get(key, now)
         if entry is None or entry.units < cost:
             return None
         entry.units -= cost
+        self._refill_if_low(reserve, key, entry, quota, chunk)
         return self._usage(entry, policy, quota, now, exceeded=False)
 
     async def _reserve(
