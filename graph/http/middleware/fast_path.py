@@ -42,6 +42,7 @@ from graph.http.prebuilt import (
     mark_of,
     prebuild,
 )
+from graph.http.ratelimit.cost import ONE_READ, request_cost
 from graph.http.ratelimit.limiter import credential_of
 from graph.observability.log import log_fields, request_id_of
 from graph.observability.metrics import OPERATION_KEY
@@ -71,7 +72,7 @@ class FastPathMiddleware:
             await self.app(scope, receive, send)
             return
         timeout = state.settings.http_body_timeout_seconds
-        request, _, receive = await request_of(scope, receive, timeout)
+        request, body, receive = await request_of(scope, receive, timeout)
         key = (
             key_of(scope["path"], request, _header(scope, b"authorization"), state)
             if request is not None
@@ -93,7 +94,10 @@ class FastPathMiddleware:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
-        await self._record(scope, receive, send, state, key)
+        if _one_read(scope, body):
+            await self._record(scope, receive, send, state, key)
+        else:
+            await self.app(scope, receive, send)
 
     async def _record(
         self, scope: Scope, receive: Receive, send: Send, state: AppState, key: Key
@@ -204,6 +208,16 @@ def key_of(path: str, request: bytes, authorization: str | None, state: AppState
         if credential < Access.READ:
             return None
     return path, request, int(credential)
+
+
+def _one_read(scope: Scope, body: bytes) -> bool:
+    """Whether the rate limiter charges the request one read, as it does every request the
+    front door answers: not a GraphQL document that also holds a mutation (a kept answer ran
+    only a query of it, but the limiter counts a write). Decided once, when recording: the
+    key holds the whole request."""
+    if scope["path"] != GRAPHQL_PATH:
+        return True
+    return request_cost(scope["method"], GRAPHQL_PATH, scope["query_string"], body) == ONE_READ
 
 
 def note_hit(scope: Scope, state: AppState, responses: PrebuiltResponses, hit: Prebuilt) -> None:

@@ -1,5 +1,5 @@
-"""FrontDoor: a repeated cacheable GET whose prebuilt answer is current is answered here, in
-one step, before any other layer runs.
+"""FrontDoor: a repeated cacheable request (a REST read, a kept GraphQL operation) whose
+prebuilt answer is current is answered here, in one step, before any other layer runs.
 
 Such a request is most of a busy map's traffic, and every layer below (metrics, request log,
 admission, rate limits, fast path) would each cost it a coroutine, a ``send`` wrapper and a
@@ -42,15 +42,13 @@ from graph.http.middleware.request_log import (
     log_request,
     request_id_for,
 )
-from graph.http.prebuilt import GRAPHQL_PATH, Prebuilt, PrebuiltResponses
-from graph.http.ratelimit.cost import Cost, request_cost
+from graph.http.prebuilt import Prebuilt, PrebuiltResponses
+from graph.http.ratelimit.cost import ONE_READ
 from graph.http.ratelimit.limiter import RateLimiter, client_of
 from graph.http.ratelimit.usage import Usage, ratelimit_headers
 from graph.observability.metrics import Metrics
 from graph.service.trend_service import partial_data_warnings
 from graph.wiring import AppState
-
-_READ = Cost(reads=1)  # what a REST read spends (graph.http.ratelimit.cost)
 
 
 class FrontDoor:
@@ -78,15 +76,15 @@ class FrontDoor:
             state = (scope.get("state") or {}).get("trendmap")
             if isinstance(state, AppState) and applies(state):
                 timeout = state.settings.http_body_timeout_seconds
-                request, body, receive = await request_of(scope, receive, timeout)
-                found = self._ready(scope, state, request, body) if request is not None else None
+                request, _, receive = await request_of(scope, receive, timeout)
+                found = self._ready(scope, state, request) if request is not None else None
                 if found is not None:
                     await self._answer(scope, send, state, *found)
                     return
         await self.app(scope, receive, send)
 
     def _ready(
-        self, scope: Scope, state: AppState, request: bytes, body: bytes
+        self, scope: Scope, state: AppState, request: bytes
     ) -> tuple[Prebuilt, str | None, str | None, list[Usage] | None] | None:
         """The prebuilt answer, the client's request id, its If-None-Match and the rate-limit
         usage spent for it, a slot taken; None (nothing taken) when the request must go the
@@ -117,19 +115,13 @@ class FrontDoor:
             (failing or prebuilt.failing) and partial_data_warnings(failing) != prebuilt.failing
         ):
             return None
-        # What the rate limiter would charge: one read, unless the document also holds a
-        # mutation (a kept answer ran only a query of it, but the limiter counts a write).
-        if scope["path"] == GRAPHQL_PATH and (
-            request_cost(scope["method"], GRAPHQL_PATH, scope["query_string"], body) != _READ
-        ):
-            return None
         if not self.admission.try_acquire():
             return None
         usages = None
         settings = state.settings
         if settings.rate_limit_enabled:
             client = client_of(scope, settings)
-            usages = self.limiter.spend_now(state.store, settings, client, _READ)
+            usages = self.limiter.spend_now(state.store, settings, client, ONE_READ)
             if usages is None:
                 self.admission.release()
                 return None
