@@ -4,6 +4,12 @@ Every call is short and fails fast: a quarter-second socket timeout, no retry on
 one immediate retry on a broken connection (a pooled connection that died with a restarted
 server is replaced without failing the call). Longer waits are the caller's circuit breaker's
 business. Every client error is translated here: callers see StoreUnavailable, not redis.
+
+A worker holds at most ``MAX_CONNECTIONS`` connections; a call that finds them all busy waits
+for one, as long as a reply may take, rather than failing (redis-py's own pool refuses at
+once: a burst of concurrent requests must not read as an outage). Counter hits made in one
+turn of the event loop (every client's rate-limit reservations as a burst of requests comes
+in) share one pipeline: one connection and one round trip for any number of them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -23,6 +29,7 @@ from redis.typing import EncodableT, FieldT
 
 from graph.observability.log import logger
 from graph.stores import Budget, StoreUnavailable, acquire_by_set, check_ttl
+from graph.stores.coalesce import Coalesced
 
 # The builtin TimeoutError, which asyncio.TimeoutError is since Python 3.11, is an OSError.
 _CLIENT_ERRORS = (RedisError, OSError)
@@ -109,6 +116,9 @@ end
 return trimmed
 """
 
+MAX_CONNECTIONS = 100
+"""Per store (a worker has one): redis-py's default, now a ceiling calls wait under."""
+
 _RESUBSCRIBE_FIRST_SECONDS = 0.1
 _RESUBSCRIBE_MAX_SECONDS = 2.0
 # How long one wait for a message lasts: the subscription checks between two waits whether the
@@ -136,8 +146,11 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, *, socket_timeout: float = 0.25) -> None:
-        self._client = Redis.from_url(
+        self._pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            # Waiting for a free connection, as long as a reply may take.
+            timeout=socket_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=10,
@@ -147,6 +160,8 @@ class RedisStore:
             # call after a server restart fails on the dead pooled connection).
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
+        self._client = Redis(connection_pool=self._pool)
+        self._hits: Coalesced[tuple[str, int, int], tuple[int, float]] = Coalesced(self._hit_all)
         self._release_script = self._client.register_script(_RELEASE)
         self._extend_script = self._client.register_script(_EXTEND)
         self._hit_script = self._client.register_script(_HIT)
@@ -232,10 +247,28 @@ class RedisStore:
         check_ttl(window_seconds)
         if cost < 1:
             raise ValueError(f"cost must be at least 1, not {cost!r}")
-        milliseconds = math.ceil(window_seconds * 1000)
+        return await self._hits((key, cost, math.ceil(window_seconds * 1000)))
+
+    @property
+    def hit_round_trips(self) -> int:
+        """How many pipelines the hits so far took."""
+        return self._hits.batches
+
+    async def _hit_all(
+        self, hits: list[tuple[str, int, int]]
+    ) -> list[tuple[int, float] | Exception]:
         with _translated("hit"):
-            count, ttl = await self._hit_script(keys=[key], args=[cost, milliseconds])
-        return int(count), int(ttl) / 1000
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, cost, milliseconds in hits:
+                    await self._hit_script(keys=[key], args=[cost, milliseconds], client=pipe)
+                answers = await pipe.execute(raise_on_error=False)
+        # A key that is not a counter fails its own hit, not the others'.
+        return [
+            StoreUnavailable(f"redis hit failed: {answer}")
+            if isinstance(answer, Exception)
+            else (int(answer[0]), int(answer[1]) / 1000)
+            for answer in answers
+        ]
 
     async def incr(self, key: str, amount: int = 1) -> int:
         """INCRBY: the count after adding (a new counter starts at 0, with no expiry)."""
@@ -329,3 +362,4 @@ class RedisStore:
         self._closing.set()
         with contextlib.suppress(*_CLIENT_ERRORS):
             await self._client.aclose()
+            await self._pool.disconnect()

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from graph.stores import Store, StoreUnavailable, open_store
 from graph.stores.memory import MemoryStore
+from graph.stores.redis import MAX_CONNECTIONS, RedisStore
 from tests.support.factories import TEST_REDIS_URL
 from tests.support.servers import RedisServer
 
@@ -518,3 +519,43 @@ async def test_a_new_counter_never_has_more_than_its_window_left_in_memory() -> 
     store = MemoryStore(clock=clock)
     count, left = await store.hit("c", 60, 1)
     assert (count, left) == (1, 60.0)
+
+
+async def test_a_burst_of_calls_beyond_the_pool_waits_for_a_connection(prefix: str) -> None:
+    """More concurrent calls than the pool holds connections (a busy worker): each waits for
+    a free connection instead of failing as if Redis were down."""
+    store = open_store(REDIS_URL, socket_timeout=10)
+    try:
+        calls = 3 * MAX_CONNECTIONS
+        written = await asyncio.gather(*(store.set(f"{prefix}{i}", b"v", 60) for i in range(calls)))
+        assert written == [True] * calls
+    finally:
+        await store.close()
+        client = Redis.from_url(REDIS_URL)
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(key)
+        await client.aclose()
+
+
+async def test_hits_made_together_share_one_round_trip(prefix: str, raw: Redis) -> None:
+    """Every client's reservation in a burst of requests: one pipeline, each hit answered on
+    its own (a key that is not a counter fails only its own)."""
+    store = open_store(REDIS_URL, socket_timeout=10)
+    assert isinstance(store, RedisStore)
+    try:
+        await raw.hset(f"{prefix}not-a-counter", "f", "v")
+        before = store.hit_round_trips
+        results = await asyncio.gather(
+            *(store.hit(f"{prefix}client-{i}", 60, i + 1) for i in range(500)),
+            store.hit(f"{prefix}not-a-counter", 60, 1),
+            return_exceptions=True,
+        )
+        assert store.hit_round_trips - before == 1
+        counts = [result[0] for result in results[:500] if isinstance(result, tuple)]
+        assert counts == list(range(1, 501))
+        assert isinstance(results[500], StoreUnavailable)
+        assert await raw.get(f"{prefix}client-499") == b"500"
+    finally:
+        await store.close()
+        async for key in raw.scan_iter(match=f"{prefix}*"):
+            await raw.delete(key)
