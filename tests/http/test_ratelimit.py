@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,8 @@ from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
 from graph.http.ratelimit.limiter import RateLimiter
 from graph.http.ratelimit.reservation import chunk_of
 from graph.http.ratelimit.usage import Usage
+from graph.observability.log import configure_logging
+from graph.stores import open_store
 from graph.stores.memory import MemoryStore
 from tests.support.factories import TEST_REDIS_URL, WRITE_KEY, make_settings, record, write_headers
 from tests.support.servers import RedisServer, running_server
@@ -678,3 +681,32 @@ def test_ended_windows_leave_the_table_as_traffic_goes_on() -> None:
     clock[0] = 61.0
     spend_each([(limiter, store, f"ip:new-{n}") for n in range(60)])
     assert len(limiter.local.table) == 60
+
+
+def test_an_outage_met_by_many_clients_at_once_is_one_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every client's reservation fails together (one pipeline to a dead Redis): each falls
+    back to counting in-process, and the operator reads about it once, not once per client."""
+    configure_logging("INFO")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    store = open_store(f"redis://127.0.0.1:{port}/0")
+    limiter = RateLimiter()
+    settings = make_settings("sqlite://", rate_limit_per_minute=5)
+
+    async def run() -> list[list[Usage]]:
+        try:
+            spends = (
+                limiter.spend(store, settings, f"ip:10.0.0.{i}", Cost(reads=1)) for i in range(50)
+            )
+            return await asyncio.gather(*spends)
+        finally:
+            await store.close()
+
+    capsys.readouterr()
+    usages = asyncio.run(run())
+    assert [u.remaining for [u] in usages] == [4] * 50  # counted in-process, each on its own
+    logged = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert [line["event"] for line in logged] == ["rate limits counted in-process"]

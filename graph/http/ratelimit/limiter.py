@@ -100,15 +100,16 @@ class RateLimiter:
         """``units`` more on the shared counter, behind the breaker."""
         if not self.breaker.allow():
             raise StoreUnavailable("the rate limits' breaker is open")
-        failing = self.breaker.consecutive_failures > 0
         try:
             counted = await store.hit(key, WINDOW_SECONDS, units)
         except StoreUnavailable as exc:
-            if not failing:
+            # Read after the wait: of many reservations that fail together, the first to be
+            # told says so, once.
+            if self.breaker.consecutive_failures == 0:
                 logger.warning("rate limits counted in-process", error=str(exc))
             self.breaker.record_failure()
             raise
-        if failing:
+        if self.breaker.consecutive_failures > 0:
             logger.info("rate limits counted in the store again")
         self.breaker.record_success()
         return counted
