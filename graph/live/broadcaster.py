@@ -84,14 +84,19 @@ class Broadcaster:
         self.groups: dict[GroupKey, Group] = {}
         # The look-up of the flows hot now, per group key, while one is under way.
         self._looking: dict[GroupKey, asyncio.Future[tuple[datetime, list[Flow]]]] = {}
+        # Subscriptions in their groups that do not know yet which flows were hot when they
+        # began: a flow crossing meanwhile may count among those (and never be sent).
+        self._starting = 0
         self.delivered = 0
         self.dropped = 0
 
     @property
     def subscriber_count(self) -> int:
-        return sum(
+        """Subscriptions under way: each new crossing from now on is theirs."""
+        joined = sum(
             len(g.members) + sum(len(c) for c in g.cohorts.values()) for g in self.groups.values()
         )
+        return joined - self._starting
 
     async def run(self) -> None:
         """Listen until cancelled (the store resubscribes by itself after outages)."""
@@ -219,8 +224,12 @@ class Broadcaster:
         if looking is None:
             looking = self._looking[key] = asyncio.ensure_future(self._current(key))
             looking.add_done_callback(functools.partial(self._looked, key))
-        # Shielded: one joiner leaving must not cancel the others' look-up.
-        as_of, current = await asyncio.shield(looking)
+        self._starting += 1
+        try:
+            # Shielded: one joiner leaving must not cancel the others' look-up.
+            as_of, current = await asyncio.shield(looking)
+        finally:
+            self._starting -= 1
         if group.as_of is None:  # no snapshot came first: the group starts from these
             group.as_of = as_of
         group.crossings.start(current)

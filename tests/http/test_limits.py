@@ -9,6 +9,8 @@ import pytest
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
+from tests.support.servers import subscribed
+
 PROTOCOL = ["graphql-transport-ws"]
 SUBSCRIBE = {"query": "subscription { hotFlows { heat } }"}
 
@@ -55,8 +57,7 @@ def test_at_most_so_many_subscriptions_per_connection(app_with: Any) -> None:
         ws.receive_json()
         for i in range(20):
             ws.send_json({"id": str(i), "type": "subscribe", "payload": SUBSCRIBE})
-        active = client.get("/health/ready").json()["checks"]["subscriptions"]["active"]
-        assert active == 20
+        subscribed(client, 20)
         ws.send_json({"id": "20", "type": "subscribe", "payload": SUBSCRIBE})
         message = ws.receive_json()
         assert message["id"] == "20"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -13,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 from graph.graphql.transport import GraphQLApp
 from graph.http.app import create_app
 from tests.support.factories import READ_KEY, make_settings, spread, write_headers
-from tests.support.servers import subscribed
+from tests.support.servers import empty_archive, subscribed
 
 QUERY = """subscription($current: Boolean, $countries: [String!], $window: String!) {
   hotFlows(timeWindow: $window, threshold: 0.5, includeCurrent: $current,
@@ -137,8 +142,7 @@ def test_shutdown_ends_subscriptions_cleanly(database_url: str) -> None:
         ws.send_json(
             {"id": "1", "type": "subscribe", "payload": {"query": QUERY, "variables": variables()}}
         )
-        ready = client.get("/health/ready").json()["checks"]["subscriptions"]
-        assert ready["active"] == 1
+        subscribed(client)
         client.app_state["trendmap"].broadcaster.close()
         assert ws.receive_json() == {"id": "1", "type": "complete"}
         assert client.get("/health/ready").json()["checks"]["subscriptions"]["active"] == 0
@@ -205,3 +209,63 @@ def test_unexpected_errors_are_masked_over_websockets(schemaless_postgres_url: s
         [error] = message["payload"]["errors"]
         assert error["message"] == "Unexpected error."
         assert "trends_archive" not in json.dumps(message)
+
+
+@contextlib.contextmanager
+def archive_locked(url: str) -> Iterator[None]:
+    """Every table of the archive locked by another PostgreSQL session, until the block ends:
+    any read of them waits."""
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "LOCK TABLE trends_archive, trends_rollup_hourly, trends_series,"
+                    " trends_labels IN ACCESS EXCLUSIVE MODE"
+                )
+                locked.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert locked.wait(10), "the archive could not be locked"
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_a_subscription_is_active_once_it_knows_the_flows_hot_when_it_began(
+    postgres_url: str,
+) -> None:
+    """A flow that crosses while a new subscription still looks up the flows hot now may count
+    among those (not sent: they were hot when it began). Health counts it as active only once
+    the look-up is done, so a client waiting for it (and these tests) never loses a flow."""
+    asyncio.run(empty_archive(postgres_url))
+    with TestClient(create_app(make_settings(postgres_url))) as client:
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init"})
+            assert ws.receive_json()["type"] == "connection_ack"
+            with archive_locked(postgres_url):
+                ws.send_json(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": QUERY, "variables": variables()},
+                    }
+                )
+                # The subscription is in its group, its look-up waiting for the lock.
+                broadcaster = client.app_state["trendmap"].broadcaster
+                while not broadcaster.groups:
+                    time.sleep(0.01)
+                active = client.get("/health/ready").json()["checks"]["subscriptions"]["active"]
+                assert active == 0
+            subscribed(client)
+            ingest(client, spread("DE", "AT", ["Gamma"]))
+            flow = ws.receive_json()["payload"]["data"]["hotFlows"]
+            assert (flow["fromCountry"], flow["toCountry"]) == ("DE", "AT")
