@@ -436,16 +436,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="c: also the growth windows (10k/100k records, 50/100 countries; ~3 min more)",
     )
+    parser.add_argument(
+        "--compute-ten-million",
+        action="store_true",
+        help="c: also the 10M x 250 window (< 2 s; ~8 min more, most of it loading)",
+    )
 
 
 def scenarios(args: argparse.Namespace) -> list[Row]:
-    """Target c for run.py: the 1M x 250 window (100k with --quick), growth on request."""
+    """Target c for run.py: the 1M x 250 window (100k with --quick), growth and 10M on
+    request."""
     quick = getattr(args, "quick", False)
     options = argparse.Namespace(
         admin_url=getattr(args, "admin_url", ADMIN_URL),
         repeat=1 if quick else getattr(args, "compute_repeat", 5),
         seed=6,
         growth=getattr(args, "compute_growth", False) and not quick,
+        ten_million=getattr(args, "compute_ten_million", False) and not quick,
         only=[Dataset(100_000, 250)] if quick else None,
     )
     return rows_for(asyncio.run(measure_all(options)), quick=quick)
