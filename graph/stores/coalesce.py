@@ -8,6 +8,7 @@ clients there are, where one call each would hold as many connections as there a
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -23,39 +24,41 @@ class Coalesced(Generic[T, R]):
     batch goes to ``send`` once the turn is over, while later items start the next batch.
 
     An exception ``send`` raises is every caller's in that batch. A caller cancelled while it
-    waits gets nothing; its item was sent all the same.
+    waits gets nothing; its item was sent all the same. A batch whose sending is cancelled
+    (the loop closing) cancels its callers' waits, and the next call starts a new batch.
     """
 
     def __init__(self, send: Send[T, R]) -> None:
         self._send = send
-        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R]]] | None = None  # not sent yet
         self._sending: set[asyncio.Task[None]] = set()  # (held until done)
         self.batches = 0
 
     async def __call__(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        if not self._waiting:
+        batch = self._waiting
+        if batch is None:
             # Runs after the callbacks already due in this turn: their items join this batch.
-            task = loop.create_task(self._flush())
+            batch = self._waiting = []
+            task = loop.create_task(self._flush(batch))
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-        self._waiting.append((item, future))
+            task.add_done_callback(functools.partial(self._finished, batch))
+        batch.append((item, future))
         return await future
 
-    async def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
+    async def _flush(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if self._waiting is batch:
+            self._waiting = None
         self.batches += 1
         try:
             answers = await self._send([item for item, _ in batch])
             if len(answers) != len(batch):
                 raise RuntimeError(f"{len(answers)} answers to {len(batch)} items")
-        except BaseException as exc:
+        except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise  # cancelled (the loop closing): the callers were told, now stop
             return
         for (_, future), answer in zip(batch, answers, strict=True):
             if future.done():
@@ -64,3 +67,10 @@ class Coalesced(Generic[T, R]):
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+    def _finished(self, batch: list[tuple[T, asyncio.Future[R]]], task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._waiting is batch:  # cancelled before it ran: no later call may join it
+            self._waiting = None
+        for _, future in batch:  # cancelled: nothing will answer them
+            future.cancel()

@@ -160,7 +160,8 @@ class RedisStore:
             # call after a server restart fails on the dead pooled connection).
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
-        self._client = Redis(connection_pool=self._pool)
+        # Its own pool: closing the client closes it too.
+        self._client = Redis.from_pool(self._pool)
         self._hits: Coalesced[tuple[str, int, int], tuple[int, float]] = Coalesced(self._hit_all)
         self._release_script = self._client.register_script(_RELEASE)
         self._extend_script = self._client.register_script(_EXTEND)
@@ -257,6 +258,7 @@ class RedisStore:
     async def _hit_all(
         self, hits: list[tuple[str, int, int]]
     ) -> list[tuple[int, float] | Exception]:
+        self._check_open()  # closed while this batch waited for its turn
         with _translated("hit"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, cost, milliseconds in hits:
@@ -362,4 +364,3 @@ class RedisStore:
         self._closing.set()
         with contextlib.suppress(*_CLIENT_ERRORS):
             await self._client.aclose()
-            await self._pool.disconnect()

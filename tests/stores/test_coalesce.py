@@ -89,3 +89,16 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers() -> None:
     assert await staying == 4
     assert leaving.cancelled()
     assert send.batches == [[1, 2]]  # its item was sent all the same
+
+
+async def test_a_batch_cancelled_before_it_is_sent_leaves_the_next_calls_answered() -> None:
+    """The loop closing cancels every task, the batch's own among them, perhaps before it ran:
+    its callers are told, and later calls start a batch of their own instead of joining it."""
+    coalesced = Coalesced(Doubler())
+    caller = asyncio.ensure_future(coalesced(1))
+    await asyncio.sleep(0)  # the caller has joined a batch; the batch has not been sent
+    for task in list(coalesced._sending):
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, 5)
+    assert await asyncio.wait_for(coalesced(2), 5) == 4
