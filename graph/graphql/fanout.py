@@ -221,6 +221,9 @@ class FanoutCohort:
     def __len__(self) -> int:
         return len(self.members)
 
+    def __contains__(self, member: object) -> bool:
+        return member in self.members
+
     def add(self, member: Member) -> Callable[[], None]:
         self.members[member] = None
         return functools.partial(self.members.pop, member, None)

@@ -367,6 +367,7 @@ async def _with_cohort(
         window,
         wanted,
         level,
+        member=member,
         cohort_key=fanout.cohort_key(operation, _credential_class(ctx)),
         make_cohort=make_cohort,
         enter=enter,

@@ -48,6 +48,8 @@ class Cohort(Protocol):
 
     def __len__(self) -> int: ...
 
+    def __contains__(self, member: object) -> bool: ...
+
     def offer(self, flows: list[Flow]) -> tuple[int, int]:
         """Deliver ``flows`` to every member at once: (flows delivered, members dropped)."""
         ...
@@ -85,8 +87,9 @@ class Broadcaster:
         # The look-up of the flows hot now, per group key, while one is under way.
         self._looking: dict[GroupKey, asyncio.Future[tuple[datetime, list[Flow]]]] = {}
         # Subscriptions in their groups that do not know yet which flows were hot when they
-        # began: a flow crossing meanwhile may count among those (and never be sent).
-        self._starting = 0
+        # began (a flow crossing meanwhile may count among those, and never be sent): for
+        # each, whether it is still in its group (a slow one may be dropped meanwhile).
+        self._starting: set[Callable[[], bool]] = set()
         self.delivered = 0
         self.dropped = 0
 
@@ -96,7 +99,7 @@ class Broadcaster:
         joined = sum(
             len(g.members) + sum(len(c) for c in g.cohorts.values()) for g in self.groups.values()
         )
-        return joined - self._starting
+        return joined - sum(1 for present in self._starting if present())
 
     async def run(self) -> None:
         """Listen until cancelled (the store resubscribes by itself after outages)."""
@@ -172,7 +175,7 @@ class Broadcaster:
         subscriber = Subscriber(self.queue_size, on_drop)
         group.members.add(subscriber)
         try:
-            yield subscriber, await self._start(group, key)
+            yield subscriber, await self._start(group, key, lambda: subscriber in group.members)
         finally:
             group.members.discard(subscriber)
             self._forget(key, group)
@@ -184,12 +187,13 @@ class Broadcaster:
         countries: tuple[str, ...] | None,
         threshold: float,
         *,
+        member: Hashable,
         cohort_key: Hashable,
         make_cohort: Callable[[], Cohort],
         enter: Callable[[Cohort], Callable[[], None]],
     ) -> AsyncIterator[list[Flow]]:
         """Join the group's cohort ``cohort_key`` (made by ``make_cohort`` when it has none
-        yet): ``enter`` adds the member to it and returns what takes it out again. Yields the
+        yet): ``enter`` adds ``member`` to it and returns what takes it out again. Yields the
         flows hot right now; the member is out once the block ends."""
         key: GroupKey = (window, countries, threshold)
         group = self._group(key)
@@ -198,7 +202,7 @@ class Broadcaster:
             cohort = group.cohorts[cohort_key] = make_cohort()
         leave = enter(cohort)
         try:
-            yield await self._start(group, key)
+            yield await self._start(group, key, lambda: member in cohort)
         finally:
             leave()
             if not cohort and group.cohorts.get(cohort_key) is cohort:
@@ -213,7 +217,7 @@ class Broadcaster:
             group = self.groups[key] = Group(window, crossings)
         return group
 
-    async def _start(self, group: Group, key: GroupKey) -> list[Flow]:
+    async def _start(self, group: Group, key: GroupKey, present: Callable[[], bool]) -> list[Flow]:
         """The flows hot now for the group's filter; a new group starts from them.
 
         Subscribers that join together (thousands, when clients reconnect after a restart)
@@ -224,12 +228,12 @@ class Broadcaster:
         if looking is None:
             looking = self._looking[key] = asyncio.ensure_future(self._current(key))
             looking.add_done_callback(functools.partial(self._looked, key))
-        self._starting += 1
+        self._starting.add(present)
         try:
             # Shielded: one joiner leaving must not cancel the others' look-up.
             as_of, current = await asyncio.shield(looking)
         finally:
-            self._starting -= 1
+            self._starting.discard(present)
         if group.as_of is None:  # no snapshot came first: the group starts from these
             group.as_of = as_of
         group.crossings.start(current)

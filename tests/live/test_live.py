@@ -143,3 +143,34 @@ def test_subscribers_joining_at_once_share_one_look_up(tmp_path: Path) -> None:
                 assert later is not currents[0] and later == currents[0]
 
     asyncio.run(main())
+
+
+def test_a_subscriber_dropped_while_it_starts_is_no_longer_counted(tmp_path: Path) -> None:
+    """Snapshots may reach a new subscriber while it still looks up the flows hot now; one too
+    slow for them leaves its group there and then, and is counted neither as active nor as
+    starting (the count never goes below the subscriptions there are)."""
+
+    async def main() -> None:
+        settings = make_settings(f"sqlite:///{tmp_path / 'drop.db'}")
+        async with open_archive(settings) as archive:
+            broadcaster = Broadcaster(archive.service, archive.store, queue_size=1)
+            async with contextlib.AsyncExitStack() as stack:
+                joining = asyncio.ensure_future(
+                    stack.enter_async_context(
+                        broadcaster.subscribe(TimeWindow.H6, None, 0.5, on_drop=lambda: None)
+                    )
+                )
+                await asyncio.sleep(0)  # in its group, its look-up not started yet
+                assert broadcaster.groups and broadcaster.subscriber_count == 0
+                for minute, pair in enumerate([("US", "CA"), ("FR", "BE"), ("DE", "AT")]):
+                    broadcaster.dispatch(
+                        orjson.dumps({"window": "6h", "as_of": f"2026-01-31T12:0{minute}:00Z"})
+                        + b"\n"
+                        + orjson.dumps([flow(*pair, 0.9)])
+                    )
+                assert broadcaster.dropped == 1
+                assert broadcaster.subscriber_count == 0
+                subscriber, _ = await joining
+                assert subscriber.dropped and broadcaster.subscriber_count == 0
+
+    asyncio.run(main())
