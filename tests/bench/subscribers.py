@@ -368,6 +368,8 @@ async def measure(n: int, args: argparse.Namespace) -> Result:
                 *("--workers", str(workers)),
             ]
             args.pinned = pin_apart(server)
+            # The scenarios measured after this one get the whole machine back.
+            stack.callback(os.sched_setaffinity, 0, CPUS)
             stack.callback(server.stop)
             server.start()
             limits = httpx.Limits(max_connections=4)
