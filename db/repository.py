@@ -54,12 +54,10 @@ _PG_CREATE_STAGING = sa.text(
     ) ON COMMIT DELETE ROWS
     """
 )
-# Two counts come back, not a row per record. Records stored already as they are (a feed's
-# re-delivery, a re-ingest) are left out first: ON CONFLICT DO UPDATE locks the row it finds
-# even when its WHERE then writes nothing, and a row lock is a write to the row's page. Rows go
-# in natural key order, so concurrent batches that share keys take their row locks in the same
-# order and wait for each other instead of deadlocking. The archive's triggers (migration 0003)
-# bring the hourly rollup up to date at the end of the statement, in the same transaction.
+# Two counts come back, not a row per record. Rows go in natural key order, so concurrent
+# batches that share keys take their row locks in the same order and wait for each other
+# instead of deadlocking. The archive's triggers (migration 0003) bring the hourly rollup up to
+# date at the end of the statement, in the same transaction.
 _PG_UPSERT = sa.text(
     f"""
     WITH written AS (
@@ -67,12 +65,6 @@ _PG_UPSERT = sa.text(
         (timestamp, country, topic_label, topic_key, count, confidence, sources)
     SELECT s.timestamp, s.country, s.topic_label, s.topic_key, s.count, s.confidence, s.sources
     FROM {_PG_STAGING} AS s
-    WHERE NOT EXISTS (
-        SELECT FROM trends_archive AS a
-        WHERE a.country = s.country AND a.topic_key = s.topic_key AND a.timestamp = s.timestamp
-          AND (a.topic_label, a.count, a.confidence, a.sources)
-              IS NOT DISTINCT FROM (s.topic_label, s.count, s.confidence, s.sources)
-    )
     ORDER BY s.country COLLATE "C", s.topic_key COLLATE "C", s.timestamp
     ON CONFLICT (country, topic_key, timestamp) DO UPDATE SET
         topic_label = EXCLUDED.topic_label,

@@ -325,30 +325,6 @@ def test_copy_ingest_is_idempotent_and_counts_updates(archive_url: str) -> None:
     run_on_one_connection(archive_url, work)
 
 
-def test_records_stored_already_as_they_are_write_nothing_not_even_a_row_lock(
-    archive_url: str,
-) -> None:
-    """A feed's re-delivery leaves the archive's rows untouched: no update, and no row lock
-    (which ON CONFLICT DO UPDATE takes on every row it finds, and which is a write to the
-    row's page: its xmax names the locking transaction)."""
-
-    async def work(repo: TrendRepository) -> None:
-        batch = [row("US", f"t{i}", i, count=i + 1) for i in range(50)]
-        assert await repo.upsert(batch) == UpsertResult(50, 0, 0)
-        changed = [row("US", "t0", 0, count=99)]
-        assert await repo.upsert([*batch[1:], *changed]) == UpsertResult(0, 1, 49)
-        async with repo.engine.connect() as conn:
-            rows = await conn.execute(
-                sqlalchemy.text("SELECT topic_key, xmax::text::bigint FROM trends_archive")
-            )
-            locked = sorted(key for key, xmax in rows if xmax != 0)
-        # Only the row that changed carries its writer (an upsert's new version keeps the
-        # xmax of the lock it took, which is how RETURNING tells an update from an insert).
-        assert locked == ["t0"]
-
-    run_on_one_connection(archive_url, work)
-
-
 @pytest.mark.parametrize("where", [0, 25_000, 49_999])
 def test_a_batch_postgresql_refuses_anywhere_stores_nothing(archive_url: str, where: int) -> None:
     """A NUL byte (refused by the COPY itself) or a broken CHECK constraint (refused by the
