@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from graph.breaker import CircuitBreaker
 from graph.observability.metrics import BreakerCollector, Metrics
 from tests.support.factories import record, write_headers
+from tests.support.servers import subscribed
 
 FLOWS = 'query { flows(timeWindow: "24h") { fromCountry toCountry heat } }'
 SUBSCRIBE = {
@@ -120,8 +121,7 @@ def test_live_subscriptions_and_deliveries(app_with: Any) -> None:
         ws.send_json({"type": "connection_init"})
         assert ws.receive_json()["type"] == "connection_ack"
         ws.send_json({"id": "1", "type": "subscribe", "payload": SUBSCRIBE})
-        ws.send_json({"type": "ping"})
-        assert ws.receive_json()["type"] == "pong"  # the subscription is registered by now
+        subscribed(client)  # it knows which flows were hot as it began
         assert value(scrape(client), "trendmap_subscriptions_active") == 1
         assert client.post("/v1/trends", json=spread, headers=write_headers()).status_code == 200
         message = ws.receive_json()
