@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from db.engine import make_engine
 from graph.http.app import create_app
+from graph.settings import Settings
 from tests.support.factories import make_settings
 from tests.support.servers import PostgresServer, RedisServer, empty_archive
 
@@ -93,6 +94,24 @@ def app_with(tmp_path: Path) -> Iterator[Any]:
     yield build
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def redis_settings(throwaway_redis: RedisServer, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on SQLite and a redis-server of the test's own (``throwaway_redis``, which the
+    test may also ask for, to pause it or to write beside the app), with some overridden:
+    ``redis_settings(**overrides)``. Shutdown waits at most 1 s: the publisher sometimes
+    outlives a TestClient's loop."""
+
+    def build(**overrides: Any) -> Settings:
+        return make_settings(
+            f"sqlite:///{tmp_path / 'a.db'}",
+            redis_url=throwaway_redis.url,
+            shutdown_timeout_seconds=1,
+            **overrides,
+        )
+
+    return build
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from graph.cache.keys import GENERATION_CHANNEL, GENERATION_KEY
 from graph.graphql.response_cache import OperationCache
 from graph.http.app import create_app
+from graph.settings import Settings
 from tests.support.factories import (
     READ_KEY,
     TEST_REDIS_URL,
@@ -141,16 +142,11 @@ def test_an_ingest_on_another_worker_changes_the_answer(tmp_path: Path) -> None:
 
 
 def test_with_a_local_copy_a_kept_answer_needs_no_store_read_until_an_announcement(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings], throwaway_redis: RedisServer
 ) -> None:
     """CACHE_LOCAL_SECONDS > 0: a repeated query is answered without asking Redis for the
     generation (as the REST fast path is); another worker's announcement retires the answer."""
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'a.db'}",
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=30,
-        shutdown_timeout_seconds=1,
-    )
+    settings = redis_settings(cache_local_seconds=30)
     with TestClient(create_app(settings)) as client:
         ingest(client, [record("US")])
         state = client.app_state["trendmap"]

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from graph.cache.keys import GENERATION_CHANNEL, GENERATION_KEY
 from graph.http.app import create_app
 from graph.http.prebuilt import Mark, Prebuilt, PrebuiltResponses, prebuild
+from graph.settings import Settings
 from tests.support.factories import READ_KEY, WRITE_KEY, make_settings, record, write_headers
 from tests.support.layers import responses_of
 from tests.support.servers import RedisServer
@@ -239,16 +240,11 @@ def test_metrics_count_prebuilt_answers(app_with: Callable[..., TestClient]) -> 
 
 
 def test_strict_mode_with_redis_reads_the_generation(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings], throwaway_redis: RedisServer
 ) -> None:
     """Another worker's ingest (its INCR of the generation in Redis) stops this worker's
     prebuilt answer at once, with no announcement heard."""
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'strict.db'}",
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=0,
-        shutdown_timeout_seconds=1,  # the publisher sometimes outlives a TestClient's loop
-    )
+    settings = redis_settings(cache_local_seconds=0)
     with TestClient(create_app(settings)) as client:
         spread(client)
         generation = int(client.get(FLOWS).headers["x-trendmap-generation"])
@@ -265,17 +261,11 @@ def test_strict_mode_with_redis_reads_the_generation(
 
 
 def test_with_a_local_copy_an_announced_generation_stops_the_prebuilt_answer(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings], throwaway_redis: RedisServer
 ) -> None:
     """CACHE_LOCAL_SECONDS > 0: no store read per request; another worker's announcement
     (what its ingest sends through Redis) retires this one's prebuilt answer."""
-    url = f"sqlite:///{tmp_path / 'local.db'}"
-    settings = make_settings(
-        url,
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=30,
-        shutdown_timeout_seconds=1,  # the publisher sometimes outlives a TestClient's loop
-    )
+    settings = redis_settings(cache_local_seconds=30)
     with TestClient(create_app(settings)) as one:
         spread(one)
         one.get(FLOWS)

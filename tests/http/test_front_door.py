@@ -9,7 +9,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -17,8 +16,9 @@ from starlette.testclient import TestClient
 
 from graph.cache.keys import GENERATION_KEY
 from graph.http.app import create_app
+from graph.settings import Settings
 from tests.http.test_fast_path import FLOWS, spread, without_request_id
-from tests.support.factories import WRITE_KEY, make_settings
+from tests.support.factories import WRITE_KEY
 from tests.support.layers import front_door_of, responses_of
 from tests.support.servers import RedisServer
 
@@ -97,16 +97,11 @@ def test_a_request_a_lower_layer_must_decide_passes_the_front_door(
 
 
 def test_in_strict_mode_the_store_is_asked_below_the_front_door(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings], throwaway_redis: RedisServer
 ) -> None:
     """With CACHE_LOCAL_SECONDS=0 only the store can say the answer is current: the fast path
     reads it, so the front door never answers."""
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'strict.db'}",
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=0,
-        shutdown_timeout_seconds=1,
-    )
+    settings = redis_settings(cache_local_seconds=0)
     with TestClient(create_app(settings)) as client:
         spread(client)
         client.get(FLOWS)
@@ -119,16 +114,11 @@ def test_in_strict_mode_the_store_is_asked_below_the_front_door(
 
 
 def test_with_a_local_copy_and_redis_the_front_door_answers_within_the_trust(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings],
 ) -> None:
     """The default on Redis: reads are reserved in chunks, the generation trusted for
     CACHE_LOCAL_SECONDS; a hit then needs neither store, and the front door sends it."""
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'local.db'}",
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=30,
-        shutdown_timeout_seconds=1,
-    )
+    settings = redis_settings(cache_local_seconds=30)
     with TestClient(create_app(settings)) as client:
         spread(client)
         first = client.get(FLOWS)
@@ -227,18 +217,13 @@ def test_a_document_holding_a_mutation_is_charged_a_write_below_the_front_door(
 
 
 def test_an_answer_taken_from_the_local_copy_is_trusted_from_the_copys_last_read(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings],
 ) -> None:
     """A kept GraphQL answer whose generation came from the local copy is known current only
     since the copy's last read of Redis: the front door stops trusting it CACHE_LOCAL_SECONDS
     after that read, not after the request (else a missed announcement could leave it stale
     for twice as long)."""
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'trust.db'}",
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=1.5,
-        shutdown_timeout_seconds=1,
-    )
+    settings = redis_settings(cache_local_seconds=1.5)
     with TestClient(create_app(settings)) as client:
         spread(client)
         client.get(FLOWS)  # reads the generation in Redis: the copy is trusted from now

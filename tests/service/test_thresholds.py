@@ -9,18 +9,19 @@ than any it has computed under the current generation.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
 
 from graph.core.windows import Span, TimeWindow
 from graph.http.app import create_app
+from graph.settings import Settings
 from graph.wiring import AppState
 from tests.service.test_service import T0, random_records
 from tests.support.answers import check_window, rest_flows
-from tests.support.factories import make_settings, spread, write_headers
+from tests.support.factories import spread, write_headers
 from tests.support.reference import assert_flows_match, naive_flows, naive_window
 from tests.support.servers import RedisServer
 
@@ -64,17 +65,12 @@ def test_a_higher_threshold_filters_the_flows_of_a_lower_one(client: TestClient)
 
 
 def test_a_new_threshold_is_filtered_in_memory_while_the_local_copy_is_trusted(
-    tmp_path: Path, throwaway_redis: RedisServer
+    redis_settings: Callable[..., Settings], throwaway_redis: RedisServer
 ) -> None:
     """CACHE_LOCAL_SECONDS > 0: a threshold above one computed under the trusted generation is
     answered from this worker's flows without a store round trip (Redis paused: no wait for
     its timeout, and a cache hit); a min_generation ahead of it goes the usual way."""
-    settings = make_settings(
-        f"sqlite:///{tmp_path / 'a.db'}",
-        redis_url=throwaway_redis.url,
-        cache_local_seconds=30,
-        shutdown_timeout_seconds=1,
-    )
+    settings = redis_settings(cache_local_seconds=30)
     with TestClient(create_app(settings)) as client:
         records = spread("FR", "BE", ["Alpha", "Beta"]) + spread("DE", "AT", ["Gamma"])
         written = client.post("/v1/trends", json=records, headers=write_headers()).json()
