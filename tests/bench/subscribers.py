@@ -21,6 +21,10 @@ from just before the POST was sent, an upper bound on the time since the commit.
     python tests/bench/subscribers.py --subscribers 1000 --rounds 5
     python tests/bench/subscribers.py --subscribers 10000 --workers 2
 
+The client's garbage collector is off during the timed rounds (after one full pass, its heap
+frozen): with thousands of connections, one full pass of its own stalled every receipt by 250 ms
+or more, and those stalls were timed as the server's latency (2026-11-26).
+
 With several workers the server's own subscription counter is per worker (each answers
 /health/ready for itself), so readiness is proven by warm-up rounds instead: an untimed new
 flow that every one of the N subscribers must receive before the timed rounds start.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import platform
@@ -398,6 +403,13 @@ async def _run(server: Server, http: httpx.AsyncClient, n: int, args: argparse.N
         await asyncio.sleep(args.settle)
 
         rounds: list[Round] = []
+        # The load client's own collector stays out of the timed rounds: with thousands of
+        # connections in its heap, one full pass stalls every receipt for 250 ms or more,
+        # which would be timed as the server's delivery latency. What the rounds leave is
+        # collected after them.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         cpu_before, client_before = tree_cpu_seconds(server.process.pid), time.process_time()
         wall_before = time.perf_counter()
         for index, pair in enumerate(PAIRS[: args.rounds], start=1):
@@ -412,6 +424,8 @@ async def _run(server: Server, http: httpx.AsyncClient, n: int, args: argparse.N
         cpu_after, client_after = tree_cpu_seconds(server.process.pid), time.process_time()
         counters = await subscriptions(server, http)
     finally:
+        gc.enable()
+        gc.unfreeze()
         await close_subscribers(connections, tasks, args.connect_batch)
 
     server_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
