@@ -25,6 +25,12 @@ def body_deadline(scope: Scope, timeout: float) -> float:
     return deadline
 
 
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, when it sends one that is a number."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
 def _replaying(read: list[Message], receive: Receive) -> Receive:
     async def replay() -> Message:
         return read.pop(0) if read else await receive()
@@ -37,8 +43,8 @@ async def peek_body(
 ) -> tuple[bytes | None, Receive]:
     """The body (None past ``limit`` bytes, on a disconnect, or when it has not come by the
     request's deadline), and a receive that gives the app every message read here first."""
-    declared = dict(scope["headers"]).get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = _declared_length(scope)
+    if declared is not None and declared > limit:
         return None, receive
     read: list[Message] = []
     size = 0
@@ -67,8 +73,8 @@ async def peek_whole_first(
 ) -> tuple[bytes | None, Receive]:
     """:func:`peek_body` for a body that comes whole in its first part (else None, and that
     part handed on): never reads more than one part of a body."""
-    declared = dict(scope["headers"]).get(b"content-length")
-    if declared is None or not declared.isdigit() or int(declared) > limit:
+    declared = _declared_length(scope)
+    if declared is None or declared > limit:
         return None, receive
     try:
         async with asyncio.timeout_at(body_deadline(scope, timeout)):
