@@ -48,6 +48,7 @@ from graph.cache.lru import BoundedLRU
 from graph.cache.response_cache import ResponseCache
 from graph.core.errors import InvalidParameter, TrendmapError
 from graph.graphql.context import MIN_GENERATION_HEADER
+from graph.http.prebuilt import GRAPHQL_KIND
 from graph.service.params import parse_min_generation
 from graph.wiring import AppState
 
@@ -161,12 +162,16 @@ class OperationCache:
         canonical = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
         key = (document_hash, operation_name, canonical, credential, generation, failing)
         entry = self._entries.get(key)
+        # Counted with the response cache's lookups too: a prebuilt answer served instead
+        # (graph.http.middleware.fast_path.note_hit) is a hit of the same kind.
         if entry is not None and (entry.expires_at is None or time.time() < entry.expires_at):
             self.hits += 1
+            state.cache.lookups[GRAPHQL_KIND, True] += 1
             return Lookup(key, entry.body, entry.label, entry.oldest_sliding)
         if entry is not None:
             self._entries.pop(key)
         self.misses += 1
+        state.cache.lookups[GRAPHQL_KIND, False] += 1
         return Lookup(key)
 
     def keep(self, key: Key, body: bytes, record: OperationRecord, label: object) -> bool:

@@ -41,6 +41,10 @@ _NOT_MODIFIED = frozenset({b"etag", GENERATION_HEADER.lower().encode()})
 Key = tuple[str, bytes, int]
 
 
+GRAPHQL_KIND = "graphql"
+"""A kept GraphQL operation's kind, beside the REST answers' "flows" and "hotspots"."""
+
+
 @dataclass(frozen=True, slots=True)
 class Mark:
     """What a route says of a response it may be answered from again."""
@@ -71,7 +75,7 @@ def mark_graphql(
         computed_at = oldest_sliding or datetime.now(UTC)
         label = operation if isinstance(operation, str) else None
         scope.setdefault("state", {})[MARK_KEY] = Mark(
-            "graphql", int(generation), computed_at, oldest_sliding is not None, label
+            GRAPHQL_KIND, int(generation), computed_at, oldest_sliding is not None, label
         )
 
 
@@ -132,7 +136,7 @@ def prebuild(
     """The response as a Prebuilt, or None when its body does not hold the request id and
     ``cache_hit`` exactly once each (then it is simply not reused). A GraphQL answer holds
     neither, and is kept as it is."""
-    spliced = mark.kind != "graphql"
+    spliced = mark.kind != GRAPHQL_KIND
     if spliced:
         id_at = _request_id(request_id)
         hit = next((flag for flag in _CACHE_HITS if body.count(flag) == 1), None)

@@ -97,6 +97,17 @@ def test_cache_hits_and_misses_are_counted(app_with: Any) -> None:
     assert value(found, "trendmap_cache_breaker_state", state="open") == 0
 
 
+def test_graphql_operations_count_their_misses_beside_their_hits(app_with: Any) -> None:
+    """A kept GraphQL answer counts as a hit, wherever it is served from (the operation cache
+    or a prebuilt answer): its first computation counts as the miss beside it."""
+    client = app_with()
+    for _ in range(3):
+        assert client.post("/graphql", json={"query": FLOWS}).status_code == 200
+    found = scrape(client)
+    assert value(found, "trendmap_cache_lookups_total", kind="graphql", result="miss") == 1
+    assert value(found, "trendmap_cache_lookups_total", kind="graphql", result="hit") == 2
+
+
 def test_ingested_records_are_counted_by_outcome(app_with: Any) -> None:
     client = app_with()
     batch = [record("US", "Alpha"), record("BR", "Beta")]
