@@ -7,7 +7,9 @@ settings), the peer (tests/bench/peer.py: FastAPI, pydantic response models, a R
 request and strawberry's stock GraphQLRouter, same uvicorn settings), and ``wrk`` as the load
 generator (a Python client would saturate before a 2-core server does). Each figure is next to
 the baseline and the peer measured in the same run; the ratios are what hold on a shared
-machine. The targets are against bare.
+machine. The targets are against bare: a's GET and b's repeated POST alternate with bare's,
+PAIRED_ROUNDS runs each, and each side's median is kept, so that drift on the machine between
+two runs is not taken for a difference between the servers.
 
 a  cached ``GET /v1/flows?limit=20``: requests/s (>= 80% of bare) and p99 at 64 connections
    (< 20 ms); the same request with ``If-None-Match`` answered 304 (>= 90% of bare's full
@@ -53,6 +55,7 @@ from tests.bench.common import (
     ADMIN_URL,
     API_KEY,
     BENCH_CLIENTS,
+    CLIENT_KEY,
     BenchError,
     Row,
     Server,
@@ -82,11 +85,17 @@ VARIABLES = (
 PEER_KEY = "bench:peer:flows"
 CONNECTIONS = 64
 TIMEOUT_SECONDS = 2
+# The headline runs (a's GET, b's repeated POST) alternate with bare's this many times, each
+# side's median kept: on a shared machine, throughput drifts by a third within minutes, and
+# figures taken a minute apart would measure the drift as much as the servers.
+PAIRED_ROUNDS = 3
+PAIRED = ("get", "repeated")
 FLOWS_WANTED = 20
 
 # One Lua script for every run: a method and body, an optional new operation name per
 # request, optional pacing, the number of clients whose keys take turns (0: the one key
-# "bench"), and a count of the statuses seen (wrk counts only non-2xx).
+# API_KEY; client i's is CLIENT_KEY with i), and a count of the statuses seen (wrk counts only
+# non-2xx).
 LUA = r"""
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -98,10 +107,10 @@ function init(args)
     local f = assert(io.open(body_file, "rb")); body = f:read("*a"); f:close()
   end
   counter = math.random(1, 1000000000)
-  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer bench"}
+  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. args[7]}
   if args[5] ~= "-" then headers["If-None-Match"] = args[5] end
   keys, turn = {}, math.random(0, 1000000)
-  for i = 0, tonumber(args[6]) - 1 do keys[i + 1] = "Bearer bench-" .. i end
+  for i = 0, tonumber(args[6]) - 1 do keys[i + 1] = "Bearer " .. args[8] .. i end
 end
 function request()
   local b = body
@@ -198,6 +207,7 @@ class Wrk:
         command += ["-d", f"{max(1, round(seconds))}s", "--timeout", f"{TIMEOUT_SECONDS}s"]
         command += ["-s", str(self.script), url, "--", method, str(body or "-")]
         command += [mode, str(pace_ms), etag or "-", str(clients)]
+        command += [API_KEY, CLIENT_KEY.format("")]  # the keys' prefix (client i's: prefix + i)
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
         if done.returncode != 0 or "script error" in done.stderr + done.stdout:
             raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -382,6 +392,18 @@ def _measure(
             loads[name] = wrk.run(base + path, seconds=seconds, **options)
         return loads
 
+    def measure_paired(base: str, baseline: str, name: str) -> tuple[Load, Load]:
+        """Service and bare, one run each in turn, PAIRED_ROUNDS times: each side's median."""
+        path, options = runs[name]
+        for url in (base, baseline):
+            wrk.run(url + path, seconds=warm, **options)
+        ours: list[Load] = []
+        theirs: list[Load] = []
+        for _ in range(PAIRED_ROUNDS):
+            ours.append(wrk.run(base + path, seconds=seconds / 2, **options))
+            theirs.append(wrk.run(baseline + path, seconds=seconds / 2, **options))
+        return median_load(ours), median_load(theirs)
+
     wanted_runs = (["get"] if "a" in wanted else []) + (
         ["repeated", "variables"] if "b" in wanted else []
     )
@@ -395,27 +417,39 @@ def _measure(
         if captured.etag is not None:
             runs["304"] = (FLOWS_PATH, {"etag": captured.etag})
             if "a" in wanted:
-                wanted_runs.insert(1, "304")
-        loads = measure(svc.base, wanted_runs)
-
-    bodies = workdir / "bodies"
-    bodies.mkdir()
-    (bodies / "flows.json").write_bytes(captured.flows)
-    (bodies / "graphql.json").write_bytes(captured.graphql)
-    bare_port = free_port()
-    bare = Server(
-        database_url,
-        None,
-        {"BENCH_BODIES": str(bodies)},
-        port=bare_port,
-        command=uvicorn_command("tests.bench.bare:create_app", bare_port, factory=True),
-    )
-    started(bare)
-    try:
-        # bare answers every POST /graphql with the same bytes: one run is every b row's baseline.
-        base = measure(bare.base, ["get", "repeated"])
-    finally:
-        bare.stop()
+                # First, while the captured answer is current: a window ending "now" is
+                # recomputed every FLOWS_REFRESH_SECONDS (30 s) with a new as_of, and so a new
+                # ETag, and the paired runs take longer than that.
+                wanted_runs.insert(0, "304")
+        bodies = workdir / "bodies"
+        bodies.mkdir()
+        (bodies / "flows.json").write_bytes(captured.flows)
+        (bodies / "graphql.json").write_bytes(captured.graphql)
+        bare_port = free_port()
+        bare = Server(
+            database_url,
+            None,
+            {"BENCH_BODIES": str(bodies)},
+            port=bare_port,
+            command=uvicorn_command("tests.bench.bare:create_app", bare_port, factory=True),
+        )
+        # Both up at once (the idle one costs nothing): the headline runs alternate with bare's.
+        started(bare)
+        try:
+            loads: dict[str, Load] = {}
+            base: dict[str, Load] = {}
+            for name in wanted_runs:
+                if name in PAIRED:
+                    loads[name], base[name] = measure_paired(svc.base, bare.base, name)
+                else:
+                    loads.update(measure(svc.base, [name]))
+            # bare answers every POST /graphql with the same bytes: its repeated run is every
+            # b row's baseline.
+            for name in PAIRED:
+                if name not in base:
+                    base.update(measure(bare.base, [name]))
+        finally:
+            bare.stop()
 
     peer: dict[str, Load] = {}
     peer_missing = ""
@@ -471,6 +505,11 @@ def _measure_peer(
         return measure(peer.base, names)
     finally:
         peer.stop()
+
+
+def median_load(loads: list[Load]) -> Load:
+    """The run with the median 2xx rate (its latencies come with it)."""
+    return sorted(loads, key=lambda load: load.ok_rate)[len(loads) // 2]
 
 
 def _rate(load: Load) -> str:
