@@ -144,7 +144,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         service, store = archive.service, archive.store
         broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
         # This worker's subscribers hear its own snapshots at once, even with the store down.
-        archive.publisher.on_snapshot(broadcaster.dispatch)
+        archive.publisher.on_snapshot(broadcaster.dispatch, wanted=broadcaster.windows)
         async with open_feeds(settings, service, store, archive.board, lock) as feeds:
             yield AppState(
                 settings=settings,

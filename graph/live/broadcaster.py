@@ -101,6 +101,10 @@ class Broadcaster:
         )
         return joined - sum(1 for present in self._starting if present())
 
+    def windows(self) -> set[TimeWindow]:
+        """The windows some subscription here is for."""
+        return {group.window for group in self.groups.values()}
+
     async def run(self) -> None:
         """Listen until cancelled (the store resubscribes by itself after outages)."""
         async for message in self.store.subscribe(CHANNEL, on_subscribed=self.catch_up):

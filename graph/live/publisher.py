@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 import orjson
@@ -90,6 +90,8 @@ class Publisher:
         self.round_seconds = 0.0
         self.longest_round = 0.0
         self._listeners: list[Callable[[bytes], None]] = []
+        # What each listener waits for now: those windows are computed first in a round.
+        self._wanted: list[Callable[[], Collection[TimeWindow]]] = []
         # The flows this worker's own listeners were last handed, per window.
         self._delivered: dict[TimeWindow, bytes] = {}
         # The latest snapshot of each window the store has not taken yet.
@@ -98,9 +100,17 @@ class Publisher:
         self._retry_delay = _RETRY_FIRST_SECONDS
         self._failing = False  # the store refused the last attempt (logged once)
 
-    def on_snapshot(self, listener: Callable[[bytes], None]) -> None:
-        """Hand ``listener`` (this worker's broadcaster) every new snapshot, before the store."""
+    def on_snapshot(
+        self,
+        listener: Callable[[bytes], None],
+        *,
+        wanted: Callable[[], Collection[TimeWindow]] = tuple,
+    ) -> None:
+        """Hand ``listener`` (this worker's broadcaster) every new snapshot, before the store;
+        each round computes the windows ``wanted()`` names (those it has subscribers for) first,
+        so that they wait for no other window's flows."""
         self._listeners.append(listener)
+        self._wanted.append(wanted)
 
     def notify(self) -> None:
         """An ingest committed new data (called synchronously after the commit)."""
@@ -158,7 +168,8 @@ class Publisher:
     async def publish_all(self) -> None:
         """One round: every window. Cleared first, so an ingest during the round makes another."""
         self._dirty.clear()
-        for window in TimeWindow:
+        wanted = {window for listener in self._wanted for window in listener()}
+        for window in sorted(TimeWindow, key=lambda w: w not in wanted):  # stable: in order
             try:
                 await self.publish(window)
             except DependencyUnavailable as exc:
