@@ -136,15 +136,23 @@ async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
             logger.error("database connections did not close in time")
 
 
+def live_broadcaster(archive: Archive, queue_size: int) -> Broadcaster:
+    """This worker's broadcaster, wired to the archive's publisher: its subscribers hear this
+    worker's snapshots at once, even with the store down, and each round computes the windows
+    some worker's subscribers watch (graph.live.interest)."""
+    broadcaster = Broadcaster(archive.service, archive.store, queue_size=queue_size)
+    archive.publisher.on_snapshot(broadcaster.dispatch)
+    archive.publisher.compute_only(broadcaster.interest.watched)
+    return broadcaster
+
+
 @asynccontextmanager
 async def open_state(settings: Settings) -> AsyncIterator[AppState]:
     """A server's state: the archive, the live broadcaster and the feeds."""
     async with open_archive(settings) as archive:
         lock = advisory_lock(archive.repository.engine, POLLER_LOCK_ID)
         service, store = archive.service, archive.store
-        broadcaster = Broadcaster(service, store, queue_size=settings.subscriber_queue_size)
-        # This worker's subscribers hear its own snapshots at once, even with the store down.
-        archive.publisher.on_snapshot(broadcaster.dispatch, wanted=broadcaster.windows)
+        broadcaster = live_broadcaster(archive, settings.subscriber_queue_size)
         async with open_feeds(settings, service, store, archive.board, lock) as feeds:
             yield AppState(
                 settings=settings,

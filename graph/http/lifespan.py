@@ -62,6 +62,7 @@ def _start(state: AppState) -> list[asyncio.Task[Any]]:
     background = [
         asyncio.create_task(state.publisher.run(), name="publisher"),
         asyncio.create_task(state.broadcaster.run(), name="broadcaster"),
+        asyncio.create_task(state.broadcaster.interest.run(), name="live-interest"),
         asyncio.create_task(
             state.cache.listen(settings.cache_local_seconds), name="cache-invalidations"
         ),

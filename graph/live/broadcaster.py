@@ -34,6 +34,7 @@ from graph.core.crossings import Crossings
 from graph.core.flows import Flow
 from graph.core.identity import answer_prefix, flow_with_id
 from graph.core.windows import TimeWindow
+from graph.live.interest import Interest
 from graph.live.publisher import CHANNEL, snapshot_key
 from graph.live.subscriber import Subscriber
 from graph.observability.log import logger
@@ -92,6 +93,8 @@ class Broadcaster:
         self._starting: set[Callable[[], bool]] = set()
         self.delivered = 0
         self.dropped = 0
+        # This worker's windows in the store, for every worker's publisher.
+        self.interest = Interest(store, self.windows)
 
     @property
     def subscriber_count(self) -> int:
@@ -113,6 +116,8 @@ class Broadcaster:
     async def catch_up(self) -> None:
         """Take the latest snapshot of each window kept in the store: those sent while this
         worker's subscription was down were not heard (called on each (re)subscription)."""
+        # First: a store that restarted lost every worker's entry (graph.live.interest).
+        await self.interest.announce()
         if not self.groups:
             return  # a group starts from the flows hot when it is made
         try:
@@ -228,12 +233,15 @@ class Broadcaster:
         share one look-up, started by the first: each would ask the same question, and a
         burst of them at once would all miss the cache and queue at the database.
         """
-        looking = self._looking.get(key)
-        if looking is None:
-            looking = self._looking[key] = asyncio.ensure_future(self._current(key))
-            looking.add_done_callback(functools.partial(self._looked, key))
         self._starting.add(present)
         try:
+            # Every publisher computes this window from now on (a flow that crosses after the
+            # look-up below is sent), before the look-up.
+            await self.interest.watch(group.window)
+            looking = self._looking.get(key)
+            if looking is None:
+                looking = self._looking[key] = asyncio.ensure_future(self._current(key))
+                looking.add_done_callback(functools.partial(self._looked, key))
             # Shielded: one joiner leaving must not cancel the others' look-up.
             as_of, current = await asyncio.shield(looking)
         finally:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import orjson
@@ -90,8 +90,8 @@ class Publisher:
         self.round_seconds = 0.0
         self.longest_round = 0.0
         self._listeners: list[Callable[[bytes], None]] = []
-        # What each listener waits for now: those windows are computed first in a round.
-        self._wanted: list[Callable[[], Collection[TimeWindow]]] = []
+        # Which windows a round computes, in order (graph.live.interest); None: all of them.
+        self._windows: Callable[[], Awaitable[Sequence[TimeWindow]]] | None = None
         # The flows this worker's own listeners were last handed, per window.
         self._delivered: dict[TimeWindow, bytes] = {}
         # The latest snapshot of each window the store has not taken yet.
@@ -100,17 +100,15 @@ class Publisher:
         self._retry_delay = _RETRY_FIRST_SECONDS
         self._failing = False  # the store refused the last attempt (logged once)
 
-    def on_snapshot(
-        self,
-        listener: Callable[[bytes], None],
-        *,
-        wanted: Callable[[], Collection[TimeWindow]] = tuple,
-    ) -> None:
-        """Hand ``listener`` (this worker's broadcaster) every new snapshot, before the store;
-        each round computes the windows ``wanted()`` names (those it has subscribers for) first,
-        so that they wait for no other window's flows."""
+    def on_snapshot(self, listener: Callable[[bytes], None]) -> None:
+        """Hand ``listener`` (this worker's broadcaster) every new snapshot, before the store."""
         self._listeners.append(listener)
-        self._wanted.append(wanted)
+
+    def compute_only(self, windows: Callable[[], Awaitable[Sequence[TimeWindow]]]) -> None:
+        """Each round, compute the windows ``windows()`` names, in its order: those some
+        worker's subscribers watch, this worker's first (graph.live.interest.Interest.watched).
+        """
+        self._windows = windows
 
     def notify(self) -> None:
         """An ingest committed new data (called synchronously after the commit)."""
@@ -168,8 +166,7 @@ class Publisher:
     async def publish_all(self) -> None:
         """One round: every window. Cleared first, so an ingest during the round makes another."""
         self._dirty.clear()
-        wanted = {window for listener in self._wanted for window in listener()}
-        for window in sorted(TimeWindow, key=lambda w: w not in wanted):  # stable: in order
+        for window in await self._round_windows():
             try:
                 await self.publish(window)
             except DependencyUnavailable as exc:
@@ -181,6 +178,16 @@ class Publisher:
             # While the store is down, rounds leave sending to the retries: each attempt
             # can cost a timeout, and this worker's subscribers are served already.
             await self.send()
+
+    async def _round_windows(self) -> Sequence[TimeWindow]:
+        if self._windows is None:
+            return list(TimeWindow)
+        try:
+            return await self._windows()
+        except Exception as exc:  # a bug: every window, as without interest
+            logger.exception("live interest not read")
+            report_exception(exc, task="publisher")
+            return list(TimeWindow)
 
     async def publish(self, window: TimeWindow) -> None:
         """Compute the window's flows, hand them to this worker's listeners if they changed, and

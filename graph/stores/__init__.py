@@ -60,6 +60,9 @@ class Store(Protocol):
         transaction.
         """
 
+    async def read_all(self, key: str) -> dict[str, bytes]:
+        """Every field of the hash at ``key`` (HGETALL); empty when the key is absent."""
+
     async def write(
         self,
         entries: Sequence[tuple[str, str, bytes]],

@@ -133,6 +133,16 @@ class MemoryStore:
                 values.append(value)
         return values
 
+    async def read_all(self, key: str) -> dict[str, bytes]:
+        """Every field of the hash at ``key``; empty when the key is absent or expired."""
+        self._check_open()
+        entry = self._live(key, self._clock())
+        if entry is None:
+            return {}
+        if not isinstance(entry.value, dict):
+            raise _wrong_type(key)
+        return dict(entry.value)
+
     async def write(
         self,
         entries: Sequence[tuple[str, str, bytes]],

@@ -134,6 +134,14 @@ def _translated(action: str) -> Iterator[None]:
         raise StoreUnavailable(f"redis {action} failed: {exc}") from exc
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
 def _jittered(delay: float) -> float:
     # Between half and all of the delay, so subscribers cut off together do not come back
     # together.
@@ -190,6 +198,14 @@ class RedisStore:
                         pipe.hget(key, field)
                 values: list[bytes | None] = await pipe.execute()
         return values
+
+    async def read_all(self, key: str) -> dict[str, bytes]:
+        """HGETALL: every field of the hash at ``key`` (field names as text)."""
+        self._check_open()
+        with _translated("read"):
+            fields = await self._client.hgetall(key)
+        # The client answers bytes (no decode_responses): names are text to the callers.
+        return {_text(name): _bytes(value) for name, value in fields.items()}
 
     async def write(
         self,

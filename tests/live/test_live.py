@@ -134,7 +134,7 @@ def test_subscribers_joining_at_once_share_one_look_up(tmp_path: Path) -> None:
                 assert [(f.from_country, f.to_country) for f in currents[0]] == [("FR", "BE")]
                 assert all(current is currents[0] for current in currents)
                 assert broadcaster.subscriber_count == 20
-                assert broadcaster.windows() == {TimeWindow.H24}  # the publisher's first
+                assert broadcaster.windows() == {TimeWindow.H24}  # what its entry names
             assert broadcaster.subscriber_count == 0 and not broadcaster.groups
             assert broadcaster.windows() == set()
             # The next joiner, alone, looks again.

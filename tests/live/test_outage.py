@@ -28,7 +28,7 @@ from graph.live.publisher import snapshot_as_of, snapshot_key
 from graph.live.subscriber import Subscriber
 from graph.stores import StoreUnavailable, open_store
 from graph.stores.memory import MemoryStore
-from graph.wiring import Archive, open_archive
+from graph.wiring import Archive, live_broadcaster, open_archive
 from tests.support.factories import make_settings, spread
 from tests.support.servers import RedisServer
 
@@ -59,9 +59,7 @@ NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 async def worker(database: str, redis_url: str) -> AsyncIterator[Worker]:
     """An archive and a broadcaster wired as a server wires them (graph.wiring.open_state)."""
     async with open_archive(make_settings(database, redis_url=redis_url)) as archive:
-        broadcaster = Broadcaster(archive.service, archive.store, queue_size=16)
-        archive.publisher.on_snapshot(broadcaster.dispatch)
-        yield Worker(archive, broadcaster)
+        yield Worker(archive, live_broadcaster(archive, queue_size=16))
 
 
 @asynccontextmanager

@@ -17,7 +17,6 @@ import orjson
 import pytest
 
 from graph.core.records import validate_batch
-from graph.core.windows import TimeWindow
 from graph.wiring import open_archive
 from tests.support.factories import make_settings, spread
 
@@ -77,30 +76,3 @@ async def test_a_stream_of_ingests_is_published_in_few_rounds(tmp_path: Path) ->
         # A quarter of the time, give or take the first round (no rest before it) and the last.
         busy = publisher.round_seconds
         assert busy <= elapsed / 4 + 2 * publisher.longest_round, (busy, elapsed, len(rounds))
-
-
-@pytest.mark.parametrize(
-    ("wanted", "order"),
-    [
-        (set(), ["1h", "6h", "12h", "24h"]),
-        ({"24h"}, ["24h", "1h", "6h", "12h"]),
-        ({"12h", "6h"}, ["6h", "12h", "1h", "24h"]),
-    ],
-)
-async def test_a_round_computes_the_windows_subscribers_wait_for_first(
-    tmp_path: Path, wanted: set[str], order: list[str]
-) -> None:
-    """A live map on the 24 h window hears of a new flow without waiting for the 1 h, 6 h and
-    12 h windows' flows to be computed before it."""
-    settings = make_settings(f"sqlite:///{tmp_path / 'trendmap.db'}")
-    async with open_archive(settings) as archive:
-        seen: list[str] = []
-
-        def listener(message: bytes) -> None:
-            seen.append(orjson.loads(message.partition(b"\n")[0])["window"])
-
-        windows = {TimeWindow(value) for value in wanted}
-        archive.publisher.on_snapshot(listener, wanted=lambda: windows)
-        await archive.service.ingest(validate_batch(spread("US", "CA", ["topic"], NOW)))
-        await archive.publisher.publish_all()
-        assert seen == order

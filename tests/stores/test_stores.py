@@ -148,6 +148,16 @@ async def test_read_answers_strings_and_hash_fields_in_one_call(store: Store, pr
     assert await store.read([]) == []
 
 
+async def test_read_all_answers_every_field_of_a_hash(store: Store, prefix: str) -> None:
+    key = f"{prefix}interest"
+    assert await store.read_all(key) == {}
+    await store.write([(key, "worker-a", b'{"w":1}'), (key, "worker-b", b"")], 60)
+    assert await store.read_all(key) == {"worker-a": b'{"w":1}', "worker-b": b""}
+    assert await store.set(f"{prefix}string", b"v", 60)
+    with pytest.raises(StoreUnavailable):  # not a hash: the store's error, never a crash
+        await store.read_all(f"{prefix}string")
+
+
 async def test_write_replaces_fields_and_keeps_the_others(store: Store, prefix: str) -> None:
     key = f"{prefix}trends"
     await store.write([(key, "a", b"1"), (key, "b", b"2")], 60)
