@@ -143,6 +143,7 @@ def live_broadcaster(archive: Archive, queue_size: int) -> Broadcaster:
     broadcaster = Broadcaster(archive.service, archive.store, queue_size=queue_size)
     archive.publisher.on_snapshot(broadcaster.dispatch)
     archive.publisher.compute_only(broadcaster.interest.watched)
+    broadcaster.recompute = archive.publisher.notify
     return broadcaster
 
 

@@ -95,6 +95,8 @@ class Broadcaster:
         self.dropped = 0
         # This worker's windows in the store, for every worker's publisher.
         self.interest = Interest(store, self.windows)
+        # Asks this worker's publisher for a round (graph.wiring.live_broadcaster).
+        self.recompute: Callable[[], None] = lambda: None
 
     @property
     def subscriber_count(self) -> int:
@@ -120,6 +122,10 @@ class Broadcaster:
         await self.interest.announce()
         if not self.groups:
             return  # a group starts from the flows hot when it is made
+        # And a round of this worker's own: a worker cut off from the store for longer than
+        # its entry holds had its windows left out of the others' rounds meanwhile, and kept
+        # snapshots of them may be old. Its own publisher hands it the current ones.
+        self.recompute()
         try:
             kept = await self.store.read([(snapshot_key(w), None) for w in TimeWindow])
         except StoreUnavailable as exc:

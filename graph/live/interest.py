@@ -21,9 +21,10 @@ Unless the publisher is in doubt, when it computes every window, as before:
 - an entry it read before is gone before its time (the store restarted and lost the hash):
   until the worker writes it again or its time is up.
 
-A worker that stops (or dies) is forgotten when its entry's time is up. A subscription begun
-while its own worker could not reach the store hears of other workers' new flows at their next
-ingest after it can again (this worker's own ingests reach it at once, as ever).
+A worker that stops (or dies) is forgotten when its entry's time is up. One cut off from the
+store for longer than that had its windows left out of the other workers' rounds: when its
+subscription to the channel begins again, it writes its entry and makes a round of its own,
+which hands its subscribers the current flows (graph.live.broadcaster's catch-up).
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 
 from graph.core.records import validate_batch
 from graph.core.windows import TimeWindow
 from graph.live.broadcaster import Broadcaster
-from graph.live.interest import INTEREST_SECONDS, Interest
+from graph.live.interest import INTEREST_SECONDS, KEY, Interest
 from graph.stores.memory import MemoryStore
 from graph.wiring import Archive, live_broadcaster, open_archive
 from tests.support.factories import make_settings, spread
@@ -167,3 +168,29 @@ async def test_a_worker_writes_its_entry_as_it_starts_and_keeps_it() -> None:
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
+
+
+async def test_a_worker_back_after_its_entry_lapsed_catches_up_from_its_own_round(
+    database: str, throwaway_redis: RedisServer
+) -> None:
+    """Worker B was cut off from the store longer than its entry holds: A's rounds left B's
+    window out and kept no snapshot of it. When B's subscription begins again it writes its
+    entry and its own publisher makes a round: B's subscriber gets the flow all the same."""
+    async with (
+        worker(database, throwaway_redis.url) as a,
+        worker(database, throwaway_redis.url) as b,
+        b.broadcaster.subscribe(H24, None, 0.5, on_drop=lambda: None) as (subscriber, _),
+    ):
+        raw = Redis.from_url(throwaway_redis.url)
+        try:
+            await raw.hdel(KEY, b.broadcaster.interest.id)  # its time up, unseen by A
+        finally:
+            await raw.aclose()
+        assert await a.ingest("FR", "BE", "Alpha") == []
+        await b.broadcaster.catch_up()  # B's subscription to the channel begins again
+        assert b.archive.publisher.pending
+        b.rounds.append([])
+        await b.archive.publisher.publish_all()
+        [flow] = subscriber._queue.get_nowait() or []
+        assert (flow.from_country, flow.to_country) == ("FR", "BE")
+        assert await a.ingest("DE", "AT", "Beta") == ["24h"]  # B's entry is back
