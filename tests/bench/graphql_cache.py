@@ -58,7 +58,8 @@ PAIRS = 20
 CONNECTIONS = 64
 
 # method, body file ("-": none), mode: "same", "distinct" (a new operation name in the body's
-# %s) or "variables" (a new threshold in it). Counts statuses (wrk counts only non-2xx).
+# %s) or "variables" (a new threshold in it), and the API key (common.API_KEY). Counts statuses
+# (wrk counts only non-2xx).
 LUA = r"""
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -70,7 +71,7 @@ function init(args)
     local f = assert(io.open(body_file, "rb")); body = f:read("*a"); f:close()
   end
   counter = math.random(1, 1000000000)
-  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer bench"}
+  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. args[4]}
 end
 function request()
   local b = body
@@ -108,6 +109,7 @@ def _wrk(
     """Requests/s answered 2xx, and how many were not."""
     command = [executable, "-t", "1", "-c", str(CONNECTIONS), "-d", f"{max(1, round(seconds))}s"]
     command += ["--timeout", "2s", "-s", str(script), url, "--", method, str(body or "-"), mode]
+    command += [API_KEY]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     if done.returncode != 0 or rate is None:
