@@ -11,58 +11,25 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
-from graph.core.records import validate_batch
 from graph.core.windows import TimeWindow
-from graph.live.broadcaster import Broadcaster
 from graph.live.interest import INTEREST_SECONDS, KEY, Interest
 from graph.stores.memory import MemoryStore
-from graph.wiring import Archive, live_broadcaster, open_archive
-from tests.support.factories import make_settings, spread
+from tests.support.live_worker import Worker, worker
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 
-NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 H1, H6, H12, H24 = TimeWindow.H1, TimeWindow.H6, TimeWindow.H12, TimeWindow.H24
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@dataclass
-class Worker:
-    archive: Archive
-    broadcaster: Broadcaster
-    rounds: list[list[str]] = field(default_factory=list)
-
-    async def ingest(self, a: str, b: str, topic: str) -> list[str]:
-        """Store one new flow a -> b and run a round: the windows it handed to listeners."""
-        await self.archive.service.ingest(validate_batch(spread(a, b, [topic], NOW)))
-        self.rounds.append([])
-        await self.archive.publisher.publish_all()
-        return self.rounds[-1]
-
-
-@asynccontextmanager
-async def worker(database: str, redis_url: str | None = None) -> AsyncIterator[Worker]:
-    async with open_archive(make_settings(database, redis_url=redis_url)) as archive:
-        w = Worker(archive, live_broadcaster(archive, queue_size=16))
-
-        def heard(message: bytes) -> None:
-            w.rounds[-1].append(orjson.loads(message.partition(b"\n")[0])["window"])
-
-        archive.publisher.on_snapshot(heard)
-        yield w
 
 
 @asynccontextmanager

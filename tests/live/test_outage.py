@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,13 @@ import pytest
 from redis.asyncio import Redis
 
 from graph.core.crossings import Crossings
-from graph.core.records import validate_batch
 from graph.core.windows import TimeWindow
 from graph.live.broadcaster import Broadcaster, Group
 from graph.live.publisher import snapshot_as_of, snapshot_key
 from graph.live.subscriber import Subscriber
 from graph.stores import StoreUnavailable, open_store
 from graph.stores.memory import MemoryStore
-from graph.wiring import Archive, live_broadcaster, open_archive
-from tests.support.factories import make_settings, spread
+from tests.support.live_worker import NOW, Worker, worker
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -40,26 +37,6 @@ Pair = tuple[str, str]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@dataclass
-class Worker:
-    archive: Archive
-    broadcaster: Broadcaster
-
-    async def ingest(self, a: str, b: str, topic: str) -> None:
-        await self.archive.service.ingest(validate_batch(spread(a, b, [topic], NOW)))
-        await self.archive.publisher.publish_all()
-
-
-NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-
-
-@asynccontextmanager
-async def worker(database: str, redis_url: str) -> AsyncIterator[Worker]:
-    """An archive and a broadcaster wired as a server wires them (graph.wiring.open_state)."""
-    async with open_archive(make_settings(database, redis_url=redis_url)) as archive:
-        yield Worker(archive, live_broadcaster(archive, queue_size=16))
 
 
 @asynccontextmanager
