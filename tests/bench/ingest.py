@@ -175,29 +175,21 @@ async def measure(args: argparse.Namespace) -> Measured:
     bodies, records = make_bodies(args.records, args.batch, args.seed)
     mib = sum(len(b) for b in bodies) / 2**20
     print(f"  {records:,} distinct records, {len(bodies)} bodies, {mib:.0f} MiB", flush=True)
-    async with throwaway_database(args.admin_url) as database_url:
-        with contextlib.ExitStack() as stack:
-            redis_url = stack.enter_context(throwaway_redis(args.redis_server))
-            env = {"MAX_BATCH_RECORDS": str(max(args.batch, 100_000)), **args.server_env}
-            server = stack.enter_context(Server(database_url, redis_url, env))
-            timeout = httpx.Timeout(120.0)
-            limits = httpx.Limits(max_connections=args.concurrency)
-            async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
-                await server.wait_healthy(http)
-                if getattr(args, "without_rollup", False):
-                    # For comparison only: the archive as before migration 0003's triggers.
-                    conn = await asyncpg.connect(database_url)
-                    try:
-                        await conn.execute("ALTER TABLE trends_archive DISABLE TRIGGER USER")
-                    finally:
-                        await conn.close()
-                cpu_before = server.cpu_seconds()
-                first = await post_all(http, server.base, bodies, args.concurrency)
-                cpu_after = server.cpu_seconds()
-                print(f"  first pass: {first.rate:,.0f} records/s ({first.seconds:.1f} s)")
-                second = await post_all(http, server.base, bodies, args.concurrency)
-                print(f"  second pass: {second.rate:,.0f} records/s ({second.seconds:.1f} s)")
-            problems = server.problems()
+    async with serving(args) as (database_url, server, http):
+        if getattr(args, "without_rollup", False):
+            # For comparison only: the archive as before migration 0003's triggers.
+            conn = await asyncpg.connect(database_url)
+            try:
+                await conn.execute("ALTER TABLE trends_archive DISABLE TRIGGER USER")
+            finally:
+                await conn.close()
+        cpu_before = server.cpu_seconds()
+        first = await post_all(http, server.base, bodies, args.concurrency)
+        cpu_after = server.cpu_seconds()
+        print(f"  first pass: {first.rate:,.0f} records/s ({first.seconds:.1f} s)")
+        second = await post_all(http, server.base, bodies, args.concurrency)
+        print(f"  second pass: {second.rate:,.0f} records/s ({second.seconds:.1f} s)")
+        problems = server.problems()
         conn = await asyncpg.connect(database_url)
         try:
             stored = int(await conn.fetchval("SELECT count(*) FROM trends_archive"))
@@ -229,6 +221,15 @@ async def watched_pass(args: argparse.Namespace, bodies: list[bytes]) -> tuple[P
     """The first pass into a fresh database, one hotFlows subscriber on 24 h meanwhile: what
     the live publisher's rounds cost a bulk load that somebody watches (with nobody watching,
     it computes no window). The pass, and the frames the subscriber received."""
+    async with serving(args) as (_, server, http), live_map(server.base, http) as frames:
+        watched = await post_all(http, server.base, bodies, args.concurrency)
+    return watched, len(frames)
+
+
+@contextlib.asynccontextmanager
+async def serving(args: argparse.Namespace) -> AsyncIterator[tuple[str, Server, httpx.AsyncClient]]:
+    """A throwaway database and redis-server, one healthy server on them (batches up to
+    ``args.batch`` allowed), and a client with ``args.concurrency`` connections to it."""
     async with throwaway_database(args.admin_url) as database_url:
         with contextlib.ExitStack() as stack:
             redis_url = stack.enter_context(throwaway_redis(args.redis_server))
@@ -238,9 +239,7 @@ async def watched_pass(args: argparse.Namespace, bodies: list[bytes]) -> tuple[P
             limits = httpx.Limits(max_connections=args.concurrency)
             async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
                 await server.wait_healthy(http)
-                async with live_map(server.base, http) as frames:
-                    watched = await post_all(http, server.base, bodies, args.concurrency)
-                return watched, len(frames)
+                yield database_url, server, http
 
 
 @contextlib.asynccontextmanager
