@@ -125,10 +125,11 @@ class Interest:
         gone = any(until > now and worker not in present for worker, until in self._seen.items())
         self._seen = {w: u for w, u in self._seen.items() if u > now and w not in present}
         self._seen.update(present)
-        wanted = local | remote
         if entries is None or gone or now < self._doubt_until:
-            wanted = set(TimeWindow)
-        return sorted(wanted, key=lambda w: (w not in local, list(TimeWindow).index(w)))
+            remote = set(TimeWindow)
+        return [w for w in TimeWindow if w in local] + [
+            w for w in TimeWindow if w in remote and w not in local
+        ]
 
     async def run(self) -> None:
         """Renew this worker's entry until cancelled."""

@@ -164,7 +164,8 @@ class Publisher:
             await asyncio.wait_for(self._dirty.wait(), self._retry_at - time.monotonic())
 
     async def publish_all(self) -> None:
-        """One round: every window. Cleared first, so an ingest during the round makes another."""
+        """One round: every window some subscriber watches (:meth:`compute_only`; every window
+        without it). Cleared first, so an ingest during the round makes another."""
         self._dirty.clear()
         for window in await self._round_windows():
             try:
