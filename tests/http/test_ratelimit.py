@@ -28,10 +28,12 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from graph.auth import Access
+from graph.core.errors import Unauthenticated
 from graph.http.app import create_app
 from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
-from graph.http.ratelimit.limiter import RateLimiter
+from graph.http.ratelimit.limiter import RateLimiter, _known, client_of, header_credential
 from graph.http.ratelimit.reservation import chunk_of
 from graph.http.ratelimit.usage import Usage
 from graph.observability.log import configure_logging
@@ -399,6 +401,32 @@ def test_counts_live_in_redis_under_the_digest_of_the_credential(
             assert 0 < raw.pttl(f"ratelimit:default:key:{digest}") <= 60_000
         finally:
             raw.close()
+
+
+def test_a_credential_names_one_client_however_its_header_is_spelled() -> None:
+    """The front door reads a configured key's client from its plain ``Bearer <key>`` header
+    without parsing or hashing it again; every spelling still names the same client, a bad
+    token none, and only configured keys are remembered, one header each."""
+    settings = make_settings("sqlite://", api_keys=(WRITE_KEY,), read_api_keys=("reader-key",))
+    digest = hashlib.sha256(WRITE_KEY.encode()).hexdigest()
+    spellings = [f"Bearer {WRITE_KEY}", f"bearer  {WRITE_KEY} ", f"BEARER {WRITE_KEY}"]
+    for authorization in spellings * 2:
+        assert header_credential(authorization, settings) == (f"key:{digest}", Access.WRITE)
+        scope = {"headers": [(b"authorization", authorization.encode())], "client": ("10.0.0.1", 1)}
+        assert client_of(scope, settings) == f"key:{digest}"
+    reader = header_credential("Bearer reader-key", settings)
+    assert reader is not None and reader[1] is Access.READ
+    assert header_credential(None, settings) is None
+    assert header_credential("", settings) is None
+    for n in range(100):
+        with pytest.raises(Unauthenticated):
+            header_credential(f"Bearer made-up-{n}", settings)
+        scope = {
+            "headers": [(b"authorization", f"Bearer made-up-{n}".encode())],
+            "client": ("10.0.0.1", 1),
+        }
+        assert client_of(scope, settings) == "ip:10.0.0.1"
+    assert _known(settings).by_header.keys() == {f"Bearer {WRITE_KEY}", "Bearer reader-key"}
 
 
 def test_two_instances_share_their_counts(sqlite_url: str, redis_url: str) -> None:

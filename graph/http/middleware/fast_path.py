@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.auth import Access, bearer_token
+from graph.auth import Access
 from graph.cache.keys import GENERATION_KEY
 from graph.core.errors import TrendmapError
 from graph.http.body import peek_whole_first
@@ -43,7 +43,7 @@ from graph.http.prebuilt import (
     prebuild,
 )
 from graph.http.ratelimit.cost import ONE_READ, request_cost
-from graph.http.ratelimit.limiter import credential_of
+from graph.http.ratelimit.limiter import header_credential
 from graph.observability.log import log_fields, request_id_of
 from graph.observability.metrics import OPERATION_KEY
 from graph.service.params import MAX_GENERATION
@@ -186,28 +186,19 @@ async def request_of(
 def key_of(path: str, request: bytes, authorization: str | None, state: AppState) -> Key | None:
     """(path, request, credential class); None when the credential must be judged by the
     route (missing or not valid where reads need one: its 401 or 403)."""
+    if path != GRAPHQL_PATH and not state.settings.read_api_keys:
+        return path, request, int(Access.NONE)  # public reads: any credential reads the same
+    try:
+        found = header_credential(authorization, state.settings)
+    except TrendmapError:
+        return None
     if path == GRAPHQL_PATH:
         # Kept GraphQL answers are never shared across classes (graph.graphql.response_cache):
         # an anonymous request's class is apart from every credential's.
-        try:
-            token = bearer_token(authorization)
-            if token is None:
-                return path, request, _ANONYMOUS
-            return path, request, int(credential_of(token, state.settings)[1])
-        except TrendmapError:
-            return None
-    credential = Access.NONE
-    if state.settings.read_api_keys:
-        try:
-            token = bearer_token(authorization)
-            if token is None:
-                return None
-            credential = credential_of(token, state.settings)[1]
-        except TrendmapError:
-            return None
-        if credential < Access.READ:
-            return None
-    return path, request, int(credential)
+        return path, request, _ANONYMOUS if found is None else int(found[1])
+    if found is None or found[1] < Access.READ:
+        return None
+    return path, request, int(found[1])
 
 
 def _one_read(scope: Scope, body: bytes) -> bool:

@@ -44,7 +44,7 @@ from graph.http.middleware.request_log import (
 )
 from graph.http.prebuilt import Prebuilt, PrebuiltResponses
 from graph.http.ratelimit.cost import ONE_READ
-from graph.http.ratelimit.limiter import RateLimiter, client_of
+from graph.http.ratelimit.limiter import RateLimiter, client_for
 from graph.http.ratelimit.usage import Usage, ratelimit_headers
 from graph.observability.metrics import Metrics
 from graph.service.trend_service import partial_data_warnings
@@ -120,7 +120,7 @@ class FrontDoor:
         usages = None
         settings = state.settings
         if settings.rate_limit_enabled:
-            client = client_of(scope, settings)
+            client = client_for(authorization, scope, settings)
             usages = self.limiter.spend_now(state.store, settings, client, ONE_READ)
             if usages is None:
                 self.admission.release()

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from starlette.types import Scope
 
@@ -22,7 +23,7 @@ from graph.breaker import CircuitBreaker
 from graph.core.errors import Unauthenticated
 from graph.http.ratelimit.cost import Cost
 from graph.http.ratelimit.local import LocalCounts
-from graph.http.ratelimit.reservation import Reservations, chunk_of
+from graph.http.ratelimit.reservation import Reservations, Reserve, chunk_of
 from graph.http.ratelimit.usage import READS, WINDOW_SECONDS, WRITES, Usage
 from graph.observability.log import logger
 from graph.settings import Settings
@@ -39,39 +40,79 @@ def _headers(scope: Scope, name: bytes) -> list[str]:
 # answer; a dict keyed by the digest leaks nothing about the keys themselves. Bounded by the
 # number of configured keys: a token that is not one (a bad key, a JWT, which expires) is
 # never kept.
-_KNOWN: dict[int, tuple[Settings, Credentials, dict[str, Access]]] = {}
+@dataclass(slots=True)
+class _Known:
+    settings: Settings
+    credentials: Credentials
+    by_digest: dict[str, Access] = field(default_factory=dict)
+    by_header: dict[str, tuple[str, Access]] = field(default_factory=dict)
+    """``Bearer <key>`` headers of configured keys, spelled exactly so (at most one per key):
+    the client they name and what it may do, without parsing or hashing the header again.
+    A str key is found by its process-keyed SipHash before any comparison, so the look-up
+    tells nothing about the keys either."""
+
+
+_KNOWN: dict[int, _Known] = {}
+
+
+def _known(settings: Settings) -> _Known:
+    known = _KNOWN.get(id(settings))
+    if known is None or known.settings is not settings:
+        if len(_KNOWN) >= 16:
+            _KNOWN.clear()
+        known = _KNOWN[id(settings)] = _Known(settings, credentials_for(settings))
+    return known
 
 
 def credential_of(token: str, settings: Settings) -> tuple[str, Access]:
     """The sha256 hex of a bearer token and what it may do; Unauthenticated when it is not a
     valid credential (graph.auth.access_of)."""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    known = _KNOWN.get(id(settings))
-    if known is None or known[0] is not settings:
-        if len(_KNOWN) >= 16:
-            _KNOWN.clear()
-        known = _KNOWN[id(settings)] = (settings, credentials_for(settings), {})
-    _, credentials, accesses = known
-    access = accesses.get(digest)
+    known = _known(settings)
+    access = known.by_digest.get(digest)
     if access is None:
-        access = access_of(token, credentials)
-        if credentials.tokens is None or token.count(".") != 2:
-            accesses[digest] = access  # a configured key: a JWT would have two dots
+        access = access_of(token, known.credentials)
+        if known.credentials.tokens is None or token.count(".") != 2:
+            known.by_digest[digest] = access  # a configured key: a JWT would have two dots
     return digest, access
 
 
+def header_credential(authorization: str | None, settings: Settings) -> tuple[str, Access] | None:
+    """The client (``key:<sha256 of the token>``) and access of an ``Authorization`` header;
+    None when it holds no token, Unauthenticated when its token is not a valid credential."""
+    if not authorization:
+        return None
+    known = _known(settings)
+    found = known.by_header.get(authorization)
+    if found is not None:
+        return found
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    digest, access = credential_of(token, settings)
+    found = "key:" + digest, access
+    if authorization == "Bearer " + token and digest in known.by_digest:
+        known.by_header[authorization] = found  # a configured key, in its one plain spelling
+    return found
+
+
 def client_of(scope: Scope, settings: Settings) -> str:
-    """``key:<sha256 of the token>`` for a valid credential, else ``ip:<address>``.
+    """``key:<sha256 of the token>`` for a valid credential, else ``ip:<address>``."""
+    authorization = _headers(scope, b"authorization")
+    return client_for(authorization[0] if authorization else None, scope, settings)
+
+
+def client_for(authorization: str | None, scope: Scope, settings: Settings) -> str:
+    """:func:`client_of` for a request whose (first) ``Authorization`` header is known.
 
     The address is the peer's, as the server saw it: the server rewrites it from
     ``X-Forwarded-For`` only for the proxies in ``FORWARDED_ALLOW_IPS`` (none by default).
     ``TRUST_FORWARDED_FOR`` makes the limiter alone read the header's last entry instead.
     """
-    authorization = _headers(scope, b"authorization")
     try:
-        token = bearer_token(authorization[0]) if authorization else None
-        if token is not None:
-            return "key:" + credential_of(token, settings)[0]
+        found = header_credential(authorization, settings)
+        if found is not None:
+            return found[0]
     except Unauthenticated:
         pass
     if settings.trust_forwarded_for:
@@ -95,6 +136,7 @@ class RateLimiter:
         self.breaker = breaker or CircuitBreaker(failures=3, reset_seconds=5.0)
         self.local = LocalCounts(clock=clock)
         self.reservations = Reservations(clock=clock)
+        self._bound: tuple[Store, Reserve] | None = None
 
     async def _reserve(self, store: Store, key: str, units: int) -> tuple[int, float]:
         """``units`` more on the shared counter, behind the breaker."""
@@ -114,6 +156,13 @@ class RateLimiter:
         self.breaker.record_success()
         return counted
 
+    def _reserver(self, store: Store) -> Reserve:
+        """:meth:`_reserve` on ``store``, made once per store rather than once per request."""
+        bound = self._bound
+        if bound is None or bound[0] is not store:
+            bound = self._bound = (store, functools.partial(self._reserve, store))
+        return bound[1]
+
     def spend_now(
         self, store: Store, settings: Settings, client: str, cost: Cost
     ) -> list[Usage] | None:
@@ -131,7 +180,7 @@ class RateLimiter:
             usage = self.local.try_spend(key, policy, quota, units)
             return None if usage is None else [usage]
         usage = self.reservations.try_spend(
-            lambda: functools.partial(self._reserve, store),
+            self._reserver(store),
             key,
             policy,
             quota,

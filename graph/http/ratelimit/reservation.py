@@ -97,7 +97,7 @@ class Reservations:
                 await entry.reserving.wait()
 
     def _refill_if_low(
-        self, reserve: Callable[[], Reserve], key: str, entry: _Reserved, quota: int, chunk: int
+        self, reserve: Reserve, key: str, entry: _Reserved, quota: int, chunk: int
     ) -> None:
         """Reserve the next chunk for ``key`` in the background once ``entry`` holds fewer than
         half a chunk, so that a stream of requests spending through :meth:`try_spend` never
@@ -109,7 +109,7 @@ class Reservations:
         # In flight from now on, before the task first runs: one refill at a time.
         done = entry.reserving = asyncio.Event()
         task = asyncio.get_running_loop().create_task(
-            self._refill(reserve(), key, entry, quota, chunk)
+            self._refill(reserve, key, entry, quota, chunk)
         )
         self._refills.add(task)
 
@@ -131,7 +131,7 @@ class Reservations:
 
     def try_spend(
         self,
-        reserve: Callable[[], Reserve],
+        reserve: Reserve,
         key: str,
         policy: str,
         quota: int,
@@ -139,8 +139,8 @@ class Reservations:
         chunk: int,
     ) -> Usage | None:
         """:meth:`spend` when the units are already reserved here, the next chunk reserved in
-        the background once they run low (through ``reserve()``, asked for only then); else
-        None, nothing spent (a reservation or a refusal is :meth:`spend`'s to make)."""
+        the background (through ``reserve``) once they run low; else None, nothing spent (a
+        reservation or a refusal is :meth:`spend`'s to make)."""
         now = self.clock()
         entry = self.table.get(key, now)
         if entry is None or entry.units < cost:
@@ -176,10 +176,5 @@ class Reservations:
 
     @staticmethod
     def _usage(entry: _Reserved, policy: str, quota: int, now: float, *, exceeded: bool) -> Usage:
-        return Usage(
-            policy,
-            quota,
-            remaining=max(0, quota - entry.shared) + entry.units,
-            reset_seconds=min(WINDOW_SECONDS, entry.ends_at - now),
-            exceeded=exceeded,
-        )
+        remaining = max(0, quota - entry.shared) + entry.units
+        return Usage(policy, quota, remaining, min(WINDOW_SECONDS, entry.ends_at - now), exceeded)
