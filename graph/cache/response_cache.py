@@ -37,6 +37,10 @@ _POLL_SECONDS = 0.05
 Compute = Callable[[str], Awaitable[Entry]]
 
 
+# A partial, not a lambda: read on every cached answer, without a Python frame.
+_utc_now = functools.partial(datetime.now, UTC)
+
+
 class ResponseCache:
     """Entries in a store (Redis or in-process), with generations, single-flight and a breaker."""
 
@@ -46,7 +50,7 @@ class ResponseCache:
         *,
         refresh_seconds: float,
         breaker: CircuitBreaker | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = _utc_now,
         bounds: CacheBounds | None = None,
     ) -> None:
         self.store = store

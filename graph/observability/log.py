@@ -17,6 +17,15 @@ from starlette.types import Scope
 
 logger = structlog.get_logger("trendmap")
 
+# The level configure_logging last set (structlog's default, before it runs, writes every
+# level). Read on every request: structlog.get_config() builds a dict each time it is asked.
+_level = [logging.NOTSET]
+
+
+def level_enabled(level: int) -> bool:
+    """Whether a line at ``level`` would be written."""
+    return level >= _level[0]
+
 
 class _RequestIds:
     """Request ids unique across processes without a random draw per request (uuid4 reads
@@ -88,6 +97,7 @@ def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
     structlog, for us and the libraries we use."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     _bridge_libraries(numeric)
+    _level[0] = numeric
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -23,6 +23,7 @@ BREAKER_STATES = ("closed", "open", "half-open")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OPERATION_KEY = "metrics_operation"
 _LABEL_MEMO_SIZE = 1024
+_STATUS_CLASSES = {status: f"{status // 100}xx" for status in range(100, 600)}
 
 
 class Breaker(Protocol):
@@ -73,7 +74,7 @@ class Metrics:
         return self.register(_StateCollector(state))
 
     def observe(self, route: str, operation: str, status: int, seconds: float) -> None:
-        key = (route, operation, f"{status // 100}xx")
+        key = (route, operation, _STATUS_CLASSES.get(status) or f"{status // 100}xx")
         observe = self._observers.get(key)
         if observe is None:
             observe = self._observers[key] = self.latency.labels(*key).observe

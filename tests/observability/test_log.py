@@ -91,3 +91,20 @@ def test_request_ids_are_unique_hex_and_new_after_a_fork() -> None:
     forked = os.read(read, 64).decode()
     os.close(read)
     assert forked[:20] != next(iter(ids))[:20], "a forked worker drew the same prefix"
+
+
+@pytest.mark.parametrize(("level", "lines"), [("WARNING", 0), ("INFO", 2)])
+def test_answers_from_the_front_door_log_at_the_configured_level(
+    capsys: pytest.CaptureFixture[str], database_url: str, level: str, lines: int
+) -> None:
+    """The front door answers the repeated read itself, and writes its line only when INFO
+    lines are written (it asks the level configure_logging set, not structlog each time)."""
+    with TestClient(create_app(make_settings(database_url, log_level=level))) as client:
+        capsys.readouterr()
+        for _ in range(2):
+            assert client.get("/v1/flows", params={"time_window": "6h"}).status_code == 200
+        out = capsys.readouterr().out
+    requests = [json.loads(line) for line in out.splitlines() if '"event":"request"' in line]
+    assert len(requests) == lines
+    if lines:
+        assert requests[1].get("fast_path") is True

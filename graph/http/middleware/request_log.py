@@ -9,12 +9,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.core.errors import TrendmapError
 from graph.http.errors import report_unexpected, send_error
-from graph.observability.log import log_fields, logger, new_request_id
+from graph.observability.log import level_enabled, log_fields, logger, new_request_id
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's id is echoed and logged: only a short, plain one is taken, else ours is drawn.
@@ -85,11 +84,9 @@ def log_request(
 
 def info_enabled() -> bool:
     """Whether an INFO line would be written. The logger binds itself on every call, even to
-    a level that is filtered out; asking the configured class first skips that (a sizeable
+    a level that is filtered out; asking the configured level first skips that (a sizeable
     part of a cached answer at LOG_LEVEL=WARNING)."""
-    wrapper = structlog.get_config()["wrapper_class"]
-    enabled = getattr(wrapper, "is_enabled_for", None)
-    return True if enabled is None else bool(enabled(wrapper, logging.INFO))
+    return level_enabled(logging.INFO)
 
 
 def _with_request_id(
