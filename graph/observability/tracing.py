@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
     from sqlalchemy.ext.asyncio import AsyncEngine
     from starlette.middleware import Middleware
@@ -127,10 +128,13 @@ def _exporter(settings: Settings) -> SpanExporter:
     return OTLPSpanExporter(endpoint=f"{base.rstrip('/')}/v1/traces" if base else None)
 
 
-def setup_tracing(settings: Settings, exporter: SpanExporter | None = None) -> bool:
+def setup_tracing(
+    settings: Settings, exporter: SpanExporter | None = None, sampler: Sampler | None = None
+) -> bool:
     """Start tracing for this process when the settings ask for it, or with ``exporter`` (tests
-    pass an in-memory one; its spans are exported as each ends). True when tracing is on;
-    already on, it is left as it is."""
+    pass an in-memory one; its spans are exported as each ends). The sampler is the SDK's
+    (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``) unless one is given. True when
+    tracing is on; already on, it is left as it is."""
     if _state.tracer is not None:
         return True
     if exporter is None and not wanted(settings):
@@ -142,9 +146,10 @@ def setup_tracing(settings: Settings, exporter: SpanExporter | None = None) -> b
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     from graph.observability import log
+    from graph.observability.sampled import PresetTraceIds
 
     resource = Resource.create({"service.name": settings.otel_service_name})
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(sampler=sampler, resource=resource, id_generator=PresetTraceIds())
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     else:
@@ -169,20 +174,15 @@ def _trace_ids() -> tuple[str, str] | None:
 
 def asgi_middleware() -> list[Middleware]:
     """The ASGI instrumentation, outermost: one server span per request or WebSocket, a child
-    of the caller's ``traceparent`` when it sends one. None while tracing is off."""
+    of the caller's ``traceparent`` when it sends one; a request the sampler drops skips it
+    (graph.observability.sampled). None while tracing is off."""
     if _state.provider is None:
         return []
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from starlette.middleware import Middleware
 
-    # No span per ASGI message (``receive``/``send``): a WebSocket would make thousands.
-    return [
-        Middleware(
-            OpenTelemetryMiddleware,
-            tracer_provider=_state.provider,
-            exclude_spans=["receive", "send"],
-        )
-    ]
+    from graph.observability.sampled import SampledTracing
+
+    return [Middleware(SampledTracing, provider=_state.provider)]
 
 
 def instrument_engine(engine: AsyncEngine) -> None:
