@@ -5,7 +5,6 @@ ratio (not its square), and a caller's traceparent still decides for its request
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -13,19 +12,12 @@ from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioB
 from starlette.testclient import TestClient
 
 from graph.http.app import create_app
-from graph.observability.tracing import setup_tracing, shutdown_tracing
+from graph.observability.tracing import setup_tracing
 from tests.support.factories import make_settings
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 FLOWS = {"time_window": "24h"}
 QUERY = {"query": "query Hot { hotspots { country } }"}
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
-    yield spans
-    shutdown_tracing()
 
 
 def _client(database_url: str, exporter: InMemorySpanExporter, sampler: Sampler) -> TestClient:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from starlette.testclient import TestClient
 
 from graph.http.app import create_app
-from graph.observability.tracing import setup_tracing, shutdown_tracing, span
+from graph.observability.tracing import setup_tracing, span
 from tests.support.factories import AS_OF, make_settings, record, write_headers
 from tests.support.servers import RedisServer
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
-    yield spans
-    shutdown_tracing()
 
 
 def _traced_client(database_url: str, redis_url: str, exporter: InMemorySpanExporter) -> TestClient:

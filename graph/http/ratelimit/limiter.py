@@ -67,8 +67,11 @@ def _known(settings: Settings) -> _Known:
 def credential_of(token: str, settings: Settings) -> tuple[str, Access]:
     """The sha256 hex of a bearer token and what it may do; Unauthenticated when it is not a
     valid credential (graph.auth.access_of)."""
+    return _credential(token, _known(settings))
+
+
+def _credential(token: str, known: _Known) -> tuple[str, Access]:
     digest = hashlib.sha256(token.encode()).hexdigest()
-    known = _known(settings)
     access = known.by_digest.get(digest)
     if access is None:
         access = access_of(token, known.credentials)
@@ -89,7 +92,7 @@ def header_credential(authorization: str | None, settings: Settings) -> tuple[st
     token = bearer_token(authorization)
     if token is None:
         return None
-    digest, access = credential_of(token, settings)
+    digest, access = _credential(token, known)
     found = "key:" + digest, access
     if authorization == "Bearer " + token and digest in known.by_digest:
         known.by_header[authorization] = found  # a configured key, in its one plain spelling

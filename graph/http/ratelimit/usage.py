@@ -48,9 +48,12 @@ def _policies(budgets: tuple[tuple[str, int], ...]) -> bytes:
 def ratelimit_header(usages: list[Usage]) -> bytes:
     """``RateLimit``: what is left of each budget, and the seconds until it is whole again."""
     if len(usages) == 1:  # nearly every request: one budget, formatted without a join
-        usage = usages[0]
-        return f'"{usage.policy}";r={usage.remaining};t={usage.reset}'.encode()
-    return ", ".join(f'"{u.policy}";r={u.remaining};t={u.reset}' for u in usages).encode()
+        return _budget(usages[0]).encode()
+    return ", ".join(map(_budget, usages)).encode()
+
+
+def _budget(usage: Usage) -> str:
+    return f'"{usage.policy}";r={usage.remaining};t={usage.reset}'
 
 
 def ratelimit_headers(usages: list[Usage]) -> list[tuple[bytes, bytes]]:
