@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,65 @@ def access_of(token: str, credentials: Credentials) -> Access:
     if credentials.tokens is not None and token.count(".") == 2:
         return token_access(token_claims(token, credentials.tokens))
     raise Unauthenticated("the credential is not valid")
+
+
+# Per configuration (the Credentials object credentials_for makes once for it): the access of
+# each configured key that a request presented, by the sha256 of the token. Checking a token
+# against every key in constant time, and the settings' secrets, cost more than a whole cached
+# answer; a dict keyed by the digest leaks nothing about the keys themselves. Bounded by the
+# number of configured keys: a token that is not one (a bad key, a JWT, which expires) is
+# never kept.
+@dataclass(slots=True)
+class _Known:
+    settings: Settings
+    credentials: Credentials
+    by_digest: dict[str, Access] = field(default_factory=dict)
+    by_header: dict[str, tuple[str, Access]] = field(default_factory=dict)
+    """``Bearer <key>`` headers of configured keys, spelled exactly so (at most one per key):
+    the client they name and what it may do, without parsing or hashing the header again.
+    A str key is found by its process-keyed SipHash before any comparison, so the look-up
+    tells nothing about the keys either."""
+
+
+_KNOWN: dict[int, _Known] = {}
+
+
+def _known(settings: Settings) -> _Known:
+    known = _KNOWN.get(id(settings))
+    if known is None or known.settings is not settings:
+        if len(_KNOWN) >= 16:
+            _KNOWN.clear()
+        known = _KNOWN[id(settings)] = _Known(settings, credentials_for(settings))
+    return known
+
+
+def _credential(token: str, known: _Known) -> tuple[str, Access]:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    access = known.by_digest.get(digest)
+    if access is None:
+        access = access_of(token, known.credentials)
+        if known.credentials.tokens is None or token.count(".") != 2:
+            known.by_digest[digest] = access  # a configured key: a JWT would have two dots
+    return digest, access
+
+
+def header_credential(authorization: str | None, settings: Settings) -> tuple[str, Access] | None:
+    """The client (``key:<sha256 of the token>``) and access of an ``Authorization`` header;
+    None when it holds no token, Unauthenticated when its token is not a valid credential."""
+    if not authorization:
+        return None
+    known = _known(settings)
+    found = known.by_header.get(authorization)
+    if found is not None:
+        return found
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    digest, access = _credential(token, known)
+    found = "key:" + digest, access
+    if authorization == "Bearer " + token and digest in known.by_digest:
+        known.by_header[authorization] = found  # a configured key, in its one plain spelling
+    return found
 
 
 def require_write(authorization: str | None, credentials: Credentials) -> None:

@@ -43,7 +43,7 @@ from starlette.requests import HTTPConnection
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from graph.auth import access_of, bearer_token, credentials_for
+from graph.auth import header_credential
 from graph.cache.lru import BoundedLRU
 from graph.cache.response_cache import ResponseCache
 from graph.core.errors import InvalidParameter, TrendmapError
@@ -246,14 +246,11 @@ def _reaches(connection: HTTPConnection, generation: str) -> bool:
 def credential_class(connection: HTTPConnection, state: AppState) -> str | None:
     """``anonymous``, ``none``, ``read`` or ``write`` (what the request's credential may do);
     None when it carries one that is not valid."""
-    authorization = connection.headers.get("authorization")
     try:
-        token = bearer_token(authorization)
-        if token is None:
-            return "anonymous"
-        return access_of(token, credentials_for(state.settings)).name.lower()
+        found = header_credential(connection.headers.get("authorization"), state.settings)
     except TrendmapError:
         return None
+    return "anonymous" if found is None else found[1].name.lower()
 
 
 class OperationRecorder(SchemaExtension):

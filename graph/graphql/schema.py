@@ -22,7 +22,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.types import Info
 
-from graph.auth import Access, access_of, bearer_token, credentials_for, require_write
+from graph.auth import Access, credentials_for, header_credential, require_write
 from graph.core.errors import LimitExceeded, TrendmapError
 from graph.core.flows import Flow as CoreFlow
 from graph.core.records import TrendIn, validate_batch
@@ -382,13 +382,11 @@ async def _with_cohort(
 
 def _credential_class(ctx: Context) -> Access:
     """What the connection's credential may do: members of a cohort share its context."""
-    token = bearer_token(ctx.authorization)
-    if token is None:
-        return Access.NONE
     try:
-        return access_of(token, credentials_for(ctx.state.settings))
+        found = header_credential(ctx.authorization, ctx.state.settings)
     except TrendmapError:
         return Access.NONE
+    return Access.NONE if found is None else found[1]
 
 
 _closing: set[asyncio.Task[None]] = set()

@@ -28,12 +28,12 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from graph.auth import Access
+from graph.auth import Access, _known, header_credential
 from graph.core.errors import Unauthenticated
 from graph.http.app import create_app
 from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
-from graph.http.ratelimit.limiter import RateLimiter, _known, client_of, header_credential
+from graph.http.ratelimit.limiter import RateLimiter, client_of
 from graph.http.ratelimit.reservation import chunk_of
 from graph.http.ratelimit.usage import Usage
 from graph.observability.log import configure_logging

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.auth import Access
+from graph.auth import Access, header_credential
 from graph.cache.keys import GENERATION_KEY
 from graph.core.errors import TrendmapError
 from graph.http.body import peek_whole_first
@@ -43,7 +43,6 @@ from graph.http.prebuilt import (
     prebuild,
 )
 from graph.http.ratelimit.cost import ONE_READ, request_cost
-from graph.http.ratelimit.limiter import header_credential
 from graph.observability.log import log_fields, request_id_of
 from graph.observability.metrics import OPERATION_KEY
 from graph.service.params import MAX_GENERATION

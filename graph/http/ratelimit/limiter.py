@@ -10,15 +10,13 @@ itself, exactly, as on the in-process store.
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from starlette.types import Scope
 
-from graph.auth import Access, Credentials, access_of, bearer_token, credentials_for
+from graph.auth import header_credential
 from graph.breaker import CircuitBreaker
 from graph.core.errors import Unauthenticated
 from graph.http.ratelimit.cost import Cost
@@ -32,71 +30,6 @@ from graph.stores import Store, StoreUnavailable
 
 def _headers(scope: Scope, name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
-
-
-# Per configuration (the Credentials object credentials_for makes once for it): the access of
-# each configured key that a request presented, by the sha256 of the token. Checking a token
-# against every key in constant time, and the settings' secrets, cost more than a whole cached
-# answer; a dict keyed by the digest leaks nothing about the keys themselves. Bounded by the
-# number of configured keys: a token that is not one (a bad key, a JWT, which expires) is
-# never kept.
-@dataclass(slots=True)
-class _Known:
-    settings: Settings
-    credentials: Credentials
-    by_digest: dict[str, Access] = field(default_factory=dict)
-    by_header: dict[str, tuple[str, Access]] = field(default_factory=dict)
-    """``Bearer <key>`` headers of configured keys, spelled exactly so (at most one per key):
-    the client they name and what it may do, without parsing or hashing the header again.
-    A str key is found by its process-keyed SipHash before any comparison, so the look-up
-    tells nothing about the keys either."""
-
-
-_KNOWN: dict[int, _Known] = {}
-
-
-def _known(settings: Settings) -> _Known:
-    known = _KNOWN.get(id(settings))
-    if known is None or known.settings is not settings:
-        if len(_KNOWN) >= 16:
-            _KNOWN.clear()
-        known = _KNOWN[id(settings)] = _Known(settings, credentials_for(settings))
-    return known
-
-
-def credential_of(token: str, settings: Settings) -> tuple[str, Access]:
-    """The sha256 hex of a bearer token and what it may do; Unauthenticated when it is not a
-    valid credential (graph.auth.access_of)."""
-    return _credential(token, _known(settings))
-
-
-def _credential(token: str, known: _Known) -> tuple[str, Access]:
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    access = known.by_digest.get(digest)
-    if access is None:
-        access = access_of(token, known.credentials)
-        if known.credentials.tokens is None or token.count(".") != 2:
-            known.by_digest[digest] = access  # a configured key: a JWT would have two dots
-    return digest, access
-
-
-def header_credential(authorization: str | None, settings: Settings) -> tuple[str, Access] | None:
-    """The client (``key:<sha256 of the token>``) and access of an ``Authorization`` header;
-    None when it holds no token, Unauthenticated when its token is not a valid credential."""
-    if not authorization:
-        return None
-    known = _known(settings)
-    found = known.by_header.get(authorization)
-    if found is not None:
-        return found
-    token = bearer_token(authorization)
-    if token is None:
-        return None
-    digest, access = _credential(token, known)
-    found = "key:" + digest, access
-    if authorization == "Bearer " + token and digest in known.by_digest:
-        known.by_header[authorization] = found  # a configured key, in its one plain spelling
-    return found
 
 
 def client_of(scope: Scope, settings: Settings) -> str:
