@@ -34,6 +34,7 @@ from graph.http.app import create_app
 from graph.http.middleware.ratelimit import RateLimitMiddleware
 from graph.http.ratelimit.cost import Cost, is_mutation, request_cost
 from graph.http.ratelimit.limiter import RateLimiter, client_of
+from graph.http.ratelimit.local import LocalCounts
 from graph.http.ratelimit.reservation import chunk_of
 from graph.http.ratelimit.usage import Usage
 from graph.observability.log import configure_logging
@@ -738,3 +739,12 @@ def test_an_outage_met_by_many_clients_at_once_is_one_warning(
     assert [u.remaining for [u] in usages] == [4] * 50  # counted in-process, each on its own
     logged = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     assert [line["event"] for line in logged] == ["rate limits counted in-process"]
+
+
+def test_a_new_window_never_resets_later_than_its_length() -> None:
+    """At some clock readings (now + 60) - now is 60 and an ulp; the header still says 60."""
+    instant = 8161.962517661547
+    assert (instant + 60) - instant > 60  # the reading this test is about
+    counts = LocalCounts(clock=lambda: instant)
+    usage = counts.spend("reads:key:a", "default", 10, 1)
+    assert usage.reset == 60

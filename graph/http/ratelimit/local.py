@@ -57,6 +57,7 @@ class LocalCounts:
             policy,
             quota,
             remaining=max(0, quota - entry.count),
-            reset_seconds=entry.ends_at - now,
+            # (now + WINDOW_SECONDS) - now can exceed the window by an ulp: never say 61.
+            reset_seconds=min(WINDOW_SECONDS, entry.ends_at - now),
             exceeded=entry.count > quota,
         )
