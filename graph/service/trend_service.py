@@ -166,10 +166,29 @@ class TrendService:
         as_of: datetime,
         computed: _Computed,
     ) -> Entry:
-        """The flows of ``computed`` that reach the query's threshold, as a cache entry."""
+        """The flows of ``computed`` that reach the query's threshold, as a cache entry: the
+        same one for every threshold and limit that cut the same flows from it (its payload
+        the same bytes, which graph.graphql.identified knows by identity)."""
         items = computed.reaching(query.threshold)
-        warnings: tuple[str, ...] = ()
         cap = query.limit if query.limit is not None else self.max_flows
+        key = (token, as_of, len(items), min(cap, len(items)), query.limit is None)
+        entry = computed.entries.get(key)
+        if entry is None:
+            if len(computed.entries) >= _ENTRIES_PER_COMPUTED:
+                computed.entries.clear()
+            entry = computed.entries[key] = self._cut(query, token, as_of, computed, items, cap)
+        return entry
+
+    def _cut(
+        self,
+        query: FlowQuery,
+        token: str,
+        as_of: datetime,
+        computed: _Computed,
+        items: list[Flow],
+        cap: int,
+    ) -> Entry:
+        warnings: tuple[str, ...] = ()
         if len(items) > cap and query.limit is None:
             warnings = (
                 f"truncated: {len(items)} flows reach the threshold, the first {cap} are"
@@ -307,6 +326,8 @@ class TrendService:
 # At most this many computations, holding at most this many times MAX_FLOWS flows together.
 _COMPUTED_ENTRIES = 32
 _COMPUTED_FLOWS = 4
+# Distinct cuts of one computation kept (each a payload of at most MAX_FLOWS flows).
+_ENTRIES_PER_COMPUTED = 16
 _ComputedKey = tuple[TimeWindow, datetime, tuple[str, ...] | None, str]
 
 
@@ -320,6 +341,10 @@ class _Computed:
     computed_at: datetime
     # The flows' heats negated, ascending: where a higher threshold cuts the list.
     _heats: list[float] = field(init=False, repr=False, compare=False)
+    # The cache entries cut from it so far (TrendService._flows_entry).
+    entries: dict[tuple[str, datetime, int, int, bool], Entry] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_heats", [-flow.heat for flow in self.flows])

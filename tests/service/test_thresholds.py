@@ -17,6 +17,8 @@ from starlette.testclient import TestClient
 
 from graph.core.windows import Span, TimeWindow
 from graph.http.app import create_app
+from graph.service.answer import Answer
+from graph.service.queries import FlowQuery
 from graph.settings import Settings
 from graph.wiring import AppState
 from tests.service.test_service import T0, random_records
@@ -93,3 +95,33 @@ def test_a_new_threshold_is_filtered_in_memory_while_the_local_copy_is_trusted(
         ahead = {"threshold": 0.4, "min_generation": written["generation"] + 1}
         refused = client.get("/v1/flows", params=ahead).json()
         assert refused["metadata"]["cache_hit"] is False
+
+
+def test_thresholds_that_cut_the_same_flows_share_one_answer(client: TestClient) -> None:
+    """Two thresholds between the same two heats cut the same flows: one entry, its payload
+    the very same bytes (the GraphQL layer knows a payload's identified flows by identity);
+    a threshold that cuts fewer, or a limit, is an entry of its own."""
+    as_of = T0 + timedelta(hours=6)
+    # BE also saw a topic of its own: FR → BE is cooler than DE → AT.
+    records = spread("FR", "BE", ["Alpha", "Beta"], as_of) + spread("DE", "AT", ["Gamma"], as_of)
+    records.append({**records[-1], "country": "BE", "topic_label": "Delta"})
+    assert client.post("/v1/trends", json=records, headers=write_headers()).status_code == 200
+    state = client.app_state["trendmap"]
+    assert isinstance(state, AppState) and client.portal is not None
+
+    def answer(threshold: float, limit: int | None = None) -> Answer:
+        query = FlowQuery.parse(
+            time_window="24h", countries=None, as_of=as_of, threshold=threshold, limit=limit,
+            settings=state.settings,
+        )  # fmt: skip
+        assert client.portal is not None
+        return client.portal.call(state.service.flows, query)
+
+    low = answer(0.1)
+    heats = sorted(flow["heat"] for flow in low.items())
+    assert len(heats) == 2 and heats[0] > 0.2
+    first, second = answer(0.15), answer(0.2)
+    assert first.payload is second.payload and first.items() == low.items()
+    fewer = answer(heats[0] + 1e-6)
+    assert fewer.count == 1 and fewer.payload is not first.payload
+    assert answer(0.15, limit=1).payload == fewer.payload
