@@ -559,7 +559,8 @@ def test_concurrent_requests_share_one_reservation() -> None:
         return await asyncio.gather(*spends)
 
     usages = asyncio.run(run())
-    assert store.hits == 1
+    # One reservation for all of them; the next chunk, once they ran it low, in the background.
+    assert store.hits == 2
     assert sorted(u.remaining for [u] in usages) == list(range(900, 1000))
 
 
@@ -625,6 +626,39 @@ def test_spending_in_process_reserves_the_next_chunk_before_the_units_run_out() 
     assert asyncio.run(burst()) == 2  # the first reservation, and one refill
 
 
+class DistantCounter(SharedCounter):
+    """A shared counter whose every answer takes a few turns of the loop, as Redis's does
+    under load."""
+
+    async def hit(self, key: str, window_seconds: float, cost: int) -> tuple[int, float]:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return await super().hit(key, window_seconds, cost)
+
+
+def test_spending_the_usual_way_reserves_the_next_chunk_before_the_units_run_out() -> None:
+    """A request that the front door leaves to the stack (``spend``) refills in the background
+    too: after the first reservation, a steady stream never waits for the store."""
+    clock = [0.0]
+    store = DistantCounter(clock)
+    limiter = RateLimiter(clock=lambda: clock[0])
+    settings = make_settings("sqlite://", rate_limit_per_minute=1000, rate_limit_workers=2)
+
+    async def run() -> list[int]:
+        await limiter.spend(store, settings, "ip:a", Cost(reads=1))  # the first reservation
+        waited = []
+        for n in range(600):
+            spending = asyncio.ensure_future(limiter.spend(store, settings, "ip:a", Cost(reads=1)))
+            await asyncio.sleep(0)  # one turn: enough unless it waits for the store
+            if not spending.done():
+                waited.append(n)
+            assert not (await spending)[0].exceeded
+        return waited
+
+    assert asyncio.run(run()) == []
+    assert store.hits <= math.ceil(601 / chunk_of(1000, 2)) + 1
+
+
 def test_workers_refilling_in_the_background_never_serve_more_than_the_quota() -> None:
     clock = [0.0]
     store = SharedCounter(clock)
@@ -679,7 +713,8 @@ def test_a_request_costing_more_than_a_chunk_reserves_what_it_costs() -> None:
     # They are still the client's, for smaller requests.
     assert [asyncio.run(run(35)).exceeded for _ in range(2)] == [False, False]
     assert asyncio.run(run(1)).exceeded
-    assert store.hits == 2
+    # The two reservations, and the refill the last units asked for (none left to grant).
+    assert store.hits == 3
 
 
 def test_the_clients_a_worker_tracks_are_bounded() -> None:

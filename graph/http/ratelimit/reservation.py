@@ -88,6 +88,7 @@ class Reservations:
                 self.table.put(key, entry, now)
             if entry.units >= cost:
                 entry.units -= cost
+                self._refill_if_low(reserve, key, entry, quota, chunk)
                 return self._usage(entry, policy, quota, now, exceeded=False)
             if entry.exhausted:
                 return self._usage(entry, policy, quota, now, exceeded=True)
@@ -100,11 +101,13 @@ class Reservations:
         self, reserve: Reserve, key: str, entry: _Reserved, quota: int, chunk: int
     ) -> None:
         """Reserve the next chunk for ``key`` in the background once ``entry`` holds fewer than
-        half a chunk, so that a stream of requests spending through :meth:`try_spend` never
-        has to wait for one (many requests waiting on one reservation of fewer units than they
-        are would each wait for the next). A store that cannot answer leaves the budget as it
-        was: :meth:`spend` handles that."""
-        if entry.units * 2 >= chunk or entry.reserving is not None or entry.exhausted:
+        half a chunk, so that a stream of requests (through :meth:`try_spend` or :meth:`spend`)
+        never has to wait for one (many requests waiting on one reservation of fewer units
+        than they are would each wait for the next). A store that cannot answer leaves the
+        budget as it was: :meth:`spend` handles that. Chunks of one unit are never refilled
+        ahead: the unit would be held from the other workers for a request that may not come,
+        and a client whose quota is that small waits for a round trip anyway."""
+        if chunk <= 1 or entry.units * 2 >= chunk or entry.reserving is not None or entry.exhausted:
             return
         # In flight from now on, before the task first runs: one refill at a time.
         done = entry.reserving = asyncio.Event()
