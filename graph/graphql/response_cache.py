@@ -72,6 +72,9 @@ class OperationRecord:
     cacheable: bool = False
     # The earliest computation time of a window ending "now" that the answer holds.
     oldest_sliding: datetime | None = None
+    # The document of a query that reached execution: it passed every check (for
+    # graph.graphql.prepared), whether or not its execution met errors.
+    query_document: DocumentNode | None = None
 
     def expires_at(self, refresh_seconds: float) -> float | None:
         """Wall-clock time after which the answer is too old; None: only the generation ends it."""
@@ -265,13 +268,21 @@ class OperationRecorder(SchemaExtension):
         record.operations += 1
         context = self.execution_context
         result = context.result
+        query = context.operation_type is OperationType.QUERY
+        if query:
+            record.query_document = context.graphql_document
         record.cacheable = (
-            context.operation_type is OperationType.QUERY
+            query
             and result is not None
             and not getattr(result, "errors", None)
             and context.graphql_document is not None
-            and _root_fields(context.graphql_document, context.operation_name) <= CACHEABLE_FIELDS
+            and cacheable_fields(context.graphql_document, context.operation_name)
         )
+
+
+def cacheable_fields(document: DocumentNode, operation_name: str | None) -> bool:
+    """Whether every root field of the operation is one of CACHEABLE_FIELDS."""
+    return _root_fields(document, operation_name) <= CACHEABLE_FIELDS
 
 
 def _root_fields(document: DocumentNode, operation_name: str | None) -> frozenset[str]:

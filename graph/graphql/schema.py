@@ -35,6 +35,7 @@ from graph.graphql.fast_path import SharedEventExecution
 from graph.graphql.identified import identified, identified_flows, identified_hotspots
 from graph.graphql.limits import limit_extensions
 from graph.graphql.persisted import PersistedQueries, Safelist, SafelistGuard
+from graph.graphql.prepared import PreparedOperations
 from graph.graphql.response_cache import OperationCache, OperationRecorder, note_sliding
 from graph.graphql.types import (
     Flow,
@@ -414,11 +415,17 @@ class TrendmapSchema(Schema):
     (graph.graphql.persisted) and answers to repeated queries (graph.graphql.response_cache)."""
 
     def __init__(
-        self, *args: Any, persisted: PersistedQueries, operations: OperationCache, **kwargs: Any
+        self,
+        *args: Any,
+        persisted: PersistedQueries,
+        operations: OperationCache,
+        prepared: PreparedOperations,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.persisted = persisted
         self.operations = operations
+        self.prepared = prepared
 
 
 def make_schema(settings: Settings) -> TrendmapSchema:
@@ -434,13 +441,14 @@ def make_schema(settings: Settings) -> TrendmapSchema:
         if settings.graphql_safelist_file is not None
         else None
     )
+    tracing = graphql_extensions()
     return TrendmapSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=SharedEventExecution,
         extensions=[
-            *graphql_extensions(),  # first, so the operation's span holds the other steps
+            *tracing,  # first, so the operation's span holds the other steps
             *limit_extensions(settings),
             SingleOperation,  # after the validation cache (limit_extensions)
             *([functools.partial(SafelistGuard, safelist=safelist)] if safelist else []),
@@ -456,6 +464,8 @@ def make_schema(settings: Settings) -> TrendmapSchema:
         persisted=PersistedQueries(
             max_documents=settings.graphql_apq_max_documents, safelist=safelist
         ),
+        # Traced operations go through the pipeline: their span is an extension's.
+        prepared=PreparedOperations(enabled=not tracing),
         operations=OperationCache(
             max_entries=settings.graphql_response_cache_entries,
             max_bytes=settings.graphql_response_cache_bytes,

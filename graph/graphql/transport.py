@@ -40,8 +40,15 @@ from graph.graphql.errors import is_request_error, log_errors
 from graph.graphql.fanout import GRAPHQL_TRANSPORT_WS, GRAPHQL_WS, Operation, current_operation
 from graph.graphql.identity_memo import IdentityMemo
 from graph.graphql.init_deadline import InitDeadline
+from graph.graphql.limits import CACHED_DOCUMENT_CHARS
 from graph.graphql.persisted import PersistedQueries, PersistedQueryError
-from graph.graphql.response_cache import Lookup, document_hash
+from graph.graphql.prepared import PreparedOperation
+from graph.graphql.response_cache import (
+    Lookup,
+    OperationRecord,
+    cacheable_fields,
+    document_hash,
+)
 from graph.graphql.schema import TrendmapSchema
 from graph.http.errors import error_for_status
 from graph.http.graphiql import page as graphiql_page
@@ -360,7 +367,7 @@ class GraphQLApp(GraphQL[Context, None]):
         reading = _prepared.set(prepared.data if prepared is not None else None)
         try:
             with schema.operations.recording() as record:
-                response = await super().run(request, *args, **kwargs)
+                response = await self._execute(request, schema, prepared, record, *args, **kwargs)
         finally:
             _prepared.reset(reading)
         body = getattr(response, "body", None)
@@ -369,6 +376,61 @@ class GraphQLApp(GraphQL[Context, None]):
             if schema.operations.keep(lookup.key, body, record, label):
                 mark_graphql(request.scope, lookup.generation, record.oldest_sliding, label)
         return response
+
+    async def _execute(
+        self,
+        request: Request,
+        schema: TrendmapSchema,
+        prepared: _Prepared | None,
+        record: OperationRecord,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Response:
+        """Strawberry's answer; for a query this worker has run before, a prepared run's
+        (graph.graphql.prepared) when it meets no error. A query that reached execution in
+        Strawberry's pipeline is prepared for the next request."""
+        data = prepared.data if prepared is not None else None
+        digest = prepared.document_hash if prepared is not None else None
+        if not isinstance(data, GraphQLRequestData) or digest is None:
+            response: Response = await super().run(request, *args, **kwargs)
+            return response
+        operation = schema.prepared.get(digest, data.operation_name)
+        if operation is not None:
+            answered = await self._run_prepared(request, schema, operation, data, record)
+            if answered is not None:
+                return answered
+        response = await super().run(request, *args, **kwargs)
+        document = record.query_document
+        if document is not None and record.operations == 1 and operation is None:
+            if len(data.query or "") <= CACHED_DOCUMENT_CHARS:
+                label = request.scope.get("state", {}).get(OPERATION_KEY)
+                cacheable = cacheable_fields(document, data.operation_name)
+                schema.prepared.remember(
+                    digest, data.operation_name, PreparedOperation(document, label, cacheable)
+                )
+        return response
+
+    async def _run_prepared(
+        self,
+        request: Request,
+        schema: TrendmapSchema,
+        operation: PreparedOperation,
+        data: GraphQLRequestData,
+        record: OperationRecord,
+    ) -> Response | None:
+        """The answer of a prepared run, built as Strawberry's view builds one, with what
+        OperationLabel and OperationRecorder would have noted; None when it met an error."""
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        with schema.operations.recording() as attempt:
+            result = await schema.prepared.run(schema, operation, data, context)
+        if result is None:
+            return None
+        record.operations, record.cacheable = 1, operation.cacheable
+        record.oldest_sliding = attempt.oldest_sliding
+        if operation.label is not None:
+            request.scope.setdefault("state", {})[OPERATION_KEY] = operation.label
+        return self.create_response(await self.process_result(request, result), sub_response)
 
     async def _prepare(self, request: Request, persisted: PersistedQueries) -> _Prepared | None:
         """The request's data with the documents of persisted queries found; None when

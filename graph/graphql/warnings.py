@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -18,6 +19,17 @@ def warn(messages: Iterable[str]) -> None:
     warnings = _current.get()
     if warnings is not None:
         warnings.extend(messages)
+
+
+@contextlib.contextmanager
+def collecting_warnings() -> Iterator[list[str]]:
+    """The warnings of the operation run inside the block."""
+    warnings: list[str] = []
+    token = _current.set(warnings)
+    try:
+        yield warnings
+    finally:
+        _current.reset(token)
 
 
 class Warnings(SchemaExtension):

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from graph.graphql.fast_path import SharedEventExecution
 from graph.graphql.limits import DOCUMENT_CACHE_SIZE, count_computing_fields, limit_extensions
+from tests.support.layers import graphql_schema_of
 
 
 def ask(client: TestClient, query: str) -> dict[str, Any]:
@@ -171,15 +172,23 @@ def _document_caches() -> tuple[Any, Any]:
 
 
 def test_a_repeated_operation_is_parsed_and_validated_once(app_with: Any) -> None:
+    """Through Strawberry's pipeline, a repeated document is found in the parser and validation
+    caches; prepared (graph.graphql.prepared), it is not even looked up there."""
     client = app_with(graphql_response_cache_entries=0)  # else the answer itself is kept
+    prepared = graphql_schema_of(client).prepared
     parsed, validated = _document_caches()
     query = "query Repeated { hotspots { country } }"
-    assert "errors" not in ask(client, query)
-    parse_hits, validate_hits = parsed.cache_info().hits, validated.cache_info().hits
-    for _ in range(3):
+    for enabled in (False, True):
+        prepared.enabled = enabled
         assert "errors" not in ask(client, query)
-    assert parsed.cache_info().hits == parse_hits + 3
-    assert validated.cache_info().hits == validate_hits + 3
+        parse_hits, validate_hits = parsed.cache_info().hits, validated.cache_info().hits
+        runs = prepared.runs
+        for _ in range(3):
+            assert "errors" not in ask(client, query)
+        looked_up = 0 if enabled else 3
+        assert parsed.cache_info().hits == parse_hits + looked_up
+        assert validated.cache_info().hits == validate_hits + looked_up
+        assert prepared.runs == runs + 3 - looked_up
 
 
 def test_every_request_gets_the_same_rule_classes() -> None:

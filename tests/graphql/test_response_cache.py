@@ -31,7 +31,7 @@ from tests.support.factories import (
     spread,
     write_headers,
 )
-from tests.support.layers import responses_of
+from tests.support.layers import graphql_schema_of, responses_of
 from tests.support.servers import RedisServer
 
 TRENDS = "query Recent($n: Int) { trends(first: $n) { totalCount edges { node { country } } } }"
@@ -57,9 +57,7 @@ class Statements:
 
 def operations(client: TestClient) -> OperationCache:
     """The app's kept answers (its GraphQL endpoint's, over HTTP and WebSocket alike)."""
-    [endpoint] = {r.endpoint for r in client.app.routes if getattr(r, "path", "") == "/graphql"}  # type: ignore[attr-defined]
-    cache: OperationCache = endpoint.schema.operations
-    return cache
+    return graphql_schema_of(client).operations
 
 
 def served_kept(client: TestClient) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from graph.graphql.schema import TrendmapSchema
 from graph.http.middleware.fast_path import FastPathMiddleware
 from graph.http.middleware.front_door import FrontDoor
 from graph.http.prebuilt import PrebuiltResponses
@@ -28,3 +29,13 @@ def front_door_of(client: TestClient) -> FrontDoor:
         assert layer is not None, "no front door in the stack"
         layer = layer.app
     return layer
+
+
+def graphql_schema_of(client: TestClient) -> TrendmapSchema:
+    """The schema of the app's GraphQL endpoint (HTTP and WebSocket alike), with what it keeps
+    per worker: persisted documents, kept answers, prepared operations."""
+    app: Any = client.app
+    [endpoint] = {r.endpoint for r in app.routes if getattr(r, "path", "") == "/graphql"}
+    schema = endpoint.schema
+    assert isinstance(schema, TrendmapSchema)
+    return schema
