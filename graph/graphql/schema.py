@@ -20,7 +20,9 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.types import Info
+from strawberry.types.arguments import StrawberryArgument
 
 from graph.auth import Access, credentials_for, header_credential, require_write
 from graph.core.errors import LimitExceeded, TrendmapError
@@ -400,6 +402,27 @@ async def _close_slow(connection: HTTPConnection) -> None:
             await connection.close(code=1008, reason="subscriber too slow: dropped")
 
 
+class ArgumentNames(NameConverter):
+    """Strawberry's names, each argument's worked out once. Strawberry asks for the GraphQL
+    name of every argument of a field each time its resolver is called (to convert the
+    arguments), camel-casing it anew: 4% of a GraphQL request with new variables. Arguments
+    are the schema's, made once; at most ``_MAX_ARGUMENTS`` are remembered all the same."""
+
+    _MAX_ARGUMENTS = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: dict[int, tuple[StrawberryArgument, str]] = {}
+
+    def from_argument(self, argument: StrawberryArgument) -> str:
+        found = self._names.get(id(argument))
+        if found is None or found[0] is not argument:
+            if len(self._names) >= self._MAX_ARGUMENTS:
+                self._names.clear()
+            found = self._names[id(argument)] = (argument, super().from_argument(argument))
+        return found[1]
+
+
 def _record(t: TrendInput) -> dict[str, Any]:
     """The input's fields, to validate as REST's are (TrendInput has TrendIn's fields)."""
     return {name: getattr(t, name) for name in TrendIn.model_fields}
@@ -460,6 +483,7 @@ def make_schema(settings: Settings) -> TrendmapSchema:
         config=StrawberryConfig(
             disable_field_suggestions=not settings.graphql_introspection,
             batching_config=batching,
+            name_converter=ArgumentNames(),
         ),
         persisted=PersistedQueries(
             max_documents=settings.graphql_apq_max_documents, safelist=safelist

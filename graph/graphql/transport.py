@@ -4,6 +4,7 @@ connection_init check, JSON codec and error format."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -76,6 +77,11 @@ class _Prepared:
 
     data: GraphQLRequestData | list[GraphQLRequestData]
     document_hash: str | None
+
+
+# Strawberry's parser of a Content-Type value (the email package's: slow), for the few values
+# clients send, each parsed once.
+_content_type = functools.lru_cache(maxsize=64)(parse_content_type)
 
 
 def _encode(value: object) -> str:
@@ -471,7 +477,7 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """A POST body must be JSON (or multipart, when uploads are on): else 415."""
         if request.method == "POST":
-            media, _ = parse_content_type(request.content_type or "")
+            media, _ = _content_type(request.content_type or "")
             multipart = self.multipart_uploads_enabled and media == "multipart/form-data"
             if "application/json" not in media and not multipart:
                 named = repr(media[:80]) if media else "none"

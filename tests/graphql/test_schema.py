@@ -305,3 +305,27 @@ def test_unreadable_graphql_requests_are_graphql_errors(
     assert error["extensions"] == {"code": code, "status": status}
     assert response.headers["x-request-id"] == "g1"
     assert client.put("/graphql").json()["error"] == "method_not_allowed"
+
+
+def test_argument_names_are_strawberrys_worked_out_once() -> None:
+    from strawberry.schema.name_converter import NameConverter
+
+    from graph.graphql.schema import ArgumentNames, make_schema
+    from graph.settings import Settings
+
+    schema = make_schema(Settings())
+    names = schema.config.name_converter
+    assert isinstance(names, ArgumentNames)
+    arguments = [
+        argument
+        for definition in (schema.query, schema.mutation, schema.subscription)
+        for field in definition.__strawberry_definition__.fields  # type: ignore[union-attr]
+        for argument in field.arguments
+    ]
+    assert len(arguments) > 20
+    plain = NameConverter()
+    for argument in arguments:
+        first = names.from_argument(argument)
+        assert first == plain.from_argument(argument)
+        assert names.from_argument(argument) is first  # kept, not camel-cased again
+    assert "timeWindow" in {names.from_argument(a) for a in arguments}
