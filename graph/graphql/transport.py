@@ -397,7 +397,11 @@ class GraphQLApp(GraphQL[Context, None]):
         Strawberry's pipeline is prepared for the next request."""
         data = prepared.data if prepared is not None else None
         digest = prepared.document_hash if prepared is not None else None
-        if not isinstance(data, GraphQLRequestData) or digest is None:
+        if (
+            not isinstance(data, GraphQLRequestData)
+            or digest is None
+            or not isinstance(data.operation_name, str | None)  # the pipeline refuses it
+        ):
             response: Response = await super().run(request, *args, **kwargs)
             return response
         operation = schema.prepared.get(digest, data.operation_name)

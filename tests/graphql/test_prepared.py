@@ -122,6 +122,10 @@ def test_a_prepared_query_that_meets_an_error_is_answered_by_the_pipeline(
             [error] = answer.json()["errors"]
             if code is not None:
                 assert error["extensions"]["code"] == code
+    # Whatever a client puts in operationName is the pipeline's to refuse.
+    for junk in ({}, [], 3):
+        refused = _same(pair, "POST", **_post(FLOWS, {"t": 0.1, "more": True}, operationName=junk))
+        assert refused.status_code == 400
     assert prepared.runs == 0
 
 
