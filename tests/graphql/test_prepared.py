@@ -122,11 +122,15 @@ def test_a_prepared_query_that_meets_an_error_is_answered_by_the_pipeline(
             [error] = answer.json()["errors"]
             if code is not None:
                 assert error["extensions"]["code"] == code
-    # Whatever a client puts in operationName is the pipeline's to refuse.
-    for junk in ({}, [], 3):
+    assert prepared.runs == 0
+    # Whatever a client puts in operationName, variables or extensions, the answer is the
+    # pipeline's (an empty object as extensions is no junk: that one runs prepared).
+    for junk in ({}, [], 3, "x"):
         refused = _same(pair, "POST", **_post(FLOWS, {"t": 0.1, "more": True}, operationName=junk))
         assert refused.status_code == 400
-    assert prepared.runs == 0
+        _same(pair, "POST", **_post(FLOWS, junk))  # type: ignore[arg-type]
+        _same(pair, "POST", **_post(FLOWS, {"t": 0.1, "more": True}, extensions=junk))
+    assert prepared.runs == 1
 
 
 def test_each_operation_of_a_document_is_prepared_on_its_own(
