@@ -4,12 +4,10 @@ headers with 408."""
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.core.errors import PayloadTooLarge
-from graph.http.body import body_deadline
+from graph.http.body import body_deadline, receive_by
 from graph.http.errors import RequestTimeout, send_error
 
 
@@ -45,8 +43,7 @@ class BodyLimitMiddleware:
             if complete:  # only the disconnect is left to wait for: no deadline on that
                 return await receive()
             try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
+                message = await receive_by(receive, deadline)
             except TimeoutError:
                 # Raised into the endpoint reading the body: the app's handler answers it, and
                 # closes the connection (the rest of the body may still be on its way).
