@@ -172,11 +172,10 @@ class TrendService:
         items = computed.reaching(query.threshold)
         cap = query.limit if query.limit is not None else self.max_flows
         key = (token, as_of, len(items), min(cap, len(items)), query.limit is None)
-        entry = computed.entries.get(key)
+        entry = computed.cuts.get(key)
         if entry is None:
-            if len(computed.entries) >= _ENTRIES_PER_COMPUTED:
-                computed.entries.clear()
-            entry = computed.entries[key] = self._cut(query, token, as_of, computed, items, cap)
+            entry = self._cut(query, token, as_of, computed, items, cap)
+            computed.cuts.put(key, entry, size=entry.count + 1)
         return entry
 
     def _cut(
@@ -326,8 +325,10 @@ class TrendService:
 # At most this many computations, holding at most this many times MAX_FLOWS flows together.
 _COMPUTED_ENTRIES = 32
 _COMPUTED_FLOWS = 4
-# Distinct cuts of one computation kept (each a payload of at most MAX_FLOWS flows).
-_ENTRIES_PER_COMPUTED = 16
+# The cache entries cut from one computation: at most this many, holding at most twice its
+# flows together (encoded), so that the cuts never hold more than the computations do twice.
+_CUTS = 16
+_CUTS_FLOWS = 2
 _ComputedKey = tuple[TimeWindow, datetime, tuple[str, ...] | None, str]
 
 
@@ -341,13 +342,15 @@ class _Computed:
     computed_at: datetime
     # The flows' heats negated, ascending: where a higher threshold cuts the list.
     _heats: list[float] = field(init=False, repr=False, compare=False)
-    # The cache entries cut from it so far (TrendService._flows_entry).
-    entries: dict[tuple[str, datetime, int, int, bool], Entry] = field(
-        init=False, repr=False, compare=False, default_factory=dict
+    # The cache entries cut from it so far (TrendService._flows_entry), sized by their flows.
+    cuts: BoundedLRU[tuple[str, datetime, int, int, bool], Entry] = field(
+        init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_heats", [-flow.heat for flow in self.flows])
+        bound = _CUTS_FLOWS * (len(self.flows) + 1)
+        object.__setattr__(self, "cuts", BoundedLRU(max_entries=_CUTS, max_bytes=bound))
 
     def reaching(self, threshold: float) -> list[Flow]:
         """The flows whose heat reaches ``threshold`` (at least this computation's own)."""

@@ -125,3 +125,9 @@ def test_thresholds_that_cut_the_same_flows_share_one_answer(client: TestClient)
     fewer = answer(heats[0] + 1e-6)
     assert fewer.count == 1 and fewer.payload is not first.payload
     assert answer(0.15, limit=1).payload == fewer.payload
+    # However many cuts are asked for, a computation keeps at most twice its flows in them.
+    [computed] = list(state.service._computed.values())
+    for limit in (1, 2, None):
+        for threshold in (0.1, heats[0] + 1e-6, heats[1] + 1e-6):
+            answer(threshold, limit)
+    assert computed.cuts.bytes <= 2 * (len(computed.flows) + 1)
