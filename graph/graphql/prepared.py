@@ -20,7 +20,6 @@ operations (tracing on): those must see every request.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, cast
@@ -32,7 +31,8 @@ from strawberry.schema import Schema
 from strawberry.types import ExecutionResult
 from strawberry.utils.await_maybe import await_maybe
 
-from graph.graphql.warnings import collecting_warnings
+from graph.cache.lru import BoundedLRU
+from graph.graphql.warnings import collecting_warnings, warnings_extensions
 
 # Documents kept per process: as many as the parser cache keeps (graph.graphql.limits).
 PREPARED_OPERATIONS = 64
@@ -56,32 +56,25 @@ class PreparedOperations:
     past ``max_entries``."""
 
     def __init__(self, max_entries: int = PREPARED_OPERATIONS, *, enabled: bool = True) -> None:
-        self.max_entries = max_entries
         self.enabled = enabled
         self.runs = 0  # answered by a prepared run (for tests and curiosity)
-        self._entries: OrderedDict[tuple[str, str | None], PreparedOperation] = OrderedDict()
+        # Counted in entries only: a document is kept only when the parser cache would keep
+        # it, at most CACHED_DOCUMENT_CHARS long (graph.graphql.transport).
+        self._entries: BoundedLRU[tuple[str, str | None], PreparedOperation] = BoundedLRU(
+            max_entries=max_entries, max_bytes=max_entries
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, document_hash: str, operation_name: str | None) -> PreparedOperation | None:
-        if not self.enabled:
-            return None
-        key = (document_hash, operation_name)
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        return self._entries.get((document_hash, operation_name)) if self.enabled else None
 
     def remember(
         self, document_hash: str, operation_name: str | None, operation: PreparedOperation
     ) -> None:
-        if not self.enabled:
-            return
-        self._entries[(document_hash, operation_name)] = operation
-        self._entries.move_to_end((document_hash, operation_name))
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if self.enabled:
+            self._entries.put((document_hash, operation_name), operation, size=1)
 
     async def run(
         self,
@@ -109,5 +102,6 @@ class PreparedOperations:
         if result.errors:
             return None
         self.runs += 1
-        extensions = {"warnings": list(warnings)} if warnings else {}
-        return ExecutionResult(data=result.data, errors=None, extensions=extensions)
+        return ExecutionResult(
+            data=result.data, errors=None, extensions=warnings_extensions(warnings)
+        )

@@ -41,5 +41,9 @@ class Warnings(SchemaExtension):
         yield
 
     def get_results(self) -> dict[str, Any]:
-        warnings = getattr(self, "_warnings", None)
-        return {"warnings": list(warnings)} if warnings else {}
+        return warnings_extensions(getattr(self, "_warnings", None))
+
+
+def warnings_extensions(warnings: list[str] | None) -> dict[str, Any]:
+    """What an operation's warnings add to its response's extensions: nothing when none."""
+    return {"warnings": list(warnings)} if warnings else {}
