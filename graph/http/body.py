@@ -22,12 +22,12 @@ class _Deadlines:
     """The body reads waiting on one event loop, by task, and one timer for the earliest of
     their deadlines.
 
-    A timer of its own for every read (``asyncio.timeout_at``) cost a POST about 4 µs in
-    process and 13% of a repeated GraphQL POST's throughput, for reads that almost never wait:
-    a small body comes with its headers. Here a read that does not wait costs two dict
-    operations; the timer is armed only for a deadline earlier than the one it is armed for,
-    and when it fires it cancels every read past its deadline and is armed again for the
-    earliest left.
+    A timer of its own for every read (``asyncio.timeout_at``) cost each read about 4 µs in
+    process, 1 to 3 reads a POST, for reads that almost never wait: a small body comes with
+    its headers (docs/benchmarks.md, "A timer per body read"). Here a read that does not wait
+    costs two dict operations; the timer is armed only for a deadline earlier than the one it
+    is armed for, and when it fires it cancels every read past its deadline and is armed
+    again for the earliest left.
     """
 
     def __init__(self) -> None:
