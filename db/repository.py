@@ -14,7 +14,7 @@ import contextlib
 import gc
 import json
 import operator
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from db import rollup
 from db.errors import translated
 from db.tables import trends_table
 
@@ -122,147 +123,29 @@ _PG_AGGREGATE_RAW = sa.text(
     WHERE count IS NOT NULL
     """
 )
-# A window from the hourly rollup (migration 0003): the rollup rows of the whole hours in
-# ``previous_start < timestamp <= end`` that lie on one side of ``start``, plus the archive's
-# rows in the partial hours at the three edges (none when the window ends on the hour), as
-# one stream of (series, in the window?, count, weighted, first microseconds, first record),
-# grouped by the integer series id. Counts are summed as float8, exact below 2^53 and much
-# cheaper than bigint's numeric sum. The label of a series' earliest record in the window
-# comes from the smallest "first record" key, {first_key}: either one bigint, microseconds
-# after ``previous_start`` times ``label_shift`` plus the label id (when every label id is
-# below the shift: the cheap case), or an [microseconds, label id] array. Timestamps are
-# unique within a series, so the label never decides. A country's previous volume is a
-# second, small GROUP BY over the groups, before those with no record in the window go.
-_PG_ROLLUP_AGGREGATE = """
-    WITH parts AS (
-        SELECT r.series_id, r.hour > :start AS in_window, r.count_sum::float8 AS count_sum,
-               r.weighted_sum, r.first_us, {rollup_key} AS first_key
-        FROM trends_rollup_hourly AS r
-        WHERE r.hour > :whole_from AND r.hour <= :whole_to AND r.hour <> :straddled
-        UNION ALL
-        SELECT e.series_id, e.in_window, e.count_sum, e.weighted_sum, e.first_us,
-               {edge_key}
-        FROM (
-            SELECT s.id AS series_id, a.timestamp > :start AS in_window,
-                   a.count::float8 AS count_sum, a.count * a.confidence AS weighted_sum,
-                   (extract(epoch FROM a.timestamp) * 1000000)::bigint AS first_us,
-                   l.id AS first_label_id
-            FROM trends_archive AS a
-            JOIN trends_series AS s ON s.country = a.country AND s.topic_key = a.topic_key
-            JOIN trends_labels AS l ON l.label = a.topic_label
-            WHERE a.timestamp > :previous_start AND a.timestamp <= :end
-              AND ((a.timestamp > :previous_start AND a.timestamp <= :whole_from)
-               OR (a.timestamp > :straddled_from AND a.timestamp <= :straddled)
-               OR (a.timestamp > :whole_to AND a.timestamp <= :end))
-        ) AS e
-    ), groups AS MATERIALIZED (
-        SELECT s.country, s.topic_key, g.*
-        FROM (
-            SELECT series_id,
-                   sum(count_sum) FILTER (WHERE in_window) AS count,
-                   sum(weighted_sum) FILTER (WHERE in_window) AS weighted_confidence,
-                   min(first_us) AS first_seen,
-                   min(first_key) FILTER (WHERE in_window) AS window_first,
-                   coalesce(sum(count_sum) FILTER (WHERE NOT in_window), 0) AS previous_count
-            FROM parts
-            GROUP BY series_id
-        ) AS g
-        JOIN trends_series AS s ON s.id = g.series_id
-    ), volumes AS (
-        SELECT country, sum(previous_count)::bigint AS previous_volume
-        FROM groups GROUP BY country
-    )
-    SELECT array_agg(country), array_agg(topic_key), array_agg(label), array_agg(count),
-           array_agg(weighted_confidence), array_agg(first_seen), array_agg(window_first_us),
-           array_agg(previous_volume)
-    FROM (
-        SELECT g.country, g.topic_key, l.label, g.count::bigint AS count,
-               g.weighted_confidence, g.first_seen, {window_first_us} AS window_first_us,
-               v.previous_volume
-        FROM groups AS g
-        JOIN volumes AS v ON v.country = g.country
-        JOIN trends_labels AS l ON l.id = {window_first_label}
-        WHERE g.count IS NOT NULL
-        ORDER BY g.country COLLATE "C", g.topic_key COLLATE "C"
-    ) AS rows
-"""
-_PG_AGGREGATE_PACKED = sa.text(
-    _PG_ROLLUP_AGGREGATE.format(
-        first_key="packed",
-        rollup_key="(r.first_us - :base_us) * :label_shift + r.first_label_id",
-        edge_key="(e.first_us - :base_us) * :label_shift + e.first_label_id",
-        window_first_us="g.window_first / :label_shift + :base_us",
-        window_first_label="g.window_first % :label_shift",
-    )
-)
-_PG_AGGREGATE_ARRAY = sa.text(
-    _PG_ROLLUP_AGGREGATE.format(
-        first_key="array",
-        rollup_key="ARRAY[r.first_us, r.first_label_id::bigint]",
-        edge_key="ARRAY[e.first_us, e.first_label_id::bigint]",
-        window_first_us="g.window_first[1]",
-        window_first_label="g.window_first[2]",
-    )
-)
-# The largest label id, to choose between the two.
-_PG_MAX_LABEL = sa.text("SELECT coalesce(max(id), 0) FROM trends_labels")
-_HOUR = timedelta(hours=1)
-
-
-def _hour_floor(moment: datetime) -> datetime:
-    """The whole hour at or before ``moment``."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _hour_end(moment: datetime) -> datetime:
-    """The end of the rollup hour ``moment`` falls in (hour - 1 h < moment <= hour)."""
-    floor = _hour_floor(moment)
-    return floor if floor == moment else floor + _HOUR
-
-
-def _rollup_bounds(previous_start: datetime, start: datetime, end: datetime) -> dict[str, Any]:
-    """Where a window's whole hours are: rollup hours in ``(whole_from, whole_to]`` except
-    ``straddled`` (the hour ``start`` cuts in two, when it is not on the hour); the archive
-    gives the rest of ``(previous_start, end]``: ``(previous_start, whole_from]``, the
-    straddled hour and ``(whole_to, end]`` (empty when a bound is on the hour)."""
-    span_bits = max(0, (end - previous_start) // _MICROSECOND).bit_length()
-    whole_from = _hour_end(previous_start)
-    whole_to = max(whole_from, _hour_floor(end))
-    cut = _hour_end(start)
-    # When no rollup hour is cut, name one outside the rollup's range: its raw range then
-    # lies within (previous_start, whole_from], read already.
-    straddled = cut if cut != start and whole_from < cut <= whole_to else whole_from
-    return {
-        "previous_start": previous_start,
-        "start": start,
-        "end": end,
-        "whole_from": whole_from,
-        "whole_to": whole_to,
-        "straddled": straddled,
-        "straddled_from": straddled - _HOUR,
-        # Microseconds after previous_start fit in span_bits; the label id gets the rest of
-        # a bigint (62 bits, so that the product stays positive and below 2^63).
-        "base_us": (previous_start - _EPOCH) // _MICROSECOND,
-        "label_shift": 1 << max(0, 62 - span_bits),
-    }
-
-
-# For the aggregate's transaction only: timestamp text in ISO and UTC (the raw query's label
-# trick relies on it), and memory enough to hash a million rows without spilling to disk.
+# For the raw aggregate's transaction only: timestamp text in ISO and UTC (its label trick
+# relies on it), and memory enough to hash a million rows without spilling to disk.
 _PG_AGGREGATE_SETTINGS = (
     sa.text("SET LOCAL timezone = 'UTC'"),
     sa.text("SET LOCAL datestyle = 'ISO, YMD'"),
     sa.text("SET LOCAL work_mem = '256MB'"),
     # Compiling the expressions costs more than it saves on a scan this simple.
     sa.text("SET LOCAL jit = off"),
-    # The planner cannot estimate the rollup's groups and would look a million of them up
-    # one by one through the dictionaries' indexes.
-    sa.text("SET LOCAL enable_nestloop = off"),
     # One process sums every group, in one order: the same window gives the same floats
     # (and rows in the same order) every time; parallel partial sums differ in the last bit.
     sa.text("SET LOCAL max_parallel_workers_per_gather = 0"),
 )
 
+
+# For a window's parts (db.rollup), with which copy of the dictionaries is current: the rows
+# in one order every time, so the same window sums to the same bits (a parallel scan, or a
+# sequential scan joining one already under way, starts elsewhere in the table).
+_PG_PARTS_SETUP = sa.text(
+    "SELECT set_config('jit', 'off', true),"
+    " set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('synchronize_seqscans', 'off', true),"
+    " pg_relation_filenode('trends_series'), pg_relation_filenode('trends_labels')"
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -384,6 +267,7 @@ class TrendRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._rollup = rollup.RollupReader()
 
     async def ping(self) -> None:
         """Raise StorageUnavailable if the database does not answer."""
@@ -410,8 +294,12 @@ class TrendRepository:
         first sightings and previous volumes over ``previous_start < timestamp <= start``, in
         one pass over both, column by column."""
         if self.dialect == "postgresql":
-            bounds = _rollup_bounds(previous_start, start, end)
-            return await _aggregate_postgresql(self.engine, None, bounds)
+            bounds = rollup.rollup_bounds(previous_start, start, end)
+            async with translated("aggregate"), self.engine.connect() as conn, conn.begin():
+                version = tuple((await conn.execute(_PG_PARTS_SETUP)).one()[3:])
+                async with _driver(conn, "COPY (window parts) TO STDOUT") as driver:
+                    columns = await self._rollup.window(driver, version, bounds)
+            return AggregateColumns(*columns)
         async with translated("aggregate"), self.engine.connect() as conn:
             result = await conn.execute(_sqlite_aggregate(previous_start, start, end))
             table = AggregateColumns([], [], [], [], [], [], [], [])
@@ -458,16 +346,12 @@ class TrendRepository:
 
 
 async def _aggregate_postgresql(
-    engine: AsyncEngine, statement: sa.TextClause | None, bounds: dict[str, Any]
+    engine: AsyncEngine, statement: sa.TextClause, bounds: dict[str, Any]
 ) -> AggregateColumns:
-    """One aggregate on PostgreSQL; ``None``: from the rollup, packed keys when they fit."""
+    """One aggregate on PostgreSQL, as eight arrays in one row."""
     async with translated("aggregate"), engine.connect() as conn, conn.begin():
         for setting in _PG_AGGREGATE_SETTINGS:
             await conn.execute(setting)
-        if statement is None:
-            largest = int((await conn.execute(_PG_MAX_LABEL)).scalar_one())
-            packed = largest < bounds["label_shift"] and bounds["label_shift"] > 1
-            statement = _PG_AGGREGATE_PACKED if packed else _PG_AGGREGATE_ARRAY
         columns = (await conn.execute(statement, bounds)).one()
     if columns[0] is None:  # no record in the window: array_agg of nothing
         return AggregateColumns([], [], [], [], [], [], [], [])
@@ -552,20 +436,28 @@ async def _copy(
     conn: AsyncConnection, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]
 ) -> None:
     """Binary COPY of ``records`` into ``table`` on the connection's asyncpg connection, in
+    its open transaction."""
+    async with _driver(conn, f"COPY {table} FROM STDIN (FORMAT binary)") as driver:
+        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+
+
+@contextlib.asynccontextmanager
+async def _driver(conn: AsyncConnection, statement: str) -> AsyncIterator[Any]:
+    """The connection's asyncpg connection, for what SQLAlchemy has no call for (COPY), in
     its open transaction. A failure comes out as SQLAlchemy would have raised it (an
     IntegrityError, a DataError, an invalidated connection), so callers and `db.errors` see
     one kind of exception whichever way a statement travelled."""
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     try:
-        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        yield driver
     except Exception as exc:  # an asyncpg error: translate it as SQLAlchemy's adapter does
         closed = bool(driver.is_closed())
         try:
             raw.dbapi_connection._handle_exception(exc)  # type: ignore[union-attr]
         except Exception as adapted:
             raise sa.exc.DBAPIError.instance(
-                f"COPY {table} FROM STDIN (FORMAT binary)",
+                statement,
                 None,
                 adapted,
                 conn.dialect.loaded_dbapi.Error,

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -215,6 +216,15 @@ async def _create_database(admin_url: str) -> tuple[str, str]:
 
 async def _drop_database(admin_url: str, name: str) -> None:
     await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_loop() -> Any:
+    """uvloop's runner when installed (as the server uses), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
 
 
 @contextlib.asynccontextmanager

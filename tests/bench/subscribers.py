@@ -69,6 +69,7 @@ from tests.bench.common import (  # noqa: E402
     cpu_seconds,
     percentile,
     raise_fd_limit,
+    run_loop,
     throwaway_database,
     throwaway_redis,
 )
@@ -668,15 +669,6 @@ def result_row(r: Result, workers: int, quick: bool) -> Row:
             f" {r.sockets:,} sockets; {r.pinned}"
         ),
     )
-
-
-def run_loop() -> Any:
-    """uvloop's runner when installed (as the server uses), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
 
 
 def env_pair(text: str) -> tuple[str, str]:

@@ -1,0 +1,399 @@
+"""A window's aggregates from the hourly rollup (PostgreSQL, migration 0003), summed in numpy.
+
+PostgreSQL sends the rows that make up a window, and nothing else: the rollup rows of the whole
+hours in ``previous_start < timestamp <= end`` and the archive's rows in the partial hours at
+its three edges (none when the window's bounds are on the hour), each as (series id, in the
+window?, count, count x confidence, first microseconds, first label id). They come by binary
+COPY, fixed-width, so numpy reads them as one structured array without a Python object per
+row. The grouping by series id happens here: hashing 440,000 rows into 260,000 groups, joining
+the names back and building arrays of text took PostgreSQL four fifths of a cold window.
+
+Series and labels are integers in the rollup. Their names come from :class:`Dictionaries`,
+this process's copy of the two append-only tables ``trends_series`` and ``trends_labels``:
+whatever ids a window holds that the copy lacks are read (one range of ids per table), so a
+window costs their names once per process. The copy is dropped when either table is rewritten
+(a new relfilenode: a migration that rebuilt it, a TRUNCATE). It grows with the archive's
+distinct series and spellings, never with what clients ask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["RollupReader", "WindowColumns", "rollup_bounds"]
+
+_HOUR = timedelta(hours=1)
+
+# The window's parts, $1..$7 = previous_start, end, start, whole_from, whole_to, straddled,
+# straddled_from (see rollup_bounds). Every column is NOT NULL and fixed-width.
+WINDOW_PARTS = """
+    SELECT r.series_id, r.hour > $3 AS in_window, r.count_sum, r.weighted_sum, r.first_us,
+           r.first_label_id
+    FROM trends_rollup_hourly AS r
+    WHERE r.hour > $4 AND r.hour <= $5 AND r.hour <> $6
+    UNION ALL
+    SELECT s.id, a.timestamp > $3, a.count::bigint, a.count * a.confidence,
+           (extract(epoch FROM a.timestamp) * 1000000)::bigint, l.id
+    FROM trends_archive AS a
+    JOIN trends_series AS s ON s.country = a.country AND s.topic_key = a.topic_key
+    JOIN trends_labels AS l ON l.label = a.topic_label
+    WHERE a.timestamp > $1 AND a.timestamp <= $2
+      AND ((a.timestamp > $1 AND a.timestamp <= $4)
+       OR (a.timestamp > $7 AND a.timestamp <= $6)
+       OR (a.timestamp > $5 AND a.timestamp <= $2))
+"""
+
+# One row of WINDOW_PARTS in PostgreSQL's binary COPY format: a field count, then each field
+# as its byte length and its big-endian value.
+_PART = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("series_len", ">i4"),
+        ("series", ">i4"),
+        ("in_window_len", ">i4"),
+        ("in_window", "u1"),
+        ("count_len", ">i4"),
+        ("count", ">i8"),
+        ("weighted_len", ">i4"),
+        ("weighted", ">f8"),
+        ("first_len", ">i4"),
+        ("first", ">i8"),
+        ("label_len", ">i4"),
+        ("label", ">i4"),
+    ]
+)
+_PART_LENGTHS = {
+    "series_len": 4,
+    "in_window_len": 1,
+    "count_len": 8,
+    "weighted_len": 8,
+    "first_len": 8,
+    "label_len": 4,
+}
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_TRAILER = b"\xff\xff"
+
+# The names of ids from..to (inclusive), as arrays; text joined with \x01 travels far faster
+# than a text[] (the archive's API refuses control characters, but SQL may have written one:
+# then the split does not add up and the arrays are asked for).
+SERIES_NAMES = """
+    SELECT array_agg(id), string_agg(country, chr(1)), string_agg(topic_key, chr(1))
+    FROM trends_series WHERE id BETWEEN $1 AND $2
+"""
+SERIES_NAMES_ARRAYS = """
+    SELECT array_agg(id), array_agg(country), array_agg(topic_key)
+    FROM trends_series WHERE id BETWEEN $1 AND $2
+"""
+LABEL_NAMES = """
+    SELECT array_agg(id), string_agg(label, chr(1)) FROM trends_labels WHERE id BETWEEN $1 AND $2
+"""
+LABEL_NAMES_ARRAYS = """
+    SELECT array_agg(id), array_agg(label) FROM trends_labels WHERE id BETWEEN $1 AND $2
+"""
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+ObjectArray = npt.NDArray[np.object_]
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    """The whole hour at or before ``moment``."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_end(moment: datetime) -> datetime:
+    """The end of the rollup hour ``moment`` falls in (hour - 1 h < moment <= hour)."""
+    floor = _hour_floor(moment)
+    return floor if floor == moment else floor + _HOUR
+
+
+def rollup_bounds(previous_start: datetime, start: datetime, end: datetime) -> dict[str, Any]:
+    """Where a window's whole hours are: rollup hours in ``(whole_from, whole_to]`` except
+    ``straddled`` (the hour ``start`` cuts in two, when it is not on the hour); the archive
+    gives the rest of ``(previous_start, end]``: ``(previous_start, whole_from]``, the
+    straddled hour and ``(whole_to, end]`` (empty when a bound is on the hour)."""
+    whole_from = _hour_end(previous_start)
+    whole_to = max(whole_from, _hour_floor(end))
+    cut = _hour_end(start)
+    # When no rollup hour is cut, name one outside the rollup's range: its raw range then
+    # lies within (previous_start, whole_from], read already.
+    straddled = cut if cut != start and whole_from < cut <= whole_to else whole_from
+    return {
+        "previous_start": previous_start,
+        "start": start,
+        "end": end,
+        "whole_from": whole_from,
+        "whole_to": whole_to,
+        "straddled": straddled,
+        "straddled_from": straddled - _HOUR,
+    }
+
+
+def parts_arguments(bounds: dict[str, Any]) -> tuple[datetime, ...]:
+    """WINDOW_PARTS' $1..$7 from :func:`rollup_bounds`."""
+    names = ("previous_start", "end", "start", "whole_from", "whole_to", "straddled")
+    return (*(bounds[name] for name in names), bounds["straddled_from"])
+
+
+def parse_parts(data: bytes) -> npt.NDArray[np.void]:
+    """WINDOW_PARTS' rows from its binary COPY output, as one structured array."""
+    if not data.startswith(_SIGNATURE) or not data.endswith(_TRAILER):
+        raise ValueError("not PostgreSQL's binary COPY output")
+    extension = int.from_bytes(data[15:19], "big")
+    body = memoryview(data)[19 + extension : -len(_TRAILER)]
+    if len(body) % _PART.itemsize:
+        raise ValueError("a window part is not the expected fixed-width row")
+    rows = np.frombuffer(body, dtype=_PART)
+    if (rows["fields"] != 6).any() or any(
+        (rows[name] != length).any() for name, length in _PART_LENGTHS.items()
+    ):
+        raise ValueError("a window part is not the expected fixed-width row")
+    return rows
+
+
+@dataclass
+class Dictionaries:
+    """This process's copy of ``trends_series`` and ``trends_labels``, indexed by id.
+
+    A series id maps to the index of its country in ``countries`` and of its topic key in
+    ``topic_keys`` (-1: not known here yet); a label id to its text (None: not known)."""
+
+    version: tuple[int, int]
+    series_country: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    series_topic: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    countries: list[str] = field(default_factory=list)
+    topic_keys: list[str] = field(default_factory=list)
+    labels: ObjectArray = field(default_factory=lambda: np.empty(0, object))
+    label_known: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, bool))
+    _country_index: dict[str, int] = field(default_factory=dict)
+    _topic_index: dict[str, int] = field(default_factory=dict)
+    _arrays: dict[str, ObjectArray] = field(default_factory=dict)
+
+    def country_names(self) -> ObjectArray:
+        """The countries as an array, to be indexed by codes."""
+        return _names_array(self._arrays, "countries", self.countries)
+
+    def topic_names(self) -> ObjectArray:
+        """The topic keys as an array, to be indexed by codes."""
+        return _names_array(self._arrays, "topic_keys", self.topic_keys)
+
+    def missing_series(self, ids: IntArray) -> IntArray:
+        known = ids < len(self.series_topic)
+        known[known] = self.series_topic[ids[known]] >= 0
+        return ids[~known]
+
+    def missing_labels(self, ids: IntArray) -> IntArray:
+        known = ids < len(self.labels)
+        known[known] = self.label_known[ids[known]]
+        return ids[~known]
+
+    def add_series(self, ids: list[int], countries: list[str], topic_keys: list[str]) -> None:
+        if not ids:
+            return
+        size = max(ids) + 1
+        if size > len(self.series_topic):
+            grow = size - len(self.series_topic)
+            self.series_country = np.concatenate([self.series_country, np.full(grow, -1)])
+            self.series_topic = np.concatenate([self.series_topic, np.full(grow, -1)])
+        where = np.asarray(ids, np.int64)
+        self.series_country[where] = _codes(self._country_index, self.countries, countries)
+        self.series_topic[where] = _codes(self._topic_index, self.topic_keys, topic_keys)
+
+    def add_labels(self, ids: list[int], labels: list[str]) -> None:
+        if not ids:
+            return
+        size = max(ids) + 1
+        if size > len(self.labels):
+            grow = size - len(self.labels)
+            self.labels = np.concatenate([self.labels, np.full(grow, None)])
+            self.label_known = np.concatenate([self.label_known, np.zeros(grow, bool)])
+        where = np.asarray(ids, np.int64)
+        self.labels[where] = labels
+        self.label_known[where] = True
+
+
+def _names_array(arrays: dict[str, ObjectArray], name: str, names: list[str]) -> ObjectArray:
+    """``names`` as an object array, made again only when it has grown."""
+    array = arrays.get(name)
+    if array is None or len(array) != len(names):
+        array = arrays[name] = np.asarray(names, object)
+    return array
+
+
+def _codes(index: dict[str, int], names: list[str], values: list[str]) -> list[int]:
+    """Each value's place in ``names``, the new ones appended (loops over the distinct
+    values only: a window's 260,000 series have 5,000 topic keys)."""
+    for name in dict.fromkeys(values):
+        if name not in index:
+            index[name] = len(names)
+            names.append(name)
+    return list(map(index.__getitem__, values))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """A window's parts summed per series, every series a part names (in id order)."""
+
+    series: IntArray
+    in_window: npt.NDArray[np.bool_]
+    count: FloatArray
+    weighted: FloatArray
+    first_us: IntArray
+    window_first_us: IntArray
+    window_first_label: IntArray
+    previous_count: FloatArray
+
+
+def group_parts(rows: npt.NDArray[np.void]) -> Groups:
+    """Sum the parts per series id. Counts are summed as float64, exact below 2^53 (a
+    series' count in two windows stays far below it). Float sums run in the rows' order, so
+    the same rows give the same bits. Timestamps are unique within a series, so the earliest
+    record in the window is one row, whose label the series takes."""
+    ids, inv = _dense(rows["series"].astype(np.int64))
+    n = len(ids)
+    inside = rows["in_window"].astype(bool)
+    count = rows["count"].astype(np.float64)
+    first = rows["first"].astype(np.int64)
+    window_count = _sums(inv, np.where(inside, count, 0.0), n)
+    weighted = _sums(inv, np.where(inside, rows["weighted"].astype(np.float64), 0.0), n)
+    previous = _sums(inv, np.where(inside, 0.0, count), n)
+    in_window = np.zeros(n, bool)
+    in_window[inv[inside]] = True
+    latest = np.iinfo(np.int64).max
+    first_us = np.full(n, latest, np.int64)
+    np.minimum.at(first_us, inv, first)
+    window_first = np.full(n, latest, np.int64)
+    np.minimum.at(window_first, inv[inside], first[inside])
+    earliest = inside & (first == window_first[inv])
+    label = np.zeros(n, np.int64)
+    label[inv[earliest]] = rows["label"][earliest]
+    return Groups(ids, in_window, window_count, weighted, first_us, window_first, label, previous)
+
+
+def _dense(values: IntArray) -> tuple[IntArray, IntArray]:
+    """The distinct values in order, and each value's place among them: ``np.unique`` with
+    ``return_inverse``, by a table over the values' range where that is small next to their
+    number (series ids are dense; eight times faster than sorting them)."""
+    if not len(values):
+        return values, values
+    top = int(values.max()) + 1
+    if int(values.min()) < 0 or top > 4 * len(values) + 1024:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return distinct, inverse.reshape(-1)
+    present = np.zeros(top, bool)
+    present[values] = True
+    place = np.cumsum(present) - 1
+    return np.flatnonzero(present), place[values]
+
+
+def _sums(groups: IntArray, values: FloatArray, n: int) -> FloatArray:
+    """``values`` summed per group, in their order."""
+    return np.bincount(groups, weights=values, minlength=n).astype(np.float64, copy=False)
+
+
+# A window's columns, in db.repository.AggregateColumns' order.
+WindowColumns = tuple[
+    list[str], list[str], list[str], list[int], list[float], list[int], list[int], list[int]
+]
+
+
+def window_columns(groups: Groups, names: Dictionaries) -> WindowColumns:
+    """The series with a record in the window, by (country, topic key) in byte order (as
+    PostgreSQL's "C" collation sorts UTF-8), with their names, labels, and each country's
+    summed count in the window before (over every series it had there)."""
+    country = names.series_country[groups.series]
+    topic = names.series_topic[groups.series]
+    volumes = np.bincount(country, weights=groups.previous_count, minlength=len(names.countries))
+    keep = groups.in_window
+    country, topic = country[keep], topic[keep]
+    country_rank, _ = _ranks(names.countries, country)
+    topic_rank, topics = _ranks(names.topic_keys, topic)
+    order = np.argsort(country_rank * topics + topic_rank, kind="stable")
+    country, topic = country[order], topic[order]
+
+    def kept(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return values[keep][order]
+
+    return (
+        names.country_names()[country].tolist(),
+        names.topic_names()[topic].tolist(),
+        names.labels[kept(groups.window_first_label)].tolist(),
+        kept(groups.count).astype(np.int64).tolist(),
+        kept(groups.weighted).tolist(),
+        kept(groups.first_us).tolist(),
+        kept(groups.window_first_us).tolist(),
+        volumes[country].astype(np.int64).tolist(),
+    )
+
+
+def _ranks(names: list[str], codes: IntArray) -> tuple[IntArray, int]:
+    """Each code's rank, by its name (Python orders str by code point: UTF-8's byte order),
+    among the codes present; and how many are present."""
+    present, place = _dense(codes)
+    by_name = sorted(range(len(present)), key=lambda i: names[present[i]])
+    rank = np.empty(len(present), np.int64)
+    rank[by_name] = np.arange(len(present))
+    return rank[place], len(present)
+
+
+class RollupReader:
+    """Reads windows from the rollup over an asyncpg connection in an open transaction, and
+    keeps this process's copy of the dictionaries between them."""
+
+    def __init__(self) -> None:
+        self._names: Dictionaries | None = None
+
+    async def window(
+        self, driver: Any, version: tuple[int, int], bounds: dict[str, Any]
+    ) -> WindowColumns:
+        """The columns of the window ``bounds`` (:func:`rollup_bounds`); ``version``: the
+        dictionaries' relfilenodes as this transaction sees them."""
+        chunks: list[bytes] = []
+
+        async def received(chunk: bytes) -> None:
+            chunks.append(chunk)
+
+        await driver.copy_from_query(
+            WINDOW_PARTS, *parts_arguments(bounds), output=received, format="binary"
+        )
+        groups = group_parts(parse_parts(b"".join(chunks)))
+        names = await self._dictionaries(driver, version, groups)
+        return window_columns(groups, names)
+
+    async def _dictionaries(
+        self, driver: Any, version: tuple[int, int], groups: Groups
+    ) -> Dictionaries:
+        """The dictionaries, holding every name ``groups`` shows."""
+        names = self._names
+        if names is None or names.version != version:
+            names = self._names = Dictionaries(version)
+        series = names.missing_series(groups.series)
+        if len(series):
+            ids, countries, keys = await _names(driver, SERIES_NAMES, SERIES_NAMES_ARRAYS, series)
+            names.add_series(ids, countries, keys)
+            if len(names.missing_series(series)):
+                raise LookupError("a rollup row names a series trends_series does not hold")
+        labels = names.missing_labels(groups.window_first_label[groups.in_window])
+        if len(labels):
+            ids, texts = await _names(driver, LABEL_NAMES, LABEL_NAMES_ARRAYS, labels)
+            names.add_labels(ids, texts)
+            if len(names.missing_labels(labels)):
+                raise LookupError("a rollup row names a label trends_labels does not hold")
+        return names
+
+
+async def _names(driver: Any, joined: str, arrays: str, ids: IntArray) -> tuple[list[Any], ...]:
+    """The ids from the smallest of ``ids`` to the largest, and their names, column by
+    column: ``joined`` sends each column as one text, ``arrays`` as an array."""
+    first, last = int(ids.min()), int(ids.max())
+    row = await driver.fetchrow(joined, first, last)
+    found: list[int] = row[0] or []
+    texts = [(text or "").split("\x01") if found else [] for text in row[1:]]
+    if any(len(names) != len(found) for names in texts):
+        row = await driver.fetchrow(arrays, first, last)
+        texts = list(row[1:])
+    return (found, *texts)
