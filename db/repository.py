@@ -15,9 +15,9 @@ import gc
 import json
 import operator
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -173,13 +173,17 @@ class RecordLike(Protocol):
 _R = TypeVar("_R", bound=RecordLike)
 
 
-class AggregateColumns(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class AggregateColumns:
     """A window's per (country, topic key) sums, column by column, for each topic a country
     has in the window: its label, count and weighted confidence there, its first sighting over
     the window and the one before it (``first_seen_us``), its earliest record in the window
     (``window_first_seen_us``, whose label it is), and the country's summed count in the window
     before (``previous_volumes``, the same on every row of a country). Times are microseconds
-    since the Unix epoch (UTC)."""
+    since the Unix epoch (UTC). Iterating gives the eight lists in this order.
+
+    ``coded``: the same columns as numpy arrays with integer codes for the names, when the
+    reader had them (the rollup's), so that the maths need not build them again."""
 
     countries: list[str]
     topic_keys: list[str]
@@ -189,6 +193,19 @@ class AggregateColumns(NamedTuple):
     first_seen_us: list[int]
     window_first_seen_us: list[int]
     previous_volumes: list[int]
+    coded: rollup.CodedColumns | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        yield from (
+            self.countries,
+            self.topic_keys,
+            self.labels,
+            self.counts,
+            self.weighted_confidences,
+            self.first_seen_us,
+            self.window_first_seen_us,
+            self.previous_volumes,
+        )
 
 
 # A stored record as read: id, timestamp, country, topic_label, count, confidence, sources.
@@ -298,8 +315,8 @@ class TrendRepository:
             async with translated("aggregate"), self.engine.connect() as conn, conn.begin():
                 version = tuple((await conn.execute(_PG_PARTS_SETUP)).one()[3:])
                 async with _driver(conn, "COPY (window parts) TO STDOUT") as driver:
-                    columns = await self._rollup.window(driver, version, bounds)
-            return AggregateColumns(*columns)
+                    columns, coded = await self._rollup.window(driver, version, bounds)
+            return AggregateColumns(*columns, coded=coded)
         async with translated("aggregate"), self.engine.connect() as conn:
             result = await conn.execute(_sqlite_aggregate(previous_start, start, end))
             table = AggregateColumns([], [], [], [], [], [], [], [])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RollupReader", "WindowColumns", "rollup_bounds"]
+__all__ = ["CodedColumns", "RollupReader", "WindowColumns", "rollup_bounds"]
 
 _HOUR = timedelta(hours=1)
 
@@ -139,8 +139,8 @@ def parts_arguments(bounds: dict[str, Any]) -> tuple[datetime, ...]:
     return (*(bounds[name] for name in names), bounds["straddled_from"])
 
 
-def parse_parts(data: bytes) -> npt.NDArray[np.void]:
-    """WINDOW_PARTS' rows from its binary COPY output, as one structured array."""
+def parse_parts(data: bytes | bytearray) -> npt.NDArray[np.void]:
+    """WINDOW_PARTS' rows from its binary COPY output, as one structured array over it."""
     if not data.startswith(_SIGNATURE) or not data.endswith(_TRAILER):
         raise ValueError("not PostgreSQL's binary COPY output")
     extension = int.from_bytes(data[15:19], "big")
@@ -301,33 +301,85 @@ WindowColumns = tuple[
 ]
 
 
-def window_columns(groups: Groups, names: Dictionaries) -> WindowColumns:
+@dataclass(frozen=True)
+class CodedColumns:
+    """A window's columns as arrays, its names as integer codes in order of first appearance
+    over the rows (``countries[country[i]]`` is row i's country): what graph.core.aggregates
+    would derive from the lists, built here from the codes the dictionaries already give."""
+
+    country: IntArray
+    countries: list[str]
+    topic: IntArray
+    topic_keys: list[str]
+    count: IntArray
+    weighted: FloatArray
+    first_us: IntArray
+    window_first_us: IntArray
+    previous_volume: IntArray
+
+
+def window_columns(groups: Groups, names: Dictionaries) -> tuple[WindowColumns, CodedColumns]:
     """The series with a record in the window, by (country, topic key) in byte order (as
     PostgreSQL's "C" collation sorts UTF-8), with their names, labels, and each country's
-    summed count in the window before (over every series it had there)."""
+    summed count in the window before (over every series it had there); as lists and as
+    arrays."""
     country = names.series_country[groups.series]
     topic = names.series_topic[groups.series]
     volumes = np.bincount(country, weights=groups.previous_count, minlength=len(names.countries))
     keep = groups.in_window
     country, topic = country[keep], topic[keep]
-    country_rank, _ = _ranks(names.countries, country)
+    country_rank, countries = _ranks(names.countries, country)
     topic_rank, topics = _ranks(names.topic_keys, topic)
     order = np.argsort(country_rank * topics + topic_rank, kind="stable")
     country, topic = country[order], topic[order]
+    # Rows go by country: a country's rank is its code. Topic codes go by first appearance.
+    country_code = country_rank[order]
+    topic_rank = topic_rank[order]
+    first_row = np.full(topics, len(topic_rank), np.int64)
+    np.minimum.at(first_row, topic_rank, np.arange(len(topic_rank)))
+    appearance = np.argsort(first_row, kind="stable")
+    code_of_rank = np.empty(topics, np.int64)
+    code_of_rank[appearance] = np.arange(topics)
 
     def kept(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return values[keep][order]
 
-    return (
-        names.country_names()[country].tolist(),
-        names.topic_names()[topic].tolist(),
+    country_names = names.country_names()
+    topic_names = names.topic_names()
+    count = kept(groups.count).astype(np.int64)
+    weighted = kept(groups.weighted)
+    first_us = kept(groups.first_us)
+    window_first_us = kept(groups.window_first_us)
+    previous = volumes[country].astype(np.int64)
+    lists: WindowColumns = (
+        country_names[country].tolist(),
+        topic_names[topic].tolist(),
         names.labels[kept(groups.window_first_label)].tolist(),
-        kept(groups.count).astype(np.int64).tolist(),
-        kept(groups.weighted).tolist(),
-        kept(groups.first_us).tolist(),
-        kept(groups.window_first_us).tolist(),
-        volumes[country].astype(np.int64).tolist(),
+        count.tolist(),
+        weighted.tolist(),
+        first_us.tolist(),
+        window_first_us.tolist(),
+        previous.tolist(),
     )
+    coded = CodedColumns(
+        country=country_code,
+        countries=country_names[_in_order(country, country_code, countries)].tolist(),
+        topic=code_of_rank[topic_rank],
+        topic_keys=topic_names[_in_order(topic, code_of_rank[topic_rank], topics)].tolist(),
+        count=count,
+        weighted=weighted,
+        first_us=first_us,
+        window_first_us=window_first_us,
+        previous_volume=previous,
+    )
+    return lists, coded
+
+
+def _in_order(values: IntArray, codes: IntArray, n: int) -> IntArray:
+    """The value of each code 0..n-1 (every code appears; ``codes[i]`` is ``values[i]``'s)."""
+    by_code = np.empty(n, np.int64)
+    by_code[codes] = values
+    return by_code
 
 
 def _ranks(names: list[str], codes: IntArray) -> tuple[IntArray, int]:
@@ -349,18 +401,18 @@ class RollupReader:
 
     async def window(
         self, driver: Any, version: tuple[int, int], bounds: dict[str, Any]
-    ) -> WindowColumns:
-        """The columns of the window ``bounds`` (:func:`rollup_bounds`); ``version``: the
-        dictionaries' relfilenodes as this transaction sees them."""
-        chunks: list[bytes] = []
+    ) -> tuple[WindowColumns, CodedColumns]:
+        """The columns of the window ``bounds`` (:func:`rollup_bounds`), as lists and as
+        arrays; ``version``: the dictionaries' relfilenodes as this transaction sees them."""
+        data = bytearray()  # grown in place: a 10M-record window sends 200 MB
 
         async def received(chunk: bytes) -> None:
-            chunks.append(chunk)
+            data.extend(chunk)
 
         await driver.copy_from_query(
             WINDOW_PARTS, *parts_arguments(bounds), output=received, format="binary"
         )
-        groups = group_parts(parse_parts(b"".join(chunks)))
+        groups = group_parts(parse_parts(data))
         names = await self._dictionaries(driver, version, groups)
         return window_columns(groups, names)
 

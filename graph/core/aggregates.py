@@ -28,6 +28,7 @@ __all__ = [
     "cell_order",
     "check_counts",
     "columns",
+    "with_columns",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -135,6 +136,14 @@ class Columns:
     seen: IntArray
     window_seen: IntArray
     previous: IntArray
+
+
+def with_columns(table: AggregateTable, derived: Columns) -> AggregateTable:
+    """``table``, its arrays given by a reader that had them (db.rollup builds them from its
+    codes): they must be what :func:`columns` would derive from the lists, codes included
+    (tests/service/test_snapshots.py holds the rollup's to that)."""
+    table.derived["columns"] = derived
+    return table
 
 
 def columns(aggregates: Sequence[AggregateRow]) -> Columns:

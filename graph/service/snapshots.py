@@ -15,7 +15,7 @@ from db.repository import TrendRepository
 from graph.cache.entry import Entry
 from graph.cache.keys import trends_key, trends_roster_key
 from graph.cache.response_cache import ResponseCache
-from graph.core.aggregates import AggregateRow, AggregateTable
+from graph.core.aggregates import AggregateRow, AggregateTable, Columns, with_columns
 from graph.core.errors import DependencyUnavailable
 from graph.core.windows import Span, TimeWindow
 
@@ -84,7 +84,23 @@ class Snapshots:
             )
         except StorageUnavailable as exc:
             raise DependencyUnavailable(str(exc)) from exc
-        return AggregateTable(*columns)  # the lists themselves, not copies
+        table = AggregateTable(*columns)  # the lists themselves, not copies
+        coded = columns.coded
+        if coded is None:
+            return table
+        derived = Columns(
+            coded.country,
+            coded.countries,
+            coded.topic,
+            coded.topic_keys,
+            columns.labels,
+            coded.count,
+            coded.weighted,
+            coded.first_us,
+            coded.window_first_us,
+            coded.previous_volume,
+        )
+        return with_columns(table, derived)
 
     async def aggregates(self, span: Span, token: str | None = None) -> Sequence[AggregateRow]:
         """The window's per-country topic sums: from the cache's ``trends:`` entries when they
