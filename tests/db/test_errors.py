@@ -43,6 +43,26 @@ async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         writer.close()
 
 
+async def _hanging_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A PostgreSQL server going down (or coming up) under ``pg_ctl stop -m immediate``: it
+    takes the connection, then hangs up on the login without a word. asyncpg raises
+    ConnectionDoesNotExistError (SQLSTATE 08003), which SQLAlchemy wraps, at connect time, in
+    a plain DBAPIError that is not marked invalidated."""
+    try:
+        while True:
+            (length,) = struct.unpack("!i", await reader.readexactly(4))
+            body = await reader.readexactly(length - 4)
+            if struct.unpack("!i", body[:4])[0] == _SSL_REQUEST:
+                writer.write(b"N")  # no TLS; the client goes on with a plain startup
+                await writer.drain()
+                continue
+            return
+    except asyncio.IncompleteReadError:
+        return
+    finally:
+        writer.close()
+
+
 def _calls(repo: TrendRepository) -> list[Callable[[], Awaitable[object]]]:
     record = Record(T0, "US", "A", "a", 1, 0.5, None)
     return [
@@ -73,6 +93,19 @@ def test_a_server_still_starting_up_is_storage_unavailable() -> None:
 
     async def main() -> None:
         server = await asyncio.start_server(_starting_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            await _every_call_is_unavailable(f"postgresql://postgres@127.0.0.1:{port}/trendmap")
+
+    asyncio.run(main())
+
+
+def test_a_login_the_server_hangs_up_on_is_storage_unavailable() -> None:
+    """What a new connection (or the pre-ping's reconnect) meets while PostgreSQL restarts:
+    the soak's one 500 on GET /v1/flows."""
+
+    async def main() -> None:
+        server = await asyncio.start_server(_hanging_up, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             await _every_call_is_unavailable(f"postgresql://postgres@127.0.0.1:{port}/trendmap")
@@ -133,3 +166,4 @@ async def _read_behind_a_lock(url: str) -> None:
 
 def test_a_read_stuck_behind_a_lock_is_storage_unavailable(postgres_url: str) -> None:
     asyncio.run(_read_behind_a_lock(postgres_url))
+
