@@ -472,7 +472,10 @@ async def _driver(conn: AsyncConnection, statement: str) -> AsyncIterator[Any]:
         closed = bool(driver.is_closed())
         try:
             raw.dbapi_connection._handle_exception(exc)  # type: ignore[union-attr]
-        except Exception as adapted:
+        except conn.dialect.loaded_dbapi.Error as adapted:
+            # Only a driver error is wrapped; anything else (an OSError, a TimeoutError, a
+            # bug's ValueError) propagates as it is: DBAPIError.instance would make it a
+            # StatementError, which db.errors cannot tell from a bug (a 500, not a 503).
             raise sa.exc.DBAPIError.instance(
                 statement,
                 None,

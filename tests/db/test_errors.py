@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from db import migrate
 from db.engine import make_engine
 from db.errors import StorageUnavailable, translated
-from db.repository import RecordFilter, TrendRepository
+from db.repository import RecordFilter, TrendRepository, _driver
 from graph.core.records import Record
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -167,3 +167,28 @@ async def _read_behind_a_lock(url: str) -> None:
 def test_a_read_stuck_behind_a_lock_is_storage_unavailable(postgres_url: str) -> None:
     asyncio.run(_read_behind_a_lock(postgres_url))
 
+
+def test_a_driver_calls_errors_come_out_as_sqlalchemy_would_raise_them(postgres_url: str) -> None:
+    """What runs on the asyncpg connection itself (COPY): a driver error comes out as
+    SQLAlchemy's, anything else as it is, so a timeout stays an outage (a 503), not a
+    StatementError that db.errors takes for a bug (a 500)."""
+
+    async def main() -> None:
+        engine = make_engine(postgres_url)
+        try:
+            async with engine.connect() as conn, conn.begin():
+                await conn.execute(sa.text("SELECT 1"))
+                with pytest.raises(sqlalchemy.exc.DBAPIError):
+                    async with _driver(conn, "SELECT 1 / 0") as driver:
+                        await driver.execute("SELECT 1 / 0")
+            for outage in (TimeoutError, OSError):
+                with pytest.raises(StorageUnavailable):
+                    async with translated("aggregate"), engine.connect() as conn, conn.begin():
+                        await conn.execute(sa.text("SELECT 1"))
+                        async with _driver(conn, "COPY") as driver:
+                            await driver.execute("SELECT 1")
+                            raise outage("the socket went away")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
