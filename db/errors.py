@@ -43,15 +43,20 @@ async def translated(action: str) -> AsyncIterator[None]:
         # A connection that died mid-statement (the server went away) is an outage too, and
         # so is one the server closed before it answered (a login cut short by a restart),
         # PostgreSQL refusing for operator intervention (starting up, shutting down) or
-        # cancelling a statement that ran past the statement timeout (stuck behind a lock).
+        # because every connection slot is taken (too many clients, for now), or cancelling a
+        # statement that ran past the statement timeout (stuck behind a lock).
         if not (
             exc.connection_invalidated
             or _connection_exception(exc)
             or _operator_intervention(exc)
+            or _sqlstate(exc) == _TOO_MANY_CONNECTIONS
             or _timed_out(exc)
         ):
             raise
         raise StorageUnavailable(action) from exc
+
+
+_TOO_MANY_CONNECTIONS = "53300"
 
 
 def _sqlstate(exc: sqlalchemy.exc.DBAPIError) -> str:

@@ -26,6 +26,18 @@ _SSL_REQUEST = 80877103
 async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A PostgreSQL server that is still starting: it refuses every login with 57P03, as the
     real one does (FATAL: the database system is starting up)."""
+    await _refusing(reader, writer, b"57P03", b"the database system is starting up")
+
+
+async def _full(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A PostgreSQL server with every connection slot taken (max_connections)."""
+    await _refusing(reader, writer, b"53300", b"sorry, too many clients already")
+
+
+async def _refusing(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sqlstate: bytes, message: bytes
+) -> None:
+    """Refuse the login with a FATAL error, as PostgreSQL does."""
     try:
         while True:
             (length,) = struct.unpack("!i", await reader.readexactly(4))
@@ -33,7 +45,7 @@ async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             if struct.unpack("!i", body[:4])[0] == _SSL_REQUEST:
                 writer.write(b"N")  # no TLS; the client goes on with a plain startup
                 continue
-            fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+            fields = b"SFATAL\0VFATAL\0C" + sqlstate + b"\0M" + message + b"\0\0"
             writer.write(b"E" + struct.pack("!i", len(fields) + 4) + fields)
             await writer.drain()
             return
@@ -87,12 +99,16 @@ def test_an_unreachable_server_is_storage_unavailable() -> None:
     asyncio.run(_every_call_is_unavailable("postgresql://postgres@127.0.0.1:1/none"))
 
 
-def test_a_server_still_starting_up_is_storage_unavailable() -> None:
-    """asyncpg's CannotConnectNowError (SQLSTATE 57P03) is neither an OperationalError nor an
-    InterfaceError once SQLAlchemy wraps it; it is still an outage, not a bug (no 500)."""
+@pytest.mark.parametrize("refusal", [_starting_up, _full], ids=["starting up", "full"])
+def test_a_server_refusing_logins_for_now_is_storage_unavailable(
+    refusal: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> None:
+    """asyncpg's CannotConnectNowError (SQLSTATE 57P03) and TooManyConnectionsError (53300)
+    are neither OperationalErrors nor InterfaceErrors once SQLAlchemy wraps them; they are
+    still outages, not bugs (no 500)."""
 
     async def main() -> None:
-        server = await asyncio.start_server(_starting_up, "127.0.0.1", 0)
+        server = await asyncio.start_server(refusal, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             await _every_call_is_unavailable(f"postgresql://postgres@127.0.0.1:{port}/trendmap")
