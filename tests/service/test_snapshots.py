@@ -17,6 +17,7 @@ from graph.core.records import Record
 from graph.core.windows import Span, TimeWindow
 from graph.service.snapshots import Snapshots, decode_rows, encode_rows
 from graph.stores.memory import MemoryStore
+from tests.support.servers import empty_archive
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -47,6 +48,7 @@ def test_the_rollups_arrays_are_what_the_maths_would_derive(postgres_url: str) -
     ]
 
     async def main() -> tuple[Columns, Columns]:
+        await empty_archive(postgres_url)  # the session's database: other tests' records
         engine = make_engine(postgres_url)
         try:
             await migrate.upgrade(engine)
