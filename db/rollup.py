@@ -196,7 +196,7 @@ class Dictionaries:
             return
         size = max(ids) + 1
         if size > len(self.series_topic):
-            grow = size - len(self.series_topic)
+            grow = _growth(len(self.series_topic), size)
             self.series_country = np.concatenate([self.series_country, np.full(grow, -1)])
             self.series_topic = np.concatenate([self.series_topic, np.full(grow, -1)])
         where = np.asarray(ids, np.int64)
@@ -208,12 +208,18 @@ class Dictionaries:
             return
         size = max(ids) + 1
         if size > len(self.labels):
-            grow = size - len(self.labels)
+            grow = _growth(len(self.labels), size)
             self.labels = np.concatenate([self.labels, np.full(grow, None)])
             self.label_known = np.concatenate([self.label_known, np.zeros(grow, bool)])
         where = np.asarray(ids, np.int64)
         self.labels[where] = labels
         self.label_known[where] = True
+
+
+def _growth(length: int, size: int) -> int:
+    """How many entries an id table of ``length`` grows by to hold ``size``: by half at
+    least, so that a stream of new series copies it a few times, not once per window."""
+    return max(size, length + length // 2) - length
 
 
 def _names_array(arrays: dict[str, ObjectArray], name: str, names: list[str]) -> ObjectArray:
