@@ -330,37 +330,32 @@ def window_columns(groups: Groups, names: Dictionaries) -> tuple[WindowColumns, 
     summed count in the window before (over every series it had there); as lists and as
     arrays."""
     country = names.series_country[groups.series]
-    topic = names.series_topic[groups.series]
     volumes = np.bincount(country, weights=groups.previous_count, minlength=len(names.countries))
-    keep = groups.in_window
-    country, topic = country[keep], topic[keep]
-    country_rank, countries = _ranks(names.countries, country)
-    topic_rank, topics = _ranks(names.topic_keys, topic)
+    kept = np.flatnonzero(groups.in_window)
+    country, topic = country[kept], names.series_topic[groups.series[kept]]
+    country_rank, countries_by_rank = _ranks(names.countries, country)
+    topic_rank, topics_by_rank = _ranks(names.topic_keys, topic)
+    topics = len(topics_by_rank)
     order = np.argsort(country_rank * topics + topic_rank, kind="stable")
-    country, topic = country[order], topic[order]
+    at, country, topic, topic_rank = kept[order], country[order], topic[order], topic_rank[order]
     # Rows go by country: a country's rank is its code. Topic codes go by first appearance.
-    country_code = country_rank[order]
-    topic_rank = topic_rank[order]
     first_row = np.full(topics, len(topic_rank), np.int64)
     np.minimum.at(first_row, topic_rank, np.arange(len(topic_rank)))
     appearance = np.argsort(first_row, kind="stable")
     code_of_rank = np.empty(topics, np.int64)
     code_of_rank[appearance] = np.arange(topics)
 
-    def kept(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return values[keep][order]
-
     country_names = names.country_names()
     topic_names = names.topic_names()
-    count = kept(groups.count).astype(np.int64)
-    weighted = kept(groups.weighted)
-    first_us = kept(groups.first_us)
-    window_first_us = kept(groups.window_first_us)
+    count = groups.count[at].astype(np.int64)
+    weighted = groups.weighted[at]
+    first_us = groups.first_us[at]
+    window_first_us = groups.window_first_us[at]
     previous = volumes[country].astype(np.int64)
     lists: WindowColumns = (
         country_names[country].tolist(),
         topic_names[topic].tolist(),
-        names.labels[kept(groups.window_first_label)].tolist(),
+        names.labels[groups.window_first_label[at]].tolist(),
         count.tolist(),
         weighted.tolist(),
         first_us.tolist(),
@@ -368,10 +363,10 @@ def window_columns(groups: Groups, names: Dictionaries) -> tuple[WindowColumns, 
         previous.tolist(),
     )
     coded = CodedColumns(
-        country=country_code,
-        countries=country_names[_in_order(country, country_code, countries)].tolist(),
+        country=country_rank[order],
+        countries=country_names[countries_by_rank].tolist(),
         topic=code_of_rank[topic_rank],
-        topic_keys=topic_names[_in_order(topic, code_of_rank[topic_rank], topics)].tolist(),
+        topic_keys=topic_names[topics_by_rank[appearance]].tolist(),
         count=count,
         weighted=weighted,
         first_us=first_us,
@@ -381,21 +376,14 @@ def window_columns(groups: Groups, names: Dictionaries) -> tuple[WindowColumns, 
     return lists, coded
 
 
-def _in_order(values: IntArray, codes: IntArray, n: int) -> IntArray:
-    """The value of each code 0..n-1 (every code appears; ``codes[i]`` is ``values[i]``'s)."""
-    by_code = np.empty(n, np.int64)
-    by_code[codes] = values
-    return by_code
-
-
-def _ranks(names: list[str], codes: IntArray) -> tuple[IntArray, int]:
+def _ranks(names: list[str], codes: IntArray) -> tuple[IntArray, IntArray]:
     """Each code's rank, by its name (Python orders str by code point: UTF-8's byte order),
-    among the codes present; and how many are present."""
+    among the codes present; and the codes present, by rank."""
     present, place = _dense(codes)
-    by_name = sorted(range(len(present)), key=lambda i: names[present[i]])
+    by_name = np.asarray(sorted(range(len(present)), key=lambda i: names[present[i]]), np.int64)
     rank = np.empty(len(present), np.int64)
     rank[by_name] = np.arange(len(present))
-    return rank[place], len(present)
+    return rank[place], present[by_name]
 
 
 class RollupReader:
