@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 import threading
 import time
@@ -23,56 +24,47 @@ T0 = datetime(2026, 11, 20, tzinfo=UTC)
 _SSL_REQUEST = 80877103
 
 
-async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A PostgreSQL server that is still starting: it refuses every login with 57P03, as the
-    real one does (FATAL: the database system is starting up)."""
-    await _refusing(reader, writer, b"57P03", b"the database system is starting up")
-
-
-async def _full(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A PostgreSQL server with every connection slot taken (max_connections)."""
-    await _refusing(reader, writer, b"53300", b"sorry, too many clients already")
-
-
-async def _refusing(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sqlstate: bytes, message: bytes
+async def _login(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes | None
 ) -> None:
-    """Refuse the login with a FATAL error, as PostgreSQL does."""
+    """Take a PostgreSQL login (no TLS: the client goes on with a plain startup), then send
+    ``answer`` to it and hang up, or hang up without a word (None)."""
     try:
         while True:
             (length,) = struct.unpack("!i", await reader.readexactly(4))
             body = await reader.readexactly(length - 4)
             if struct.unpack("!i", body[:4])[0] == _SSL_REQUEST:
-                writer.write(b"N")  # no TLS; the client goes on with a plain startup
-                continue
-            fields = b"SFATAL\0VFATAL\0C" + sqlstate + b"\0M" + message + b"\0\0"
-            writer.write(b"E" + struct.pack("!i", len(fields) + 4) + fields)
-            await writer.drain()
-            return
-    except asyncio.IncompleteReadError:
-        return
-    finally:
-        writer.close()
-
-
-async def _hanging_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A PostgreSQL server going down (or coming up) under ``pg_ctl stop -m immediate``: it
-    takes the connection, then hangs up on the login without a word. asyncpg raises
-    ConnectionDoesNotExistError (SQLSTATE 08003), which SQLAlchemy wraps, at connect time, in
-    a plain DBAPIError that is not marked invalidated."""
-    try:
-        while True:
-            (length,) = struct.unpack("!i", await reader.readexactly(4))
-            body = await reader.readexactly(length - 4)
-            if struct.unpack("!i", body[:4])[0] == _SSL_REQUEST:
-                writer.write(b"N")  # no TLS; the client goes on with a plain startup
+                writer.write(b"N")
                 await writer.drain()
                 continue
+            if answer is not None:
+                writer.write(answer)
+                await writer.drain()
             return
     except asyncio.IncompleteReadError:
         return
     finally:
         writer.close()
+
+
+def _fatal(sqlstate: bytes, message: bytes) -> bytes:
+    """A FATAL ErrorResponse, as PostgreSQL refuses a login."""
+    fields = b"SFATAL\0VFATAL\0C" + sqlstate + b"\0M" + message + b"\0\0"
+    return b"E" + struct.pack("!i", len(fields) + 4) + fields
+
+
+# Logins PostgreSQL refuses or drops for now, each an outage (a 503), not a bug (a 500):
+_FOR_NOW = {
+    # still starting: CannotConnectNowError (57P03)
+    "starting up": _fatal(b"57P03", b"the database system is starting up"),
+    # every connection slot taken (max_connections): TooManyConnectionsError (53300)
+    "full": _fatal(b"53300", b"sorry, too many clients already"),
+    # going down or coming up under `pg_ctl stop -m immediate`: it takes the connection and
+    # hangs up on the login. asyncpg raises ConnectionDoesNotExistError (08003), which
+    # SQLAlchemy wraps at connect time in a plain DBAPIError not marked invalidated: the
+    # soak's one 500 on GET /v1/flows.
+    "hanging up": None,
+}
 
 
 def _calls(repo: TrendRepository) -> list[Callable[[], Awaitable[object]]]:
@@ -99,29 +91,15 @@ def test_an_unreachable_server_is_storage_unavailable() -> None:
     asyncio.run(_every_call_is_unavailable("postgresql://postgres@127.0.0.1:1/none"))
 
 
-@pytest.mark.parametrize("refusal", [_starting_up, _full], ids=["starting up", "full"])
-def test_a_server_refusing_logins_for_now_is_storage_unavailable(
-    refusal: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> None:
-    """asyncpg's CannotConnectNowError (SQLSTATE 57P03) and TooManyConnectionsError (53300)
-    are neither OperationalErrors nor InterfaceErrors once SQLAlchemy wraps them; they are
-    still outages, not bugs (no 500)."""
+@pytest.mark.parametrize("answer", list(_FOR_NOW.values()), ids=list(_FOR_NOW))
+def test_a_server_refusing_logins_for_now_is_storage_unavailable(answer: bytes | None) -> None:
+    """asyncpg raises these as PostgresErrors, which SQLAlchemy wraps in neither an
+    OperationalError nor an InterfaceError; they are still outages, not bugs (no 500)."""
 
     async def main() -> None:
-        server = await asyncio.start_server(refusal, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            await _every_call_is_unavailable(f"postgresql://postgres@127.0.0.1:{port}/trendmap")
-
-    asyncio.run(main())
-
-
-def test_a_login_the_server_hangs_up_on_is_storage_unavailable() -> None:
-    """What a new connection (or the pre-ping's reconnect) meets while PostgreSQL restarts:
-    the soak's one 500 on GET /v1/flows."""
-
-    async def main() -> None:
-        server = await asyncio.start_server(_hanging_up, "127.0.0.1", 0)
+        server = await asyncio.start_server(
+            functools.partial(_login, answer=answer), "127.0.0.1", 0
+        )
         port = server.sockets[0].getsockname()[1]
         async with server:
             await _every_call_is_unavailable(f"postgresql://postgres@127.0.0.1:{port}/trendmap")
