@@ -687,14 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{args.redis_server} not found: install redis or pass --redis-url")
     # Both ends of every connection may live in this process tree: the server inherits it.
     raise_fd_limit(max(args.subscribers) + FD_MARGIN)
-    try:
-        import uvloop
-    except ImportError:
-        runner: Any = asyncio.run
-        args.loop_name = "asyncio"
-    else:
-        runner = uvloop.run
-        args.loop_name = "uvloop"
+    runner = run_loop()
+    args.loop_name = "asyncio" if runner is asyncio.run else "uvloop"
 
     args.load_before = os.getloadavg()
 
