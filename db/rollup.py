@@ -140,11 +140,20 @@ def parts_arguments(bounds: dict[str, Any]) -> tuple[datetime, ...]:
 
 
 def parse_parts(data: bytes | bytearray) -> npt.NDArray[np.void]:
-    """WINDOW_PARTS' rows from its binary COPY output, as one structured array over it."""
+    """WINDOW_PARTS' rows from its whole binary COPY output, as one structured array over it."""
     if not data.startswith(_SIGNATURE) or not data.endswith(_TRAILER):
         raise ValueError("not PostgreSQL's binary COPY output")
+    return _rows(memoryview(data)[_header_length(data) : -len(_TRAILER)])
+
+
+def _header_length(data: bytes | bytearray) -> int:
+    """The length of a binary COPY output's header (its signature, flags and extension)."""
     extension = int.from_bytes(data[15:19], "big")
-    body = memoryview(data)[19 + extension : -len(_TRAILER)]
+    return 19 + extension
+
+
+def _rows(body: memoryview) -> npt.NDArray[np.void]:
+    """Whole WINDOW_PARTS rows, checked to be the fixed-width rows expected."""
     if len(body) % _PART.itemsize:
         raise ValueError("a window part is not the expected fixed-width row")
     rows = np.frombuffer(body, dtype=_PART)
@@ -255,35 +264,148 @@ class Groups:
 
 
 def group_parts(rows: npt.NDArray[np.void]) -> Groups:
-    """Sum the parts per series id. Counts are summed as float64, exact below 2^53 (a
-    series' count in two windows stays far below it). Float sums run in the rows' order, so
-    the same rows give the same bits. Timestamps are unique within a series, so the earliest
-    record in the window is one row, whose label the series takes."""
-    ids, inv = _dense(rows["series"].astype(np.int64))
-    n = len(ids)
-    inside = rows["in_window"].astype(bool)
-    count = rows["count"].astype(np.float64)
-    first = rows["first"].astype(np.int64)
-    window_count = _sums(inv, np.where(inside, count, 0.0), n)
-    weighted = _sums(inv, np.where(inside, rows["weighted"].astype(np.float64), 0.0), n)
-    previous = _sums(inv, np.where(inside, 0.0, count), n)
-    in_window = np.zeros(n, bool)
-    in_window[inv[inside]] = True
-    latest = np.iinfo(np.int64).max
-    first_us = np.full(n, latest, np.int64)
-    np.minimum.at(first_us, inv, first)
-    window_first = np.full(n, latest, np.int64)
-    np.minimum.at(window_first, inv[inside], first[inside])
-    earliest = inside & (first == window_first[inv])
-    label = np.zeros(n, np.int64)
-    label[inv[earliest]] = rows["label"][earliest]
-    return Groups(ids, in_window, window_count, weighted, first_us, window_first, label, previous)
+    """Sum the parts per series id, all at once (see :class:`PartSums`)."""
+    sums = PartSums()
+    sums.add(rows)
+    return sums.result()
+
+
+class PartSums:
+    """A window's parts summed per series id while its COPY output arrives.
+
+    PostgreSQL's sending of the rows is what a large window waits for (about 3.7 million rows
+    a second here); summing them as they come uses that wait, and the output is never held
+    whole (a 10M-record window sends 220 MB). Rows are summed in the order they came, each
+    into its series' running sums (``ufunc.at``), so the float sums are the same bits however
+    the output was cut into chunks. Counts are summed as float64, exact below 2^53 (a series'
+    count in two windows stays far below it). Timestamps are unique within a series, so the
+    earliest record in the window is one row, whose label the series takes.
+
+    Series ids are dense (a serial key): a table over them gives each its place in the sums,
+    as large as the process's copy of the names already is (:class:`Dictionaries`).
+    """
+
+    def __init__(self, batch_rows: int = 1 << 16) -> None:
+        self._batch = batch_rows * _PART.itemsize  # bytes summed at a time
+        self._pending = bytearray()
+        self._started = False  # the header is read
+        self._place = np.empty(0, np.int32)  # per series id: its place in the sums, or -1
+        self._ids = np.empty(0, np.int64)  # per place: its series id
+        self._n = 0
+        self._in_window = np.empty(0, bool)
+        self._count = np.empty(0, np.float64)
+        self._weighted = np.empty(0, np.float64)
+        self._previous = np.empty(0, np.float64)
+        self._first = np.empty(0, np.int64)
+        self._window_first = np.empty(0, np.int64)
+        self._label = np.empty(0, np.int64)
+
+    def feed(self, chunk: bytes | bytearray) -> None:
+        """The next chunk of the COPY output, as it arrived."""
+        pending = self._pending
+        pending += chunk
+        if not self._started:
+            if len(pending) < 19:
+                return
+            if not pending.startswith(_SIGNATURE):
+                raise ValueError("not PostgreSQL's binary COPY output")
+            header = _header_length(pending)
+            if len(pending) < header:
+                return
+            del pending[:header]
+            self._started = True
+        # The last two bytes may be the trailer: only rows before them are sure to be rows.
+        if len(pending) - len(_TRAILER) >= self._batch:
+            whole = (len(pending) - len(_TRAILER)) // _PART.itemsize * _PART.itemsize
+            self.add(_rows(memoryview(pending)[:whole]))
+            del pending[:whole]
+
+    def finish(self) -> Groups:
+        """:meth:`result`, once the whole output was fed."""
+        pending = self._pending
+        if not self._started or not pending.endswith(_TRAILER):
+            raise ValueError("not PostgreSQL's binary COPY output")
+        self.add(_rows(memoryview(pending)[: -len(_TRAILER)]))
+        pending.clear()
+        return self.result()
+
+    def add(self, rows: npt.NDArray[np.void]) -> None:
+        """Whole rows, in the order they came."""
+        if not len(rows):
+            return
+        at = self._places(rows["series"].astype(np.int64))
+        inside = rows["in_window"].astype(bool)
+        count = rows["count"].astype(np.float64)
+        first = rows["first"].astype(np.int64)
+        np.add.at(self._count, at, np.where(inside, count, 0.0))
+        np.add.at(self._weighted, at, np.where(inside, rows["weighted"].astype(np.float64), 0.0))
+        np.add.at(self._previous, at, np.where(inside, 0.0, count))
+        np.minimum.at(self._first, at, first)
+        self._in_window[at[inside]] = True
+        at, first = at[inside], first[inside]
+        np.minimum.at(self._window_first, at, first)
+        # A row earliest so far takes its label; an earlier row, later, takes it over.
+        earliest = np.flatnonzero(first == self._window_first[at])
+        self._label[at[earliest]] = rows["label"][inside][earliest]
+
+    def _places(self, ids: IntArray) -> npt.NDArray[np.int32]:
+        """Each id's place in the sums, new ids given the next places (in id order)."""
+        if int(ids.min()) < 0:
+            raise ValueError("a window part names a negative series id")
+        top = int(ids.max()) + 1
+        if top > len(self._place):
+            grow = _growth(len(self._place), top)
+            self._place = np.concatenate([self._place, np.full(grow, -1, np.int32)])
+        at = self._place[ids]
+        new = at < 0
+        if new.any():
+            fresh = np.unique(ids[new])
+            self._grow(len(fresh))
+            self._place[fresh] = np.arange(self._n, self._n + len(fresh), dtype=np.int32)
+            self._ids[self._n : self._n + len(fresh)] = fresh
+            self._n += len(fresh)
+            at = self._place[ids]
+        return at
+
+    def _grow(self, more: int) -> None:
+        """Room for ``more`` places beyond those taken."""
+        if self._n + more <= len(self._ids):
+            return
+        grow = _growth(len(self._ids), self._n + more)
+        latest = np.iinfo(np.int64).max
+        for name, fill in (
+            ("_ids", 0),
+            ("_in_window", False),
+            ("_count", 0.0),
+            ("_weighted", 0.0),
+            ("_previous", 0.0),
+            ("_first", latest),
+            ("_window_first", latest),
+            ("_label", 0),
+        ):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
+
+    def result(self) -> Groups:
+        """Every series a part names, in id order, and its sums."""
+        ids = np.flatnonzero(self._place >= 0)
+        at = self._place[ids]
+        return Groups(
+            ids,
+            self._in_window[at],
+            self._count[at],
+            self._weighted[at],
+            self._first[at],
+            self._window_first[at],
+            self._label[at],
+            self._previous[at],
+        )
 
 
 def _dense(values: IntArray) -> tuple[IntArray, IntArray]:
     """The distinct values in order, and each value's place among them: ``np.unique`` with
     ``return_inverse``, by a table over the values' range where that is small next to their
-    number (series ids are dense; eight times faster than sorting them)."""
+    number (dense codes; eight times faster than sorting them)."""
     if not len(values):
         return values, values
     top = int(values.max()) + 1
@@ -294,11 +416,6 @@ def _dense(values: IntArray) -> tuple[IntArray, IntArray]:
     present[values] = True
     place = np.cumsum(present) - 1
     return np.flatnonzero(present), place[values]
-
-
-def _sums(groups: IntArray, values: FloatArray, n: int) -> FloatArray:
-    """``values`` summed per group, in their order."""
-    return np.bincount(groups, weights=values, minlength=n).astype(np.float64, copy=False)
 
 
 # A window's columns, in db.repository.AggregateColumns' order.
@@ -398,15 +515,15 @@ class RollupReader:
     ) -> tuple[WindowColumns, CodedColumns]:
         """The columns of the window ``bounds`` (:func:`rollup_bounds`), as lists and as
         arrays; ``version``: the dictionaries' relfilenodes as this transaction sees them."""
-        data = bytearray()  # grown in place: a 10M-record window sends 200 MB
+        sums = PartSums()
 
         async def received(chunk: bytes) -> None:
-            data.extend(chunk)
+            sums.feed(chunk)
 
         await driver.copy_from_query(
             WINDOW_PARTS, *parts_arguments(bounds), output=received, format="binary"
         )
-        groups = group_parts(parse_parts(data))
+        groups = sums.finish()
         names = await self._dictionaries(driver, version, groups)
         return window_columns(groups, names)
 

@@ -22,7 +22,7 @@ from db.repository import (
     UpsertResult,
     _aggregate_from_archive,
 )
-from db.rollup import group_parts, parse_parts
+from db.rollup import Groups, PartSums, group_parts, parse_parts
 from graph.core.records import Record
 from tests.support.reference import naive_aggregates
 from tests.support.servers import empty_archive
@@ -414,20 +414,37 @@ def test_window_parts_are_read_as_fixed_width_rows_or_refused() -> None:
     ):
         with pytest.raises(ValueError):
             parse_parts(junk)
+        with pytest.raises(ValueError):  # as it arrives, too
+            sums = PartSums(batch_rows=1)
+            sums.feed(junk)
+            sums.finish()
 
 
-@pytest.mark.parametrize("spread", [1, 1_000_000], ids=["dense ids", "sparse ids"])
-def test_parts_sum_per_series_as_a_plain_loop_would(spread: int) -> None:
-    """Grouping by a table over the ids' range (dense ids, as series ids are) or by sorting
-    (ids far apart) gives what summing row by row gives."""
-    rng = random.Random(spread)
+@pytest.mark.parametrize("chunks", ["whole", "cut up"])
+def test_parts_sum_per_series_as_a_plain_loop_would(chunks: str) -> None:
+    """Summing the rows as the COPY output arrives, in small batches and whatever the chunks
+    (a byte at a time included), gives what summing row by row gives, and the same bits as
+    summing them all at once."""
+    rng = random.Random(chunks)
     parts = []
     for _ in range(2_000):
-        series = rng.randrange(1, 300) * spread
+        series = rng.randrange(1, 300)
         first = rng.randrange(0, 10**12)
         parts.append((series, rng.random() < 0.7, rng.randint(1, 500), rng.random(), first))
-    rows = parse_parts(HEADER + b"".join(_part(*p, label=p[4] % 1_000) for p in parts) + TRAILER)
-    groups = group_parts(rows)
+    output = HEADER + b"".join(_part(*p, label=p[4] % 1_000) for p in parts) + TRAILER
+    at_once = group_parts(parse_parts(output))
+    sums = PartSums(batch_rows=37)
+    if chunks == "whole":
+        sums.feed(output)
+    else:
+        cut = 0
+        while cut < len(output):
+            size = rng.choice([1, 2, 3, 59, 500, 4_000])
+            sums.feed(output[cut : cut + size])
+            cut += size
+    groups = sums.finish()
+    for name in Groups.__dataclass_fields__:
+        assert getattr(groups, name).tolist() == getattr(at_once, name).tolist(), name
     expected: dict[int, list[Any]] = {}
     for series, inside, count, weighted, first in parts:
         e = expected.setdefault(series, [False, 0, 0.0, first, None, 0])
