@@ -3,11 +3,16 @@
 :func:`link_pairs` takes pairs of countries (rows of the count matrices) with a shared topic and
 gives a :class:`Link` for each whose heat reaches a floor. Each pair is handled by its country
 with fewer topics, against all of that country's partners at once: no Python loop runs over
-pairs, only over the countries that own some.
+pairs, only over the countries that own some; a large window's countries share a few threads
+(numpy's sorts and gathers run without the GIL).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -28,6 +33,9 @@ _US_PER_HOUR = 3_600_000_000
 FAR = 1 << 62  # first sighting of an absent topic: later than any datetime, in microseconds
 _BLOCK_CELLS = 1 << 21  # cells per block of partners (16 MiB per int64 array)
 _DENSE_CELLS = 1 << 23  # matrices up to this many cells are held dense (64 MiB per int64 array)
+_PARALLEL_CELLS = 1 << 24  # pair blocks holding this many cells in all are shared over threads
+# Threads for them: the CPUs this process may run on (a pinned worker gets none), at most 4.
+_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
 class Link(NamedTuple):
@@ -69,12 +77,29 @@ def link_pairs(
     partner = a + b - owner
     by_owner = np.argsort(owner, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=len(sizes)))))
-    links: list[Link] = []
-    for x in np.flatnonzero(np.diff(bounds)).tolist():
+    owners = np.flatnonzero(np.diff(bounds)).tolist()
+
+    def linked(x: int) -> list[Link]:
         group = by_owner[bounds[x] : bounds[x + 1]]
         partners = _Partners(partner[group], similarity[group], shared[group])
-        links.extend(blocks.links(x, partners, floor))
-    return links
+        return blocks.links(x, partners, floor)
+
+    # The blocks' sorts, gathers and partitions release the GIL: a large window's blocks
+    # share the machine's cores. Each owner's links are its own, and they are joined in the
+    # owners' order, so the answer is the same however the work was shared.
+    cells = int(sizes[owner].sum())
+    per_owner: Iterable[list[Link]]
+    if cells < _PARALLEL_CELLS or _THREADS < 2:
+        per_owner = map(linked, owners)
+    else:
+        per_owner = _pool().map(linked, owners)
+    return [link for links in per_owner for link in links]
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads that share large windows' pair blocks (made on first use)."""
+    return ThreadPoolExecutor(_THREADS, thread_name_prefix="trendmap-pairs")
 
 
 class PairBlocks:

@@ -648,6 +648,18 @@ def test_block_and_blas_limits_do_not_change_flows(
     assert len(tight) == len(roomy) > 10
 
 
+def test_blocks_shared_over_threads_give_the_same_flows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large window's pair blocks go to a thread pool: the very same flows, in order."""
+    aggregates = random_aggregates(11, 40, 80, 0.5)
+    alone = compute_flows(aggregates, threshold=0.05, halflife_hours=6.0)
+    monkeypatch.setattr(pairs_module, "_PARALLEL_CELLS", 0)
+    monkeypatch.setattr(pairs_module, "_THREADS", 4)
+    monkeypatch.setattr(pairs_module, "_BLOCK_CELLS", 64)  # many blocks per owner, too
+    shared = compute_flows(aggregates, threshold=0.05, halflife_hours=6.0)
+    assert shared == alone and len(alone) > 20
+    assert_flows_match(shared, naive_flows(aggregates, 6.0, None), 0.05)
+
+
 def test_flows_with_counts_too_large_for_packed_keys() -> None:
     """Shared topics still rank by the sum of both countries' counts, then by label."""
     big = 2**61
