@@ -290,8 +290,7 @@ class PartSums:
         self._pending = bytearray()
         self._started = False  # the header is read
         self._place = np.empty(0, np.int32)  # per series id: its place in the sums, or -1
-        self._ids = np.empty(0, np.int64)  # per place: its series id
-        self._n = 0
+        self._n = 0  # places taken
         self._in_window = np.empty(0, bool)
         self._count = np.empty(0, np.float64)
         self._weighted = np.empty(0, np.float64)
@@ -349,7 +348,7 @@ class PartSums:
         self._label[at[earliest]] = rows["label"][inside][earliest]
 
     def _places(self, ids: IntArray) -> npt.NDArray[np.int32]:
-        """Each id's place in the sums, new ids given the next places (in id order)."""
+        """Each id's place in the sums, new ids given the next places."""
         if int(ids.min()) < 0:
             raise ValueError("a window part names a negative series id")
         top = int(ids.max()) + 1
@@ -357,24 +356,26 @@ class PartSums:
             grow = _growth(len(self._place), top)
             self._place = np.concatenate([self._place, np.full(grow, -1, np.int32)])
         at = self._place[ids]
-        new = at < 0
-        if new.any():
-            fresh = np.unique(ids[new])
+        new = ids[at < 0]
+        if len(new):
+            # One place per distinct new id, without sorting them: each new row writes its
+            # position under its id, and the row whose position stayed is its id's one.
+            positions = np.arange(len(new), dtype=np.int32)
+            self._place[new] = positions
+            fresh = new[self._place[new] == positions]
             self._grow(len(fresh))
             self._place[fresh] = np.arange(self._n, self._n + len(fresh), dtype=np.int32)
-            self._ids[self._n : self._n + len(fresh)] = fresh
             self._n += len(fresh)
             at = self._place[ids]
         return at
 
     def _grow(self, more: int) -> None:
         """Room for ``more`` places beyond those taken."""
-        if self._n + more <= len(self._ids):
+        if self._n + more <= len(self._count):
             return
-        grow = _growth(len(self._ids), self._n + more)
+        grow = _growth(len(self._count), self._n + more)
         latest = np.iinfo(np.int64).max
         for name, fill in (
-            ("_ids", 0),
             ("_in_window", False),
             ("_count", 0.0),
             ("_weighted", 0.0),
