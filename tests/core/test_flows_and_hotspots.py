@@ -649,7 +649,7 @@ def test_block_and_blas_limits_do_not_change_flows(
 
 
 def test_blocks_shared_over_threads_give_the_same_flows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large window's pair blocks go to a thread pool: the very same flows, in order."""
+    """A large window's pair blocks go to a thread pool: the very same flows."""
     aggregates = random_aggregates(11, 40, 80, 0.5)
     alone = compute_flows(aggregates, threshold=0.05, halflife_hours=6.0)
     monkeypatch.setattr(pairs_module, "_PARALLEL_CELLS", 0)

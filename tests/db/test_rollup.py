@@ -407,6 +407,9 @@ def test_window_parts_are_read_as_fixed_width_rows_or_refused() -> None:
     assert rows["series"].tolist() == [7, 7] and rows["weighted"].tolist() == [1.5, 1.5]
     assert rows["first"].tolist() == [42, 42] and rows["label"].tolist() == [9, 9]
     assert len(parse_parts(header + trailer)) == 0
+    nothing = PartSums()
+    nothing.feed(header + trailer)
+    assert len(nothing.finish().series) == 0
     for junk in (
         b"not COPY output",
         header + _part()[:-1] + trailer,  # not a whole row
@@ -459,7 +462,7 @@ def test_parts_sum_per_series_as_a_plain_loop_would(chunks: str) -> None:
         inside, count, weighted, first, window_first, previous = expected[series]
         assert bool(groups.in_window[i]) is inside
         assert (groups.count[i], groups.previous_count[i]) == (count, previous)
-        assert groups.weighted[i] == pytest.approx(weighted)
+        assert groups.weighted[i] == weighted  # the same additions, in the same order
         assert groups.first_us[i] == first
         if inside:
             assert groups.window_first_us[i] == window_first
