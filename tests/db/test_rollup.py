@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +23,7 @@ from db.repository import (
     UpsertResult,
     _aggregate_from_archive,
 )
-from db.rollup import Groups, PartSums, group_parts, parse_parts
+from db.rollup import Groups, PartSums, _sorting, group_parts, parse_parts
 from graph.core.records import Record
 from tests.support.reference import naive_aggregates
 from tests.support.servers import empty_archive
@@ -467,3 +468,13 @@ def test_parts_sum_per_series_as_a_plain_loop_would(chunks: str) -> None:
         if inside:
             assert groups.window_first_us[i] == window_first
             assert groups.window_first_label[i] == window_first % 1_000
+
+
+@pytest.mark.parametrize("top", [3_000, 10**9], ids=["a table", "a sort"])
+def test_distinct_keys_are_sorted_by_a_table_or_a_sort(top: int) -> None:
+    """A window's (country, topic) cells are put in order by a table over their range when
+    it is small, else by sorting: the same permutation either way."""
+    keys = np.asarray(random.Random(top).sample(range(top), 2_000), np.int64)
+    order = _sorting(keys, top)
+    assert order.tolist() == np.argsort(keys).tolist()
+    assert keys[order].tolist() == sorted(keys.tolist())
