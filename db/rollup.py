@@ -454,7 +454,7 @@ def window_columns(groups: Groups, names: Dictionaries) -> tuple[WindowColumns, 
     country_rank, countries_by_rank = _ranks(names.countries, country)
     topic_rank, topics_by_rank = _ranks(names.topic_keys, topic)
     topics = len(topics_by_rank)
-    order = _sorting(country_rank * topics + topic_rank, len(countries_by_rank) * topics)
+    order = _sorting(country_rank * topics + topic_rank)
     at, country, topic, topic_rank = kept[order], country[order], topic[order], topic_rank[order]
     # Rows go by country: a country's rank is its code. Topic codes go by first appearance.
     first_row = np.full(topics, len(topic_rank), np.int64)
@@ -494,16 +494,14 @@ def window_columns(groups: Groups, names: Dictionaries) -> tuple[WindowColumns, 
     return lists, coded
 
 
-def _sorting(keys: IntArray, top: int) -> IntArray:
-    """The permutation that sorts ``keys``, distinct integers in ``[0, top)``: by a table over
-    that range when it is small next to their number (a window's (country, topic) cells; four
-    times faster than a sort), else by sorting."""
-    if top > 4 * len(keys) + 1024:
-        order: IntArray = np.argsort(keys, kind="stable")
-        return order
-    place = np.full(top, -1, np.int64)
-    place[keys] = np.arange(len(keys))
-    return place[place >= 0]
+def _sorting(keys: IntArray) -> IntArray:
+    """The permutation that sorts ``keys``, distinct integers: the inverse of each key's
+    place among them (:func:`_dense`, by a table over a window's dense (country, topic)
+    cells: three to four times faster than a sort)."""
+    _, place = _dense(keys)
+    order = np.empty_like(place)
+    order[place] = np.arange(len(keys))
+    return order
 
 
 def _ranks(names: list[str], codes: IntArray) -> tuple[IntArray, IntArray]:

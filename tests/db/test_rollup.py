@@ -475,6 +475,6 @@ def test_distinct_keys_are_sorted_by_a_table_or_a_sort(top: int) -> None:
     """A window's (country, topic) cells are put in order by a table over their range when
     it is small, else by sorting: the same permutation either way."""
     keys = np.asarray(random.Random(top).sample(range(top), 2_000), np.int64)
-    order = _sorting(keys, top)
+    order = _sorting(keys)
     assert order.tolist() == np.argsort(keys).tolist()
     assert keys[order].tolist() == sorted(keys.tolist())
