@@ -263,13 +263,6 @@ class Groups:
     previous_count: FloatArray
 
 
-def group_parts(rows: npt.NDArray[np.void]) -> Groups:
-    """Sum the parts per series id, all at once (see :class:`PartSums`)."""
-    sums = PartSums()
-    sums.add(rows)
-    return sums.result()
-
-
 class PartSums:
     """A window's parts summed per series id while its COPY output arrives.
 
@@ -316,19 +309,20 @@ class PartSums:
         # The last two bytes may be the trailer: only rows before them are sure to be rows.
         if len(pending) - len(_TRAILER) >= self._batch:
             whole = (len(pending) - len(_TRAILER)) // _PART.itemsize * _PART.itemsize
-            self.add(_rows(memoryview(pending)[:whole]))
+            self._add(_rows(memoryview(pending)[:whole]))
             del pending[:whole]
 
     def finish(self) -> Groups:
-        """:meth:`result`, once the whole output was fed."""
+        """Every series a part names, in id order, and its sums, once the whole output was
+        fed."""
         pending = self._pending
         if not self._started or not pending.endswith(_TRAILER):
             raise ValueError("not PostgreSQL's binary COPY output")
-        self.add(_rows(memoryview(pending)[: -len(_TRAILER)]))
+        self._add(_rows(memoryview(pending)[: -len(_TRAILER)]))
         pending.clear()
-        return self.result()
+        return self._result()
 
-    def add(self, rows: npt.NDArray[np.void]) -> None:
+    def _add(self, rows: npt.NDArray[np.void]) -> None:
         """Whole rows, in the order they came."""
         if not len(rows):
             return
@@ -387,8 +381,7 @@ class PartSums:
             array = getattr(self, name)
             setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
 
-    def result(self) -> Groups:
-        """Every series a part names, in id order, and its sums."""
+    def _result(self) -> Groups:
         ids = np.flatnonzero(self._place >= 0)
         at = self._place[ids]
         return Groups(

@@ -23,7 +23,7 @@ from db.repository import (
     UpsertResult,
     _aggregate_from_archive,
 )
-from db.rollup import Groups, PartSums, _sorting, group_parts, parse_parts
+from db.rollup import Groups, PartSums, _sorting, parse_parts
 from graph.core.records import Record
 from tests.support.reference import naive_aggregates
 from tests.support.servers import empty_archive
@@ -436,7 +436,9 @@ def test_parts_sum_per_series_as_a_plain_loop_would(chunks: str) -> None:
         first = rng.randrange(0, 10**12)
         parts.append((series, rng.random() < 0.7, rng.randint(1, 500), rng.random(), first))
     output = HEADER + b"".join(_part(*p, label=p[4] % 1_000) for p in parts) + TRAILER
-    at_once = group_parts(parse_parts(output))
+    one_batch = PartSums(batch_rows=len(parts) + 1)
+    one_batch.feed(output)
+    at_once = one_batch.finish()
     sums = PartSums(batch_rows=37)
     if chunks == "whole":
         sums.feed(output)
