@@ -77,6 +77,8 @@ _PART_LENGTHS = {
 }
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _TRAILER = b"\xff\xff"
+# The header's fixed part: the signature, 4 bytes of flags and the extension's length.
+_HEADER = len(_SIGNATURE) + 8
 
 # The names of ids from..to (inclusive), as arrays; text joined with \x01 travels far faster
 # than a text[] (the archive's API refuses control characters, but SQL may have written one:
@@ -148,8 +150,8 @@ def parse_parts(data: bytes | bytearray) -> npt.NDArray[np.void]:
 
 def _header_length(data: bytes | bytearray) -> int:
     """The length of a binary COPY output's header (its signature, flags and extension)."""
-    extension = int.from_bytes(data[15:19], "big")
-    return 19 + extension
+    extension = int.from_bytes(data[_HEADER - 4 : _HEADER], "big")
+    return _HEADER + extension
 
 
 def _rows(body: memoryview) -> npt.NDArray[np.void]:
@@ -297,7 +299,7 @@ class PartSums:
         pending = self._pending
         pending += chunk
         if not self._started:
-            if len(pending) < 19:
+            if len(pending) < _HEADER:
                 return
             if not pending.startswith(_SIGNATURE):
                 raise ValueError("not PostgreSQL's binary COPY output")
