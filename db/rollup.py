@@ -25,17 +25,35 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from db.blocks import BLOCK_HOURS
+
 __all__ = ["CodedColumns", "RollupReader", "WindowColumns", "rollup_bounds"]
 
 _HOUR = timedelta(hours=1)
+_BLOCK = timedelta(hours=BLOCK_HOURS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# The window's parts, $1..$7 = previous_start, end, start, whole_from, whole_to, straddled,
-# straddled_from (see rollup_bounds). Every column is NOT NULL and fixed-width.
+# The window's parts, $1..$9 = previous_start, end, start, whole_from, whole_to, straddled,
+# straddled_from, blocks, hours (see rollup_bounds). The blocks named in $8 that are built at
+# their latest write (db.blocks) are read whole; the hours $9 outside them from the hourly
+# rollup; the partial hours from the archive. Every column is NOT NULL and fixed-width.
 WINDOW_PARTS = """
-    SELECT r.series_id, r.hour > $3 AS in_window, r.count_sum, r.weighted_sum, r.first_us,
-           r.first_label_id
+    WITH built AS MATERIALIZED (
+        SELECT s.block FROM trends_rollup_block_state AS s
+        WHERE s.block = ANY($8::timestamptz[]) AND s.built = s.changes
+    )
+    SELECT b.series_id, b.block > $3 AS in_window, b.count_sum, b.weighted_sum, b.first_us,
+           b.first_label_id
+    FROM trends_rollup_blocks AS b
+    WHERE b.block = ANY(ARRAY(SELECT block FROM built))
+    UNION ALL
+    SELECT r.series_id, r.hour > $3, r.count_sum, r.weighted_sum, r.first_us, r.first_label_id
     FROM trends_rollup_hourly AS r
-    WHERE r.hour > $4 AND r.hour <= $5 AND r.hour <> $6
+    WHERE r.hour = ANY(ARRAY(
+        SELECT h FROM unnest($9::timestamptz[]) AS h
+        WHERE date_bin(interval '6 hours', h - interval '1 microsecond', timestamptz 'epoch')
+              + interval '6 hours' NOT IN (SELECT block FROM built)
+    ))
     UNION ALL
     SELECT s.id, a.timestamp > $3, a.count::bigint, a.count * a.confidence,
            (extract(epoch FROM a.timestamp) * 1000000)::bigint, l.id
@@ -117,13 +135,15 @@ def rollup_bounds(previous_start: datetime, start: datetime, end: datetime) -> d
     """Where a window's whole hours are: rollup hours in ``(whole_from, whole_to]`` except
     ``straddled`` (the hour ``start`` cuts in two, when it is not on the hour); the archive
     gives the rest of ``(previous_start, end]``: ``(previous_start, whole_from]``, the
-    straddled hour and ``(whole_to, end]`` (empty when a bound is on the hour)."""
+    straddled hour and ``(whole_to, end]`` (empty when a bound is on the hour). ``hours`` lists
+    the rollup hours, ``blocks`` the six-hour blocks (db.blocks) made of them wholly."""
     whole_from = _hour_end(previous_start)
     whole_to = max(whole_from, _hour_floor(end))
     cut = _hour_end(start)
     # When no rollup hour is cut, name one outside the rollup's range: its raw range then
     # lies within (previous_start, whole_from], read already.
     straddled = cut if cut != start and whole_from < cut <= whole_to else whole_from
+    hours = _whole_hours(whole_from, whole_to, straddled)
     return {
         "previous_start": previous_start,
         "start": start,
@@ -132,13 +152,36 @@ def rollup_bounds(previous_start: datetime, start: datetime, end: datetime) -> d
         "whole_to": whole_to,
         "straddled": straddled,
         "straddled_from": straddled - _HOUR,
+        "blocks": _whole_blocks(hours, start),
+        "hours": hours,
     }
 
 
-def parts_arguments(bounds: dict[str, Any]) -> tuple[datetime, ...]:
-    """WINDOW_PARTS' $1..$7 from :func:`rollup_bounds`."""
-    names = ("previous_start", "end", "start", "whole_from", "whole_to", "straddled")
-    return (*(bounds[name] for name in names), bounds["straddled_from"])
+def _whole_hours(whole_from: datetime, whole_to: datetime, straddled: datetime) -> list[datetime]:
+    """The rollup hours in ``(whole_from, whole_to]`` but ``straddled``."""
+    count = (whole_to - whole_from) // _HOUR
+    hours = (whole_from + k * _HOUR for k in range(1, count + 1))
+    return [hour for hour in hours if hour != straddled]
+
+
+def _whole_blocks(hours: list[datetime], start: datetime) -> list[datetime]:
+    """The blocks (db.blocks) all of whose hours are among ``hours`` and on one side of
+    ``start``: a block is then wholly in the window or wholly before it."""
+    taken = set(hours)
+    blocks = []
+    for hour in hours:
+        if (hour - _EPOCH) % _BLOCK:
+            continue  # not a block's last hour
+        inside = [hour - k * _HOUR for k in range(BLOCK_HOURS)]
+        if taken.issuperset(inside) and len({h > start for h in inside}) == 1:
+            blocks.append(hour)
+    return blocks
+
+
+def parts_arguments(bounds: dict[str, Any]) -> tuple[Any, ...]:
+    """WINDOW_PARTS' $1..$9 from :func:`rollup_bounds`."""
+    names = "previous_start end start whole_from whole_to straddled straddled_from blocks hours"
+    return tuple(bounds[name] for name in names.split())
 
 
 def parse_parts(data: bytes | bytearray) -> npt.NDArray[np.void]:

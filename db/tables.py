@@ -83,7 +83,13 @@ metadata: sa.MetaData = SQLModel.metadata
 # ``first_us`` is the hour's earliest timestamp (microseconds since the epoch) and
 # ``first_label_id`` the label of the record there. No foreign keys: only the triggers write
 # these tables, and a key check per rollup row would cost every ingest.
-POSTGRESQL_ONLY_TABLES = ("trends_series", "trends_labels", "trends_rollup_hourly")
+POSTGRESQL_ONLY_TABLES = (
+    "trends_series",
+    "trends_labels",
+    "trends_rollup_hourly",
+    "trends_rollup_blocks",
+    "trends_rollup_block_state",
+)
 
 series_table = sa.Table(
     "trends_series",
@@ -109,4 +115,26 @@ rollup_table = sa.Table(
     sa.Column("weighted_sum", sa.Float(), nullable=False),
     sa.Column("first_us", sa.BigInteger(), nullable=False),
     sa.Column("first_label_id", sa.Integer(), nullable=False),
+)
+
+# Migration 0004's six-hour blocks over the hourly rollup, built in the background (db.blocks):
+# ``block`` is the end of its six hours (00, 06, 12, 18 UTC). A window reads a block's rows only
+# while ``built`` equals ``changes``, the count of writes the archive's triggers noted in it.
+blocks_table = sa.Table(
+    "trends_rollup_blocks",
+    metadata,
+    sa.Column("block", UTCDateTime(), primary_key=True),
+    sa.Column("series_id", sa.Integer(), primary_key=True),
+    sa.Column("count_sum", sa.BigInteger(), nullable=False),
+    sa.Column("weighted_sum", sa.Float(), nullable=False),
+    sa.Column("first_us", sa.BigInteger(), nullable=False),
+    sa.Column("first_label_id", sa.Integer(), nullable=False),
+)
+block_state_table = sa.Table(
+    "trends_rollup_block_state",
+    metadata,
+    sa.Column("block", UTCDateTime(), primary_key=True),
+    sa.Column("changes", sa.BigInteger(), nullable=False),
+    sa.Column("built", sa.BigInteger(), nullable=False),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
 )

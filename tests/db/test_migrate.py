@@ -103,4 +103,4 @@ def test_the_model_matches_the_migrations(
 
 def test_scripts_are_found() -> None:
     assert (migrate.script_location() / "env.py").is_file()
-    assert migrate.head_revision() == "0003"
+    assert migrate.head_revision() == "0004"

@@ -1,5 +1,6 @@
-"""The hourly rollup (PostgreSQL, migration 0003): windows read from it answer exactly what the
-archive alone answers, at every ``as_of`` and edge, whatever was written and however."""
+"""The hourly rollup (PostgreSQL, migration 0003) and its six-hour blocks (0004): windows read
+from them answer exactly what the archive alone answers, at every ``as_of`` and edge, whatever
+was written and however, with the blocks built, not built, or built and written to since."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
+from db.blocks import build_block, build_settled, unbuilt_blocks
 from db.engine import make_engine
 from db.repository import (
     AggregateColumns,
@@ -65,6 +67,47 @@ KEPT = sa.text(
     JOIN trends_labels AS l ON l.id = r.first_label_id
     """
 )
+
+# Built blocks as they are kept, and as summing the archive over each block would give them.
+BLOCKS_KEPT = sa.text(
+    """
+    SELECT b.block, s.country, s.topic_key, b.count_sum, b.weighted_sum,
+           timestamptz 'epoch' + b.first_us * interval '1 microsecond', l.label
+    FROM trends_rollup_blocks AS b
+    JOIN trends_rollup_block_state AS st ON st.block = b.block AND st.built = st.changes
+    JOIN trends_series AS s ON s.id = b.series_id
+    JOIN trends_labels AS l ON l.id = b.first_label_id
+    """
+)
+BLOCKS_RECOMPUTED = sa.text(
+    """
+    SELECT * FROM (
+        SELECT date_bin(interval '6 hours', a.timestamp - interval '1 microsecond',
+                        timestamptz 'epoch') + interval '6 hours' AS block,
+               a.country, a.topic_key, sum(a.count), sum(a.count * a.confidence),
+               min(a.timestamp), (array_agg(a.topic_label ORDER BY a.timestamp))[1]
+        FROM trends_archive AS a GROUP BY 1, 2, 3
+    ) AS g
+    WHERE g.block IN (SELECT block FROM trends_rollup_block_state WHERE built = changes)
+    """
+)
+
+
+async def build_all(repo: TrendRepository) -> int:
+    """Build every block not built, as `trendmap db build-blocks` does: how many."""
+    done = await build_settled(repo.engine, quiet_seconds=0, limit=1_000)
+    assert not done.busy and not done.overtaken
+    return done.built
+
+
+async def built_blocks(repo: TrendRepository) -> int:
+    async with repo.engine.connect() as conn:
+        return int(
+            await conn.scalar(
+                sa.text("SELECT count(*) FROM trends_rollup_block_state WHERE built = changes")
+            )
+            or 0
+        )
 
 
 @pytest.fixture
@@ -150,17 +193,28 @@ def as_of_values(rng: random.Random) -> list[datetime]:
     return hours + near + anywhere
 
 
-async def assert_exact(repo: TrendRepository, as_of: list[datetime]) -> int:
-    """Every window at every ``as_of``: rollup and archive agree; the rollup's rows are what
-    a backfill would build. How many (window, series) rows were compared."""
-    async with repo.engine.connect() as conn:
-        kept = {tuple(r[:3]): tuple(r[3:]) for r in await conn.execute(KEPT)}
-        recomputed = {tuple(r[:3]): tuple(r[3:]) for r in await conn.execute(RECOMPUTED)}
+def assert_same_sums(
+    kept: dict[tuple[Any, ...], tuple[Any, ...]], recomputed: dict[tuple[Any, ...], tuple[Any, ...]]
+) -> None:
     assert kept.keys() == recomputed.keys()
     for key, (n, w, first, label) in recomputed.items():
         assert kept[key][0] == n and kept[key][3] == label, key
         assert kept[key][1] == pytest.approx(w, rel=1e-12, abs=1e-9), key
         assert kept[key][2] == first, key
+
+
+async def assert_exact(repo: TrendRepository, as_of: list[datetime]) -> int:
+    """Every window at every ``as_of``: rollup and archive agree; the rollup's rows, and its
+    built blocks', are what a backfill would build. How many (window, series) rows were
+    compared."""
+    async with repo.engine.connect() as conn:
+        kept = {tuple(r[:3]): tuple(r[3:]) for r in await conn.execute(KEPT)}
+        recomputed = {tuple(r[:3]): tuple(r[3:]) for r in await conn.execute(RECOMPUTED)}
+    assert_same_sums(kept, recomputed)
+    async with repo.engine.connect() as conn:
+        kept = {tuple(r[:3]): tuple(r[3:]) for r in await conn.execute(BLOCKS_KEPT)}
+        recomputed = {tuple(r[:3]): tuple(r[3:]) for r in await conn.execute(BLOCKS_RECOMPUTED)}
+    assert_same_sums(kept, recomputed)
     compared = 0
     for end in as_of:
         for window in WINDOWS:
@@ -182,13 +236,22 @@ def test_windows_from_the_rollup_equal_the_archives_at_every_edge(archive_url: s
 
     async def work(repo: TrendRepository) -> None:
         stored: dict[tuple[str, str, datetime], Record] = {}
-        for _ in range(4):
+        for round_ in range(4):
             batch = random_records(rng, 600) + changed(rng, list(stored.values()), 0.3)
+            if round_ == 3:  # written to two blocks only: the others stay built
+                batch = [r for r in batch if T0 + 12 * HOUR < r.timestamp <= T0 + 24 * HOUR]
             await repo.upsert(batch)
             stored.update({(r.country, r.topic_key, r.timestamp): r for r in batch})
+            if round_ == 2:
+                assert await build_all(repo) == 11  # 60 h of data from a microsecond before T0
         assert await repo.upsert(list(stored.values())) == UpsertResult(0, 0, len(stored))
-        compared = await assert_exact(repo, as_of_values(rng))
+        # Nine blocks built, the two written since read hour by hour.
+        assert await built_blocks(repo) == 9
+        as_of = as_of_values(rng)
+        compared = await assert_exact(repo, as_of)
         assert compared > 2_000
+        assert await build_all(repo) == 2
+        assert await assert_exact(repo, as_of) == compared
         # And the Python model of DESIGN.md agrees with both, on a window off the hour.
         end = T0 + timedelta(hours=40, microseconds=1)
         got = await repo.aggregate_window(end - 12 * HOUR, end - 6 * HOUR, end)
@@ -219,6 +282,7 @@ def test_an_unchanged_re_ingest_writes_nothing_to_the_rollup(archive_url: str) -
                     sa.text("SELECT xmin::text, * FROM trends_rollup_hourly ORDER BY 2, 3")
                 )
             ).all()
+        await build_all(repo)
         result = await repo.upsert(batch)
         assert result.unchanged == len(batch)
         async with repo.engine.connect() as conn:
@@ -228,6 +292,7 @@ def test_an_unchanged_re_ingest_writes_nothing_to_the_rollup(archive_url: str) -
                 )
             ).all()
         assert after == before  # the same row versions: not one rewritten
+        assert await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=100) == []
 
     run(archive_url, work)
 
@@ -239,6 +304,7 @@ def test_deletes_moves_and_truncates_keep_the_rollup_exact(archive_url: str) -> 
 
     async def work(repo: TrendRepository) -> None:
         await repo.upsert(random_records(rng, 1_500))
+        await build_all(repo)
         async with repo.engine.begin() as conn:
             await conn.execute(sa.text("DELETE FROM trends_archive WHERE id % 7 = 0"))
             await conn.execute(
@@ -257,6 +323,9 @@ def test_deletes_moves_and_truncates_keep_the_rollup_exact(archive_url: str) -> 
             await conn.execute(
                 sa.text("UPDATE trends_archive SET count = count + 1 WHERE id % 5 = 0")
             )
+        assert await built_blocks(repo) == 0  # every block had a record moved or deleted
+        await assert_exact(repo, as_of_values(rng)[:12])
+        await build_all(repo)
         await assert_exact(repo, as_of_values(rng)[:12])
         async with repo.engine.begin() as conn:
             await conn.execute(sa.text("TRUNCATE trends_archive"))
@@ -283,12 +352,66 @@ def test_concurrent_overlapping_ingests_keep_the_rollup_exact(archive_url: str) 
     ]
 
     async def work(repo: TrendRepository) -> None:
+        building = True
+
+        async def builder() -> int:
+            built = 0
+            while building:
+                built += (await build_settled(repo.engine, quiet_seconds=0, limit=4)).built
+                await asyncio.sleep(0)
+            return built
+
+        background = asyncio.create_task(builder())
         for _ in range(3):
             await asyncio.gather(*(repo.upsert(b) for b in batches))
             await asyncio.gather(*(repo.upsert(list(reversed(b))) for b in batches[::-1]))
+        building = False
+        assert await background > 0
+        await assert_exact(repo, as_of_values(rng)[:12])
+        await build_all(repo)
         await assert_exact(repo, as_of_values(rng)[:12])
 
     run(archive_url, work, pool_size=6, max_overflow=0)
+
+
+def test_a_block_written_while_it_is_built_is_not_marked_built(archive_url: str) -> None:
+    """The builder reads a block's count of writes, another session writes to the block and
+    commits, then the builder sums the hours: its rows hold the new write, but the count it
+    read is behind, so the block stays unbuilt and windows read its hours until the next
+    build."""
+    rng = random.Random(77)
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(random_records(rng, 800))
+        [(block, changes), *_] = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=1)
+        late = record(block - 2 * HOUR, "US", "Late news", 7, 0.5)
+        await repo.upsert([late])
+        async with repo.engine.begin() as conn:
+            assert await build_block(conn, block, changes) is False
+        left = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=100)
+        assert (block, changes + 1) in left
+        await assert_exact(repo, [block, block + 6 * HOUR])
+        assert await build_all(repo) == len(left)
+        await assert_exact(repo, [block, block + 6 * HOUR])
+
+    run(archive_url, work)
+
+
+def test_only_one_builder_builds_at_a_time(archive_url: str) -> None:
+    """A second builder, while the first holds the blocks' lock, does nothing."""
+    rng = random.Random(78)
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(random_records(rng, 300))
+        [(block, changes), *_] = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=1)
+        async with repo.engine.begin() as first:
+            assert await build_block(first, block, changes) is True
+            done = await build_settled(repo.engine, quiet_seconds=0, limit=100)
+            assert (done.built, done.busy) == (0, True)
+        assert await unbuilt_blocks(repo.engine, quiet_seconds=3600, limit=100) == []
+        assert (await build_settled(repo.engine, quiet_seconds=0, limit=100)).built == 10
+
+    run(archive_url, work)
 
 
 async def _at(engine: AsyncEngine, revision: str) -> None:
@@ -313,7 +436,18 @@ def test_the_migration_backfills_and_goes_back_and_forth(schemaless_postgres_url
             await repo.upsert(first)
             await repo.upsert(changed(rng, first, 0.3))
             await _at(engine, "head")
+            async with engine.connect() as conn:
+                noted = await conn.scalar(
+                    sa.text("SELECT count(*) FROM trends_rollup_block_state WHERE built = 0")
+                )
+            assert noted == 11  # every block of the data, noted as not built
             await assert_exact(repo, as_of_values(rng)[:12])
+            await build_all(repo)
+            await assert_exact(repo, as_of_values(rng)[:12])
+            await _at(engine, "0003")
+            async with engine.connect() as conn:
+                tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+            assert "trends_rollup_blocks" not in tables and "trends_rollup_hourly" in tables
             await _at(engine, "0002")
             async with engine.connect() as conn:
                 tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
