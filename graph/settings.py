@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # PostgreSQL cancels a statement past this (a lock wait included): 503. 0: no bound.
     db_statement_timeout_seconds: float = Field(default=10.0, ge=0)
     auto_migrate: bool = True
+    # PostgreSQL: the rollup's six-hour blocks (db/blocks.py) are built by a server in the
+    # background, every this many seconds, once no write has touched them for the quiet time.
+    rollup_blocks_interval_seconds: float = Field(default=30.0, gt=0)
+    rollup_blocks_quiet_seconds: float = Field(default=60.0, ge=0)
 
     redis_url: str | None = None
     use_cache: bool = True

@@ -7,6 +7,7 @@ import asyncio
 import importlib.metadata
 import json
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from db import migrate
+from db import blocks, migrate
 from db.engine import UnsupportedDatabaseURL, make_engine
 from db.failures import missing_sqlite_file
 from graph.auth import credentials_for
@@ -183,6 +184,8 @@ async def load_demo(settings: Settings, now: datetime | None = None) -> int:
 
 
 POLL_OK, POLL_PARTIAL, POLL_BUSY = 0, 1, 3
+BUSY = POLL_BUSY  # another process holds the work's lock
+_BLOCKS_PER_LINE = 32
 
 
 async def _poll_once(settings: Settings, out: TextIO) -> int:
@@ -225,6 +228,29 @@ async def _migrate(settings: Settings, action: str, revision: str) -> str | None
         elif action == "downgrade":
             await migrate.downgrade(engine, revision)
         return await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _build_blocks(settings: Settings, out: TextIO) -> int:
+    """Build every unbuilt rollup block now, newest first, a line per round of them."""
+    engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout_seconds)
+    try:
+        if engine.dialect.name != "postgresql":
+            print("nothing to build: only PostgreSQL keeps a rollup", file=out)
+            return 0
+        total, started = 0, time.perf_counter()
+        while True:
+            done = await blocks.build_settled(engine, quiet_seconds=0, limit=_BLOCKS_PER_LINE)
+            if done.busy:
+                print("another process is building blocks: try again later", file=out)
+                return BUSY
+            total += done.built
+            if not done.built:
+                break
+            print(f"built {total} blocks in {time.perf_counter() - started:.1f} s", file=out)
+        print(f"every rollup block is built ({total} built by this run)", file=out)
+        return 0
     finally:
         await engine.dispose()
 
@@ -317,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     down = steps.add_parser("downgrade", help="migrate back, e.g. to base")
     down.add_argument("revision")
     steps.add_parser("current", help="print the database's revision")
+    steps.add_parser(
+        "build-blocks",
+        help="build every rollup block not built yet (PostgreSQL; a server does it by itself)",
+    )
     return parser
 
 
@@ -333,6 +363,8 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "current" and missing is not None:
         print(f"database at revision base: no database file at {missing}", file=sys.stdout)
         return 0
+    if args.action == "build-blocks":
+        return asyncio.run(_build_blocks(settings, sys.stdout))
     revision = getattr(args, "revision", "head")
     current = asyncio.run(_migrate(settings, args.action, revision))
     print(f"database at revision {current or 'base'} (head is {migrate.head_revision()})")

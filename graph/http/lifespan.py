@@ -15,6 +15,7 @@ from graph.observability.log import logger
 from graph.observability.metrics import Metrics
 from graph.observability.sentry import report_exception
 from graph.observability.tracing import instrument_engine, uninstrument_engines
+from graph.service.blocks import BlockBuilder
 from graph.settings import Settings
 from graph.wiring import AppState, open_state
 
@@ -57,7 +58,8 @@ def make_lifespan(settings: Settings, metrics: Metrics | None) -> Lifespan:
 
 
 def _start(state: AppState) -> list[asyncio.Task[Any]]:
-    """The live fan-out, cache invalidations and (where enabled) the poller, as tasks."""
+    """The live fan-out, cache invalidations, the rollup's blocks (PostgreSQL) and (where
+    enabled) the poller, as tasks."""
     settings = state.settings
     background = [
         asyncio.create_task(state.publisher.run(), name="publisher"),
@@ -67,6 +69,13 @@ def _start(state: AppState) -> list[asyncio.Task[Any]]:
             state.cache.listen(settings.cache_local_seconds), name="cache-invalidations"
         ),
     ]
+    if state.repository.dialect == "postgresql":
+        builder = BlockBuilder(
+            state.repository.engine,
+            interval_seconds=settings.rollup_blocks_interval_seconds,
+            quiet_seconds=settings.rollup_blocks_quiet_seconds,
+        )
+        background.append(asyncio.create_task(builder.run(), name="rollup-blocks"))
     scheduler = state.feeds.scheduler if settings.poller_enabled else None
     if scheduler is not None:
         background.append(asyncio.create_task(scheduler.run(), name="poller"))

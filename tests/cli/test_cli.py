@@ -121,6 +121,21 @@ def test_db_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["db", "upgrade", "head"]) == 0
 
 
+def test_db_build_blocks(env: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every rollup block built at once (PostgreSQL); SQLite keeps no rollup."""
+    records = [record("US", "Storm", hours_ago=7 * i) for i in range(3)]  # three blocks
+    assert cli.main(["ingest", str(write_jsonl(env / "r.jsonl", records))]) == 0
+    capsys.readouterr()
+    assert cli.main(["db", "build-blocks"]) == 0
+    out = capsys.readouterr().out
+    if database_url.startswith("sqlite"):
+        assert out == "nothing to build: only PostgreSQL keeps a rollup\n"
+        return
+    assert out.splitlines()[-1] == "every rollup block is built (3 built by this run)"
+    assert cli.main(["db", "build-blocks"]) == 0
+    assert capsys.readouterr().out == "every rollup block is built (0 built by this run)\n"
+
+
 def test_bad_database_url(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
