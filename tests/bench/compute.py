@@ -23,7 +23,7 @@ import contextlib
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the `tests.bench` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from db import migrate  # noqa: E402
+from db.blocks import BLOCK_HOURS, build_settled  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.repository import TrendRepository, _aggregate_from_archive  # noqa: E402
 from graph.cache.response_cache import ResponseCache  # noqa: E402
@@ -167,8 +168,9 @@ CHUNK = 1_000_000
 
 async def load(url: str, datasets: Sequence[tuple[Dataset, datetime]], seed: int) -> int:
     """COPY every dataset into an archive at revision 0002, then migrate to head, which
-    backfills the hourly rollup (timed: that is how long migration 0003 holds writes off);
-    the total number of rows."""
+    backfills the hourly rollup (timed: that is how long migration 0003 holds writes off),
+    and build the rollup's blocks, as a server does in the background (timed); the total
+    number of rows."""
     engine = make_engine(url)
     try:
         await migrate.upgrade(engine, "0002")
@@ -195,7 +197,12 @@ async def load(url: str, datasets: Sequence[tuple[Dataset, datetime]], seed: int
             started = time.perf_counter()
             await migrate.upgrade(engine)
             seconds = time.perf_counter() - started
-            print(f"  migration 0003 (rollup backfill): {total:,} rows in {seconds:.1f} s")
+            print(f"  migrations 0003-0004 (rollup backfill): {total:,} rows in {seconds:.1f} s")
+            started, built = time.perf_counter(), 0
+            while done := (await build_settled(engine, quiet_seconds=0, limit=64)).built:
+                built += done
+            seconds = time.perf_counter() - started
+            print(f"  rollup blocks (trendmap db build-blocks): {built} in {seconds:.1f} s")
         finally:
             await engine.dispose()
         # The visibility map lets the window scan be index-only, as it is on a table that
@@ -300,6 +307,26 @@ class Measured:
     data: Dataset
     timing: Timing
     first: float  # a new process's first window, seconds
+    unbuilt: Timing | None = None  # the window before its rollup blocks are built
+
+
+@contextlib.asynccontextmanager
+async def blocks_unbuilt(url: str, end: datetime) -> AsyncIterator[None]:
+    """The 24 h window ending at ``end`` (and the one before it) as it reads before the
+    server has built its blocks (db.blocks), in the first minute after its writes: marked
+    unbuilt, then built again at the same count of writes (nothing is written meanwhile,
+    so the blocks' rows are still current)."""
+    reach = timedelta(hours=48 + BLOCK_HOURS)
+    conn = await asyncpg.connect(url)
+    try:
+        marked = "UPDATE trends_rollup_block_state SET built = {} WHERE block > $1 AND block <= $2"
+        await conn.execute(marked.format("0"), end - reach, end)
+        try:
+            yield
+        finally:
+            await conn.execute(marked.format("changes"), end - reach, end)
+    finally:
+        await conn.close()
 
 
 async def measure_all(args: argparse.Namespace) -> list[Measured]:
@@ -324,6 +351,12 @@ async def measure_all(args: argparse.Namespace) -> list[Measured]:
             first, *timings = await first_and_cold(url, end, args.repeat)
             result = Measured(data, median_timing(timings), first.total)
             print(f"  {data.name}: {line(result.timing)}", flush=True)
+            if data in (TARGET, HUGE):
+                async with blocks_unbuilt(url, end):
+                    await first_and_cold(url, end, 0)
+                    _, *timings = await first_and_cold(url, end, args.repeat)
+                result.unbuilt = median_timing(timings)
+                print(f"    before its blocks are built: {line(result.unbuilt)}", flush=True)
             results.append(result)
     return results
 
@@ -361,7 +394,14 @@ def rows_for(results: list[Measured], *, quick: bool = False) -> list[Row]:
                 ),
                 met=verdict,
                 note=(
-                    f"median of runs; best {t.best:.2f} s; a new process's first window"
+                    (
+                        f"before the window's rollup blocks are built (the first minute after"
+                        f" its writes) {m.unbuilt.total:.2f} s, aggregate"
+                        f" {m.unbuilt.aggregate:.2f} s; "
+                        if m.unbuilt is not None
+                        else ""
+                    )
+                    + f"median of runs; best {t.best:.2f} s; a new process's first window"
                     f" (reading the series' names too) {m.first:.2f} s."
                     f" Parts timed alone: SQL aggregate+fetch"
                     f" {t.aggregate:.2f} s (from the archive alone, without the rollup:"
