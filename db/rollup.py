@@ -36,7 +36,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The window's parts, $1..$9 = previous_start, end, start, whole_from, whole_to, straddled,
 # straddled_from, blocks, hours (see rollup_bounds). The blocks named in $8 that are built at
 # their latest write (db.blocks) are read whole; the hours $9 outside them from the hourly
-# rollup; the partial hours from the archive. Every column is NOT NULL and fixed-width.
+# rollup; the partial hours from the archive, one range scan each (an index-only scan of the
+# covering index; an OR of the three ranges made it a bitmap scan of the table, four times
+# slower; each range kept within ($1, $2] too), the straddled hour only when there is one
+# ($6 > $4: else its range lies within the first, read already). Every column is NOT NULL
+# and fixed-width.
 WINDOW_PARTS = """
     WITH built AS MATERIALIZED (
         SELECT s.block FROM trends_rollup_block_state AS s
@@ -57,14 +61,20 @@ WINDOW_PARTS = """
     UNION ALL
     SELECT s.id, a.timestamp > $3, a.count::bigint, a.count * a.confidence,
            (extract(epoch FROM a.timestamp) * 1000000)::bigint, l.id
-    FROM trends_archive AS a
+    FROM (
+        SELECT {edge} FROM trends_archive
+        WHERE timestamp > $1 AND timestamp <= $4 AND timestamp <= $2
+        UNION ALL
+        SELECT {edge} FROM trends_archive
+        WHERE timestamp > $7 AND timestamp <= $6 AND timestamp > $1 AND timestamp <= $2
+          AND $6 > $4
+        UNION ALL
+        SELECT {edge} FROM trends_archive
+        WHERE timestamp > $5 AND timestamp <= $2 AND timestamp > $1
+    ) AS a
     JOIN trends_series AS s ON s.country = a.country AND s.topic_key = a.topic_key
     JOIN trends_labels AS l ON l.label = a.topic_label
-    WHERE a.timestamp > $1 AND a.timestamp <= $2
-      AND ((a.timestamp > $1 AND a.timestamp <= $4)
-       OR (a.timestamp > $7 AND a.timestamp <= $6)
-       OR (a.timestamp > $5 AND a.timestamp <= $2))
-"""
+""".replace("{edge}", "timestamp, country, topic_key, count, confidence, topic_label")
 
 # One row of WINDOW_PARTS in PostgreSQL's binary COPY format: a field count, then each field
 # as its byte length and its big-endian value.

@@ -270,6 +270,24 @@ def test_windows_from_the_rollup_equal_the_archives_at_every_edge(archive_url: s
     run(archive_url, work)
 
 
+def test_windows_of_any_length_agree_with_the_archive(archive_url: str) -> None:
+    """The API's windows are whole hours; the repository takes any bounds: windows shorter
+    than an hour, or not a whole number of hours, read every record once too."""
+    rng = random.Random(23)
+    lengths = [timedelta(minutes=m) for m in (20, 59, 90, 150, 390)]
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(random_records(rng, 1_500))
+        await build_all(repo)
+        for end in as_of_values(rng)[:16]:
+            for length in lengths:
+                bounds = (end - 2 * length, end - length, end)
+                got = by_series(await repo.aggregate_window(*bounds))
+                assert got == by_series(await _aggregate_from_archive(repo.engine, *bounds))
+
+    run(archive_url, work)
+
+
 def test_an_unchanged_re_ingest_writes_nothing_to_the_rollup(archive_url: str) -> None:
     rng = random.Random(5)
     batch = random_records(rng, 2_000)
