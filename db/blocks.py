@@ -5,16 +5,18 @@ while the writes it was built from are all the writes noted in it (``built = cha
 so building is never urgent and never changes an answer, only how many rows a window costs:
 until a block is built, windows read its hours.
 
-Each block is built in a transaction of its own: the count of writes noted is read first,
-then the rows are summed from the hourly rollup in a later snapshot, then the block is marked
-built at that count only if no write was noted meanwhile. A write that lands between the two
-(its trigger bumps the count in its own transaction) leaves the block unbuilt until the next
-round, never marked built over rows that miss it. One builder at a time across workers and
-hosts (a transaction advisory lock); the others skip the round.
+Each block is built in a transaction of its own (:func:`build_block`): its rows cleared, its
+count of writes read, then its rows summed from the hourly rollup in a later snapshot, and
+the block marked built at that count only if no write was noted meanwhile. A write that
+lands between the two (its trigger bumps the count in its own transaction) leaves the block
+unbuilt until the next round, never marked built over rows that miss it. One builder at a
+time across workers and hosts (a transaction advisory lock); the others skip the round.
 
-Locks: a builder takes the blocks' rows, then reads the hourly rollup, then marks the block's
-state row; a writer's triggers mark state rows only; a TRUNCATE of the archive takes the
-blocks, their state, then the hourly rollup. No two of them wait on each other in a cycle.
+Locks: a builder takes the blocks' table, then the state's (read to its commit), then reads
+the hourly rollup, then marks the block's state row; a writer's triggers mark state rows
+only; a TRUNCATE of the archive takes the blocks, their state, then the hourly rollup. No two
+of them wait on each other in a cycle, and a TRUNCATE (which starts every count again) waits
+for a build under way to commit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.errors import translated
 
-__all__ = ["BLOCK_HOURS", "BuildRound", "build_block", "build_settled", "unbuilt_blocks"]
+__all__ = [
+    "BLOCK_HOURS",
+    "BuildRound",
+    "build_block",
+    "build_settled",
+    "finish_build",
+    "start_build",
+    "unbuilt_blocks",
+]
 
 BLOCK_HOURS = 6
 BLOCKS_LOCK_ID = 0x74726E64626C6B73  # "trndblks"
@@ -48,6 +58,7 @@ _UNBUILT = sa.text(
     """
 )
 _CLEAR = sa.text("DELETE FROM trends_rollup_blocks WHERE block = :block")
+_CHANGES = sa.text("SELECT changes FROM trends_rollup_block_state WHERE block = :block")
 # The block's earliest record is the smallest [microseconds, label id] over its hours: one
 # hour holds it (timestamps are unique within a series), so the label never decides.
 _SUM = sa.text(
@@ -91,26 +102,45 @@ async def unbuilt_blocks(
         return [(block, int(changes)) for block, changes in rows]
 
 
-async def build_block(conn: AsyncConnection, block: datetime, changes: int) -> bool | None:
-    """Build ``block`` from the hourly rollup in ``conn``'s open transaction, as of
-    ``changes`` writes: True when marked built, False when a later write overtook it, None
-    when another builder holds the lock (nothing done)."""
-    if not await conn.scalar(_TRY_LOCK):
-        return None
+async def start_build(conn: AsyncConnection, block: datetime) -> int | None:
+    """The first step of building ``block`` in ``conn``'s open transaction: its rows
+    cleared, then its count of writes read (None: no write noted, the archive emptied).
+
+    From here to the commit the builder holds the blocks' table, then the state's, in the
+    order a TRUNCATE of the archive takes them: a TRUNCATE waits, so the count read here
+    cannot restart under the build and be matched again by a later write."""
     await conn.execute(_SETUP)
     await conn.execute(_CLEAR, {"block": block})
+    changes = await conn.scalar(_CHANGES, {"block": block})
+    return None if changes is None else int(changes)
+
+
+async def finish_build(conn: AsyncConnection, block: datetime, changes: int) -> bool:
+    """The second step: the block's rows summed from the hourly rollup (a later snapshot
+    than the count), and the block marked built at ``changes`` if that is still its count.
+    True when marked; False when a write noted since overtook it."""
     await conn.execute(_SUM, {"block": block, "hours": BLOCK_HOURS})
     marked = await conn.execute(_MARK, {"block": block, "changes": changes})
     return bool(marked.rowcount)
+
+
+async def build_block(conn: AsyncConnection, block: datetime) -> bool | None:
+    """Build ``block`` in ``conn``'s open transaction: True when marked built, False when a
+    write overtook it (or none is noted), None when another builder holds the lock (nothing
+    done)."""
+    if not await conn.scalar(_TRY_LOCK):
+        return None
+    changes = await start_build(conn, block)
+    return False if changes is None else await finish_build(conn, block, changes)
 
 
 async def build_settled(engine: AsyncEngine, *, quiet_seconds: float, limit: int) -> BuildRound:
     """Build up to ``limit`` blocks whose writes have settled for ``quiet_seconds``, newest
     first, each in its own transaction."""
     built = overtaken = 0
-    for block, changes in await unbuilt_blocks(engine, quiet_seconds=quiet_seconds, limit=limit):
+    for block, _ in await unbuilt_blocks(engine, quiet_seconds=quiet_seconds, limit=limit):
         async with translated("building a rollup block"), engine.begin() as conn:
-            done = await build_block(conn, block, changes)
+            done = await build_block(conn, block)
         if done is None:
             return BuildRound(built, overtaken, busy=True)
         built += done

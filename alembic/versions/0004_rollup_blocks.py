@@ -60,9 +60,9 @@ def _note(*tables: str) -> str:
         IF NOT EXISTS (SELECT 1 FROM {tables[-1]}) THEN RETURN NULL; END IF;
         PERFORM pg_advisory_xact_lock({ROLLUP_LOCK_ID});
         INSERT INTO trends_rollup_block_state AS s (block, changes, built, changed_at)
-        SELECT b.block, 1, 0, now() FROM ({blocks}) AS b(block)
+        SELECT b.block, 1, 0, clock_timestamp() FROM ({blocks}) AS b(block)
         ORDER BY 1
-        ON CONFLICT (block) DO UPDATE SET changes = s.changes + 1, changed_at = now();
+        ON CONFLICT (block) DO UPDATE SET changes = s.changes + 1, changed_at = clock_timestamp();
         RETURN NULL;
     END
     """

@@ -131,9 +131,9 @@ def test_db_build_blocks(env: Path, database_url: str, capsys: pytest.CaptureFix
     if database_url.startswith("sqlite"):
         assert out == "nothing to build: only PostgreSQL keeps a rollup\n"
         return
-    assert out.splitlines()[-1] == "every rollup block is built (3 built by this run)"
+    assert out.splitlines()[-1] == "rollup blocks: 3 built by this run, 0 unbuilt"
     assert cli.main(["db", "build-blocks"]) == 0
-    assert capsys.readouterr().out == "every rollup block is built (0 built by this run)\n"
+    assert capsys.readouterr().out == "rollup blocks: 0 built by this run, 0 unbuilt\n"
 
 
 def test_bad_database_url(

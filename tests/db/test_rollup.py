@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
-from db.blocks import build_block, build_settled, unbuilt_blocks
+from db.blocks import build_block, build_settled, finish_build, start_build, unbuilt_blocks
 from db.engine import make_engine
 from db.repository import (
     AggregateColumns,
@@ -402,15 +402,37 @@ def test_a_block_written_while_it_is_built_is_not_marked_built(archive_url: str)
     async def work(repo: TrendRepository) -> None:
         await repo.upsert(random_records(rng, 800))
         [(block, changes), *_] = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=1)
-        late = record(block - 2 * HOUR, "US", "Late news", 7, 0.5)
-        await repo.upsert([late])
         async with repo.engine.begin() as conn:
-            assert await build_block(conn, block, changes) is False
+            assert await start_build(conn, block) == changes
+            await repo.upsert([record(block - 2 * HOUR, "US", "Late news", 7, 0.5)])
+            assert await finish_build(conn, block, changes) is False
         left = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=100)
         assert (block, changes + 1) in left
         await assert_exact(repo, [block, block + 6 * HOUR])
         assert await build_all(repo) == len(left)
         await assert_exact(repo, [block, block + 6 * HOUR])
+
+    run(archive_url, work)
+
+
+def test_a_truncate_waits_for_a_build_under_way(archive_url: str) -> None:
+    """Emptying the archive starts every block's count again: were it to happen between a
+    build's count and its mark, a new write's count could match the old one. It waits."""
+    rng = random.Random(79)
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(random_records(rng, 300))
+        [(block, changes), *_] = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=1)
+        async with repo.engine.begin() as conn:
+            assert await start_build(conn, block) == changes
+            with pytest.raises(sa.exc.DBAPIError, match="lock timeout"):
+                async with repo.engine.begin() as other:
+                    await other.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+                    await other.execute(sa.text("TRUNCATE trends_archive"))
+            assert await finish_build(conn, block, changes) is True
+        async with repo.engine.begin() as conn:
+            await conn.execute(sa.text("TRUNCATE trends_archive"))
+        assert await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=100) == []
 
     run(archive_url, work)
 
@@ -423,7 +445,7 @@ def test_only_one_builder_builds_at_a_time(archive_url: str) -> None:
         await repo.upsert(random_records(rng, 300))
         [(block, changes), *_] = await unbuilt_blocks(repo.engine, quiet_seconds=0, limit=1)
         async with repo.engine.begin() as first:
-            assert await build_block(first, block, changes) is True
+            assert await build_block(first, block) is True
             done = await build_settled(repo.engine, quiet_seconds=0, limit=100)
             assert (done.built, done.busy) == (0, True)
         assert await unbuilt_blocks(repo.engine, quiet_seconds=3600, limit=100) == []

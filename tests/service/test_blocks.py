@@ -23,6 +23,7 @@ from tests.support.factories import AS_OF, make_settings, record, write_headers
 from tests.support.servers import empty_archive
 
 UNBUILT = sa.text("SELECT count(*) FROM trends_rollup_block_state WHERE built <> changes")
+BUILT = sa.text("SELECT count(*) FROM trends_rollup_block_state WHERE built = changes")
 
 
 @pytest.fixture
@@ -35,13 +36,21 @@ def stored(hours_ago: float, country: str = "US") -> Record:
     return Record(AS_OF - timedelta(hours=hours_ago), country, "Storm", "storm", 10, 0.9, None)
 
 
-async def _unbuilt(url: str) -> int:
+async def _count(url: str, query: sa.TextClause) -> int:
     engine = make_engine(url)
     try:
         async with engine.connect() as conn:
-            return int(await conn.scalar(UNBUILT) or 0)
+            return int(await conn.scalar(query) or 0)
     finally:
         await engine.dispose()
+
+
+async def _unbuilt(url: str) -> int:
+    return await _count(url, UNBUILT)
+
+
+async def _built(url: str) -> int:
+    return await _count(url, BUILT)
 
 
 def test_a_round_builds_the_blocks_whose_writes_settled(archive_url: str) -> None:
@@ -109,7 +118,7 @@ def test_a_server_builds_blocks_after_an_ingest(archive_url: str, served: TestCl
     )
     assert response.status_code == 200, response.text
     deadline = time.monotonic() + 20
-    while asyncio.run(_unbuilt(archive_url)):
+    while asyncio.run(_built(archive_url)) < 1 or asyncio.run(_unbuilt(archive_url)):
         assert time.monotonic() < deadline, "the server built no block"
         time.sleep(0.05)
 
