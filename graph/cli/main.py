@@ -183,8 +183,7 @@ async def load_demo(settings: Settings, now: datetime | None = None) -> int:
     return len(rows)
 
 
-POLL_OK, POLL_PARTIAL, POLL_BUSY = 0, 1, 3
-BUSY = POLL_BUSY  # another process holds the work's lock
+POLL_OK, POLL_PARTIAL, POLL_BUSY = 0, 1, 3  # busy: another process holds the work's lock
 _BLOCKS_PER_LINE = 32
 
 
@@ -244,15 +243,14 @@ async def _build_blocks(settings: Settings, out: TextIO) -> int:
             done = await blocks.build_settled(engine, quiet_seconds=0, limit=_BLOCKS_PER_LINE)
             if done.busy:
                 print("another process is building blocks: try again later", file=out)
-                return BUSY
+                return POLL_BUSY
             total += done.built
             if not done.built:
                 break
             print(f"built {total} blocks in {time.perf_counter() - started:.1f} s", file=out)
-        left = await blocks.unbuilt_blocks(engine, quiet_seconds=0, limit=1_000_000)
-        # Blocks left: written to while being built; they wait for their writes to settle.
-        late = " (written to meanwhile: a server builds them once writes settle)" * bool(left)
-        print(f"rollup blocks: {total} built by this run, {len(left)} unbuilt{late}", file=out)
+        # Blocks left were written to while being built: they wait for their writes to settle.
+        left = len(await blocks.unbuilt_blocks(engine, quiet_seconds=0, limit=1_000_000))
+        print(f"rollup blocks: {total} built by this run, {left} unbuilt", file=out)
         return 0
     finally:
         await engine.dispose()

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from websockets.sync.client import connect
 
 from db import migrate
+from db.blocks import BLOCKS_LOCK_ID
 from graph.cli import main as cli
 from graph.core.windows import TimeWindow
 from graph.service.queries import FlowQuery, HotspotQuery
@@ -134,6 +137,41 @@ def test_db_build_blocks(env: Path, database_url: str, capsys: pytest.CaptureFix
     assert out.splitlines()[-1] == "rollup blocks: 3 built by this run, 0 unbuilt"
     assert cli.main(["db", "build-blocks"]) == 0
     assert capsys.readouterr().out == "rollup blocks: 0 built by this run, 0 unbuilt\n"
+
+
+def test_db_build_blocks_while_another_process_builds(
+    env: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another process holds the builders' lock: the command says so and exits 3 (busy)."""
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    asyncio.run(empty_archive(postgres_url))
+    assert cli.main(["ingest", str(write_jsonl(env / "r.jsonl", [record("US", "Storm")]))]) == 0
+    held, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(f"SELECT pg_advisory_lock({BLOCKS_LOCK_ID})")
+            held.set()
+            await asyncio.to_thread(release.wait)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert held.wait(10)
+        capsys.readouterr()
+        assert cli.main(["db", "build-blocks"]) == 3
+        assert capsys.readouterr().out == "another process is building blocks: try again later\n"
+    finally:
+        release.set()
+        holder.join()
+    assert cli.main(["db", "build-blocks"]) == 0
+    assert capsys.readouterr().out.endswith("rollup blocks: 1 built by this run, 0 unbuilt\n")
 
 
 def test_bad_database_url(
