@@ -106,30 +106,28 @@ labels_table = sa.Table(
     sa.Column("label", sa.Text(), nullable=False),
     sa.UniqueConstraint("label", name="uq_trends_labels"),
 )
-rollup_table = sa.Table(
-    "trends_rollup_hourly",
-    metadata,
-    sa.Column("hour", UTCDateTime(), primary_key=True),
-    sa.Column("series_id", sa.Integer(), primary_key=True),
-    sa.Column("count_sum", sa.BigInteger(), nullable=False),
-    sa.Column("weighted_sum", sa.Float(), nullable=False),
-    sa.Column("first_us", sa.BigInteger(), nullable=False),
-    sa.Column("first_label_id", sa.Integer(), nullable=False),
-)
+
+
+def _sums_table(name: str, period: str) -> sa.Table:
+    """A rollup's table: per period (the end of its span) and series, the sums of its records."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(period, UTCDateTime(), primary_key=True),
+        sa.Column("series_id", sa.Integer(), primary_key=True),
+        sa.Column("count_sum", sa.BigInteger(), nullable=False),
+        sa.Column("weighted_sum", sa.Float(), nullable=False),
+        sa.Column("first_us", sa.BigInteger(), nullable=False),
+        sa.Column("first_label_id", sa.Integer(), nullable=False),
+    )
+
+
+rollup_table = _sums_table("trends_rollup_hourly", "hour")
 
 # Migration 0004's six-hour blocks over the hourly rollup, built in the background (db.blocks):
 # ``block`` is the end of its six hours (00, 06, 12, 18 UTC). A window reads a block's rows only
 # while ``built`` equals ``changes``, the count of writes the archive's triggers noted in it.
-blocks_table = sa.Table(
-    "trends_rollup_blocks",
-    metadata,
-    sa.Column("block", UTCDateTime(), primary_key=True),
-    sa.Column("series_id", sa.Integer(), primary_key=True),
-    sa.Column("count_sum", sa.BigInteger(), nullable=False),
-    sa.Column("weighted_sum", sa.Float(), nullable=False),
-    sa.Column("first_us", sa.BigInteger(), nullable=False),
-    sa.Column("first_label_id", sa.Integer(), nullable=False),
-)
+blocks_table = _sums_table("trends_rollup_blocks", "block")
 block_state_table = sa.Table(
     "trends_rollup_block_state",
     metadata,

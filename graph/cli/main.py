@@ -8,12 +8,14 @@ import importlib.metadata
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
 from db import blocks, migrate
@@ -219,22 +221,28 @@ async def _poll_once(settings: Settings, out: TextIO) -> int:
     return POLL_PARTIAL if summary.failed or summary.store_error else POLL_OK
 
 
-async def _migrate(settings: Settings, action: str, revision: str) -> str | None:
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine for one database command, disposed after it."""
     engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout_seconds)
     try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _migrate(settings: Settings, action: str, revision: str) -> str | None:
+    async with _engine(settings) as engine:
         if action == "upgrade":
             await migrate.upgrade(engine, revision)
         elif action == "downgrade":
             await migrate.downgrade(engine, revision)
         return await migrate.current_revision(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _build_blocks(settings: Settings, out: TextIO) -> int:
     """Build every unbuilt rollup block now, newest first, a line per round of them."""
-    engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout_seconds)
-    try:
+    async with _engine(settings) as engine:
         if engine.dialect.name != "postgresql":
             print("nothing to build: only PostgreSQL keeps a rollup", file=out)
             return 0
@@ -252,8 +260,6 @@ async def _build_blocks(settings: Settings, out: TextIO) -> int:
         left = len(await blocks.unbuilt_blocks(engine, quiet_seconds=0, limit=1_000_000))
         print(f"rollup blocks: {total} built by this run, {left} unbuilt", file=out)
         return 0
-    finally:
-        await engine.dispose()
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
