@@ -55,8 +55,8 @@ WINDOW_PARTS = """
     FROM trends_rollup_hourly AS r
     WHERE r.hour = ANY(ARRAY(
         SELECT h FROM unnest($9::timestamptz[]) AS h
-        WHERE date_bin(interval '6 hours', h - interval '1 microsecond', timestamptz 'epoch')
-              + interval '6 hours' NOT IN (SELECT block FROM built)
+        WHERE date_bin({block}, h - interval '1 microsecond', timestamptz 'epoch') + {block}
+              NOT IN (SELECT block FROM built)
     ))
     UNION ALL
     SELECT s.id, a.timestamp > $3, a.count::bigint, a.count * a.confidence,
@@ -74,7 +74,10 @@ WINDOW_PARTS = """
     ) AS a
     JOIN trends_series AS s ON s.country = a.country AND s.topic_key = a.topic_key
     JOIN trends_labels AS l ON l.label = a.topic_label
-""".replace("{edge}", "timestamp, country, topic_key, count, confidence, topic_label")
+""".format(
+    block=f"interval '{BLOCK_HOURS} hours'",
+    edge="timestamp, country, topic_key, count, confidence, topic_label",
+)
 
 # One row of WINDOW_PARTS in PostgreSQL's binary COPY format: a field count, then each field
 # as its byte length and its big-endian value.
