@@ -1,4 +1,4 @@
-"""Pausing the cyclic garbage collector while a large batch changes shape."""
+"""Pausing the cyclic garbage collector while a large batch or window changes shape."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ __all__ = ["collector_paused"]
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Hold off Python's cyclic garbage collector while a batch is turned from one shape into
-    another (validated models into records).
+    another (validated models into records, a window's columns into flows).
 
-    Such a step allocates tens of thousands of objects that all live until the batch is stored;
-    batches hold no reference cycles, so reference counting frees them, and the collector
-    resumes as soon as the step is done.
+    Such a step allocates tens of thousands of objects that all live until the batch is stored
+    or the answer sent; they hold no reference cycles, so reference counting frees them, and
+    the collector resumes as soon as the step is done.
     """
     if not gc.isenabled():
         yield
