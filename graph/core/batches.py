@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 __all__ = ["collector_paused"]
+
+_lock = threading.Lock()
+_holders = 0  # pauses of this module's open now, on any thread
 
 
 @contextlib.contextmanager
@@ -16,13 +20,23 @@ def collector_paused() -> Iterator[None]:
 
     Such a step allocates tens of thousands of objects that all live until the batch is stored
     or the answer sent; they hold no reference cycles, so reference counting frees them, and
-    the collector resumes as soon as the step is done.
+    the collector resumes as soon as the step is done: the last of the pauses open at once
+    resumes it (a window's maths on its thread and a batch on the event loop overlap). A
+    collector that something else switched off stays its to switch on.
     """
-    if not gc.isenabled():
+    global _holders
+    with _lock:
+        held = _holders > 0 or gc.isenabled()
+        if held:
+            _holders += 1
+            gc.disable()
+    if not held:
         yield
         return
-    gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        with _lock:
+            _holders -= 1
+            if not _holders:
+                gc.enable()
