@@ -34,6 +34,7 @@ from graph.core.exploring import (
 from graph.core.history import HotspotPoint, history_instants, hotspot_history
 from graph.core.records import normalise_country
 from graph.core.windows import Span, TimeWindow
+from graph.service.offload import maths
 from graph.service.params import (
     check_order,
     parse_as_of,
@@ -297,7 +298,9 @@ class Explorer:
                 rows = await self.repository.country_records(
                     query.country, _days_before(since, 2 * window), until
                 )
-            items = hotspot_history(rows, window, since, query.interval.length, points)
+            items = await maths(
+                len(rows), hotspot_history, rows, window, since, query.interval.length, points
+            )
             return Entry(token, until, self.clock(), orjson.dumps(items), count=len(items))
 
         field = f"{_instant(query.since)}|{_instant(query.until)}|{query.interval.value}"

@@ -30,6 +30,7 @@ from graph.core.windows import Span, TimeWindow
 from graph.observability.tracing import span
 from graph.service.answer import Answer
 from graph.service.cursor import decode_cursor
+from graph.service.offload import maths
 from graph.service.queries import FlowQuery, HotspotQuery, TrendQuery
 from graph.service.snapshots import Snapshots
 from graph.service.storage import storage
@@ -130,7 +131,7 @@ class TrendService:
     async def hotspots(self, query: HotspotQuery, *, min_generation: int | None = None) -> Answer:
         async def compute(token: str) -> Entry:
             span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
-            items = compute_hotspots(aggregates)
+            items = await maths(len(aggregates), compute_hotspots, aggregates)
             if query.countries is not None:
                 wanted = set(query.countries)
                 items = [h for h in items if h.country in wanted]
@@ -152,7 +153,7 @@ class TrendService:
 
         async def compute(token: str) -> Entry:
             span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
-            computed = self._flows_of(query, token, span, aggregates)
+            computed = await self._flows_of(query, token, span, aggregates)
             return self._flows_entry(query, token, span.as_of, computed)
 
         field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"
@@ -229,7 +230,7 @@ class TrendService:
         entry = self._flows_entry(query, token, as_of, known)
         return await self._answer_of(entry, query, hit=True)
 
-    def _flows_of(
+    async def _flows_of(
         self, query: FlowQuery, token: str, span: Span, aggregates: Sequence[AggregateRow]
     ) -> _Computed:
         """Every flow reaching the threshold, and the window's stats.
@@ -251,7 +252,9 @@ class TrendService:
             assert known is not None
             return known
         self.flow_passes[query.as_of] += 1
-        items, stats = flows_and_stats(
+        items, stats = await maths(
+            len(aggregates),
+            flows_and_stats,
             aggregates,
             threshold=query.threshold,
             halflife_hours=self.halflife_hours,

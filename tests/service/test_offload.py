@@ -1,0 +1,154 @@
+"""A large window's maths runs on the maths thread while the event loop goes on answering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from db import migrate
+from db.engine import make_engine
+from db.repository import TrendRepository
+from graph.cache.response_cache import ResponseCache
+from graph.core.records import validate_batch
+from graph.core.windows import Span, TimeWindow
+from graph.service import offload
+from graph.service.offload import THREAD_NAME, maths
+from graph.service.queries import FlowQuery, HotspotQuery
+from graph.service.trend_service import TrendService
+from graph.stores.memory import MemoryStore
+from tests.http.test_hotspot_history import ISO_AS_OF, seeded
+from tests.service.test_service import T0, random_records
+from tests.support.answers import rest_flows
+from tests.support.factories import AS_OF
+from tests.support.reference import assert_flows_match, naive_flows, naive_window
+
+_request = contextvars.ContextVar("request", default="none")
+
+
+def test_small_inputs_run_here_and_large_ones_on_the_maths_thread() -> None:
+    def where() -> tuple[str, str]:
+        return threading.current_thread().name, _request.get()
+
+    async def main() -> tuple[tuple[str, str], tuple[str, str]]:
+        _request.set("r-1")
+        return await maths(offload.MIN_ROWS - 1, where), await maths(offload.MIN_ROWS, where)
+
+    (here, seen_here), (there, seen_there) = asyncio.run(main())
+    assert here == threading.current_thread().name and seen_here == "r-1"
+    assert there.startswith(THREAD_NAME)
+    assert seen_there == "r-1", "the maths sees the request's context (log fields, trace)"
+
+
+def test_a_cancelled_callers_maths_that_has_not_started_never_runs() -> None:
+    ran: list[int] = []
+
+    async def main() -> None:
+        release = threading.Event()
+        held = asyncio.create_task(maths(offload.MIN_ROWS, release.wait, 30))
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(maths(offload.MIN_ROWS, ran.append, 1))
+        await asyncio.sleep(0)
+        queued.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued
+        release.set()
+        assert await held
+        await maths(offload.MIN_ROWS, ran.append, 2)  # after the cancelled one, in order
+
+    asyncio.run(main())
+    assert ran == [2]
+
+
+def test_the_loop_answers_while_a_windows_maths_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The maths thread is held busy; a cold flows computation waits for it while a cached
+    hotspots answer is served on the loop; then the flows come, equal to the definitions."""
+    monkeypatch.setattr(offload, "MIN_ROWS", 0)  # the test's small window counts as large
+    records = random_records(29)
+    as_of = T0 + timedelta(hours=36)
+
+    async def main() -> None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'trendmap.db'}")
+        try:
+            await migrate.upgrade(engine)
+            repository = TrendRepository(engine)
+            await repository.upsert(validate_batch(records))
+            service = TrendService(
+                repository,
+                cache=ResponseCache(MemoryStore(), refresh_seconds=30, clock=lambda: as_of),
+                halflife_hours=6.0,
+                max_flows=1_000,
+                max_batch_records=10_000,
+                clock=lambda: as_of,
+            )
+            hotspots = HotspotQuery(TimeWindow.H24, None, None, None)
+            assert not (await service.hotspots(hotspots)).cache_hit
+
+            release = threading.Event()
+            held = asyncio.create_task(maths(1, release.wait, 30))
+            flows = asyncio.create_task(
+                service.flows(FlowQuery(TimeWindow.H12, None, 0.0, None, None))
+            )
+            while not service.flow_passes[None]:  # its aggregates read, its maths asked for
+                await asyncio.sleep(0)
+            assert (await service.hotspots(hotspots)).cache_hit
+            # Held, the flows cannot finish however long the loop runs: a tenth of a second
+            # of turns is only what inline maths would need to show itself finished.
+            await asyncio.wait([flows], timeout=0.1)
+            assert not flows.done(), "the flows' maths waits on its thread, not on the loop"
+            release.set()
+            assert await held
+            answer = await flows
+        finally:
+            await engine.dispose()
+        expected = naive_flows(naive_window(records, Span(TimeWindow.H12, as_of)), 6.0, None)
+        assert expected, "the data should give flows"
+        assert_flows_match(rest_flows({"flows": answer.items()}), expected, 0.0)
+
+    asyncio.run(main())
+
+
+def test_a_history_waits_for_the_maths_thread_while_the_app_answers(
+    app_with: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the app: with the maths thread held, a hotspot history waits for it while a
+    cached answer comes at once; released, the history comes whole."""
+    monkeypatch.setattr(offload, "MIN_ROWS", 0)
+    client = app_with()
+    seeded(client)
+    hotspots = {"time_window": "24h", "as_of": ISO_AS_OF}
+    assert client.get("/v1/hotspots", params=hotspots).status_code == 200  # now cached
+    since = (AS_OF - timedelta(hours=30)).isoformat()
+    params = {"country": "us", "time_window": "6h", "step": "1h", "since": since}
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return release.wait(30)
+
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(asyncio.run, maths(1, hold))
+        try:
+            assert started.wait(10)
+            history = {**params, "until": ISO_AS_OF}
+            asked = pool.submit(client.get, "/v1/hotspots/history", params=history)
+            assert client.get("/v1/hotspots", params=hotspots).status_code == 200
+            wait([asked], timeout=0.2)  # what inline maths would need to show itself finished
+            assert not asked.done(), "the history's maths waits on its thread, not on the loop"
+        finally:
+            release.set()
+        assert held.result()
+        answered = asked.result()
+    assert answered.status_code == 200, answered.text
+    points = answered.json()["hotspot_history"]
+    assert len(points) == 31 and any(p["volume"] > 0 for p in points)
