@@ -14,7 +14,7 @@ import contextlib
 import gc
 import json
 import operator
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -278,13 +278,30 @@ def dedupe(rows: Sequence[_R]) -> list[_R]:
     return list(by_key.values())
 
 
-class TrendRepository:
-    """The trend archive over one async engine (PostgreSQL or SQLite)."""
+_T = TypeVar("_T")
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class Maths(Protocol):
+    """Runs CPU work whose input holds ``rows`` rows (graph.service.offload.maths: on a
+    thread of its own when that is large, so the event loop keeps answering)."""
+
+    def __call__(self, rows: int, fn: Callable[[], _T], /) -> Awaitable[_T]: ...
+
+
+async def _here(rows: int, fn: Callable[[], _T], /) -> _T:
+    """CPU work run where it is asked for."""
+    return fn()
+
+
+class TrendRepository:
+    """The trend archive over one async engine (PostgreSQL or SQLite); ``maths`` runs a large
+    window's CPU work once its rows are read and its connection returned."""
+
+    def __init__(self, engine: AsyncEngine, *, maths: Maths = _here) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._rollup = rollup.RollupReader()
+        self._maths = maths
 
     async def ping(self) -> None:
         """Raise StorageUnavailable if the database does not answer."""
@@ -315,7 +332,8 @@ class TrendRepository:
             async with translated("aggregate"), self.engine.connect() as conn, conn.begin():
                 version = tuple((await conn.execute(_PG_PARTS_SETUP)).one()[3:])
                 async with _driver(conn, "COPY (window parts) TO STDOUT") as driver:
-                    columns, coded = await self._rollup.window(driver, version, bounds)
+                    read = await self._rollup.window(driver, version, bounds)
+            columns, coded = await self._maths(read.size, read.columns)
             return AggregateColumns(*columns, coded=coded)
         async with translated("aggregate"), self.engine.connect() as conn:
             result = await conn.execute(_sqlite_aggregate(previous_start, start, end))

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from db.blocks import BLOCK_HOURS
 
-__all__ = ["CodedColumns", "RollupReader", "WindowColumns", "rollup_bounds"]
+__all__ = ["CodedColumns", "ReadWindow", "RollupReader", "WindowColumns", "rollup_bounds"]
 
 _HOUR = timedelta(hours=1)
 _BLOCK = timedelta(hours=BLOCK_HOURS)
@@ -373,12 +373,43 @@ class PartSums:
     def finish(self) -> Groups:
         """Every series a part names, in id order, and its sums, once the whole output was
         fed."""
+        self.close()
+        return self.groups()
+
+    def close(self) -> None:
+        """Sum the last rows, once the whole output was fed."""
         pending = self._pending
         if not self._started or not pending.endswith(_TRAILER):
             raise ValueError("not PostgreSQL's binary COPY output")
         self._add(_rows(memoryview(pending)[: -len(_TRAILER)]))
         pending.clear()
-        return self._result()
+
+    @property
+    def size(self) -> int:
+        """How many series the parts named so far."""
+        return self._n
+
+    def named(self) -> tuple[IntArray, IntArray]:
+        """The series ids the parts named, and the labels the window's earliest rows carry:
+        what the names must hold (in no particular order; cheaper than :meth:`groups`)."""
+        ids = np.flatnonzero(self._place >= 0)
+        labels = self._label[: self._n][self._in_window[: self._n]]
+        return ids, labels
+
+    def groups(self) -> Groups:
+        """Every series a part names, in id order, and its sums, once closed."""
+        ids = np.flatnonzero(self._place >= 0)
+        at = self._place[ids]
+        return Groups(
+            ids,
+            self._in_window[at],
+            self._count[at],
+            self._weighted[at],
+            self._first[at],
+            self._window_first[at],
+            self._label[at],
+            self._previous[at],
+        )
 
     def _add(self, rows: npt.NDArray[np.void]) -> None:
         """Whole rows, in the order they came."""
@@ -438,20 +469,6 @@ class PartSums:
         ):
             array = getattr(self, name)
             setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
-
-    def _result(self) -> Groups:
-        ids = np.flatnonzero(self._place >= 0)
-        at = self._place[ids]
-        return Groups(
-            ids,
-            self._in_window[at],
-            self._count[at],
-            self._weighted[at],
-            self._first[at],
-            self._window_first[at],
-            self._label[at],
-            self._previous[at],
-        )
 
 
 def _dense(values: IntArray) -> tuple[IntArray, IntArray]:
@@ -565,6 +582,25 @@ def _ranks(names: list[str], codes: IntArray) -> tuple[IntArray, IntArray]:
     return rank[place], present[by_name]
 
 
+@dataclass(frozen=True)
+class ReadWindow:
+    """A window's parts, summed as they came, and the names they need: all PostgreSQL had to
+    give. What is left to make its columns (:meth:`columns`) is CPU work, which a server runs
+    off its event loop for a large window (graph.service.offload), its connection returned."""
+
+    sums: PartSums
+    names: Dictionaries
+
+    @property
+    def size(self) -> int:
+        """How many series the window's parts name."""
+        return self.sums.size
+
+    def columns(self) -> tuple[WindowColumns, CodedColumns]:
+        """The window's columns, as lists and as arrays (:func:`window_columns`)."""
+        return window_columns(self.sums.groups(), self.names)
+
+
 class RollupReader:
     """Reads windows from the rollup over an asyncpg connection in an open transaction, and
     keeps this process's copy of the dictionaries between them."""
@@ -574,9 +610,9 @@ class RollupReader:
 
     async def window(
         self, driver: Any, version: tuple[int, int], bounds: dict[str, Any]
-    ) -> tuple[WindowColumns, CodedColumns]:
-        """The columns of the window ``bounds`` (:func:`rollup_bounds`), as lists and as
-        arrays; ``version``: the dictionaries' relfilenodes as this transaction sees them."""
+    ) -> ReadWindow:
+        """The window ``bounds`` (:func:`rollup_bounds`) read; ``version``: the dictionaries'
+        relfilenodes as this transaction sees them."""
         sums = PartSums()
 
         async def received(chunk: bytes) -> None:
@@ -585,24 +621,24 @@ class RollupReader:
         await driver.copy_from_query(
             WINDOW_PARTS, *parts_arguments(bounds), output=received, format="binary"
         )
-        groups = sums.finish()
-        names = await self._dictionaries(driver, version, groups)
-        return window_columns(groups, names)
+        sums.close()
+        series, labels = sums.named()
+        return ReadWindow(sums, await self._dictionaries(driver, version, series, labels))
 
     async def _dictionaries(
-        self, driver: Any, version: tuple[int, int], groups: Groups
+        self, driver: Any, version: tuple[int, int], series: IntArray, labels: IntArray
     ) -> Dictionaries:
-        """The dictionaries, holding every name ``groups`` shows."""
+        """The dictionaries, holding the names of every id in ``series`` and ``labels``."""
         names = self._names
         if names is None or names.version != version:
             names = self._names = Dictionaries(version)
-        series = names.missing_series(groups.series)
+        series = names.missing_series(series)
         if len(series):
             ids, countries, keys = await _names(driver, SERIES_NAMES, SERIES_NAMES_ARRAYS, series)
             names.add_series(ids, countries, keys)
             if len(names.missing_series(series)):
                 raise LookupError("a rollup row names a series trends_series does not hold")
-        labels = names.missing_labels(groups.window_first_label[groups.in_window])
+        labels = names.missing_labels(labels)
         if len(labels):
             ids, texts = await _names(driver, LABEL_NAMES, LABEL_NAMES_ARRAYS, labels)
             names.add_labels(ids, texts)

@@ -29,6 +29,7 @@ from graph.live.broadcaster import Broadcaster
 from graph.live.publisher import Publisher
 from graph.observability.log import logger
 from graph.service.explorer import Explorer
+from graph.service.offload import maths
 from graph.service.trend_service import TrendService
 from graph.settings import Settings
 from graph.stores import Store, open_store
@@ -87,7 +88,7 @@ async def open_archive(settings: Settings) -> AsyncIterator[Archive]:
     try:
         if settings.auto_migrate:
             await migrate.upgrade(engine)
-        repository = TrendRepository(engine)
+        repository = TrendRepository(engine, maths=maths)
         cache = ResponseCache(
             store if settings.use_cache else None,
             refresh_seconds=settings.flows_refresh_seconds,

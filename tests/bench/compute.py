@@ -44,6 +44,7 @@ from graph.core.aggregates import AggregateTable  # noqa: E402
 from graph.core.flows import compute_flows  # noqa: E402
 from graph.core.hotspots import compute_hotspots  # noqa: E402
 from graph.core.windows import Span, TimeWindow  # noqa: E402
+from graph.service.offload import maths  # noqa: E402
 from graph.service.queries import FlowQuery, HotspotQuery  # noqa: E402
 from graph.service.trend_service import TrendService  # noqa: E402
 from graph.stores.memory import MemoryStore  # noqa: E402
@@ -282,7 +283,7 @@ async def first_and_cold(url: str, end: datetime, repeat: int) -> list[Timing]:
     cold windows on the same repository."""
     engine = make_engine(url)
     try:
-        repository = TrendRepository(engine)
+        repository = TrendRepository(engine, maths=maths)
         await repository.ping()  # a connection in the pool, as a running server has
         return [await cold(repository, end) for _ in range(repeat + 1)]
     finally:

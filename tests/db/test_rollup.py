@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from db.repository import (
 )
 from db.rollup import Groups, PartSums, _sorting, parse_parts
 from graph.core.records import Record
+from graph.service import offload
 from tests.support.reference import naive_aggregates
 from tests.support.servers import empty_archive
 
@@ -286,6 +288,45 @@ def test_windows_of_any_length_agree_with_the_archive(archive_url: str) -> None:
                 assert got == by_series(await _aggregate_from_archive(repo.engine, *bounds))
 
     run(archive_url, work)
+
+
+def test_a_windows_columns_are_made_once_its_connection_is_returned(
+    archive_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server makes a large window's columns on its maths thread (graph.service.offload),
+    once PostgreSQL has sent everything and the connection is back in the pool: a window
+    queued behind another's maths holds no connection. The columns are the same."""
+    monkeypatch.setattr(offload, "MIN_ROWS", 0)  # the test's window counts as large
+    rng = random.Random(31)
+    asked: list[tuple[int, int, bool]] = []
+
+    async def work(repo: TrendRepository) -> None:
+        await repo.upsert(random_records(rng, 800))
+
+        async def on_the_maths_thread(rows: int, fn: Callable[[], T]) -> T:
+            def there() -> T:
+                asked.append((rows, repo.engine.pool.checkedout(), in_thread()))
+                return fn()
+
+            return await offload.maths(rows, there)
+
+        def in_thread() -> bool:
+            return threading.current_thread().name.startswith(offload.THREAD_NAME)
+
+        offloaded = TrendRepository(repo.engine, maths=on_the_maths_thread)
+        end = T0 + 30 * HOUR + MICRO
+        bounds = (end - 48 * HOUR, end - 24 * HOUR, end)
+        got, here = await offloaded.aggregate_window(*bounds), await repo.aggregate_window(*bounds)
+        assert by_series(got) == by_series(here) and len(here.countries) >= 25
+        assert got.coded is not None and here.coded is not None
+        for name in got.coded.__dataclass_fields__:
+            assert np.asarray(getattr(got.coded, name)).tolist() == (
+                np.asarray(getattr(here.coded, name)).tolist()
+            ), name
+
+    run(archive_url, work)
+    assert [(checked_out, thread) for _, checked_out, thread in asked] == [(0, True)]
+    assert asked[0][0] >= 25, "the window's series, counted"
 
 
 def test_an_unchanged_re_ingest_writes_nothing_to_the_rollup(archive_url: str) -> None:
