@@ -18,12 +18,20 @@ from db.engine import make_engine
 from db.repository import TrendRepository
 from graph.core.records import Record
 from graph.http.app import create_app
+from graph.observability.log import configure_logging
 from graph.service.blocks import BlockBuilder
 from tests.support.factories import AS_OF, make_settings, record, write_headers
 from tests.support.servers import empty_archive
 
 UNBUILT = sa.text("SELECT count(*) FROM trends_rollup_block_state WHERE built <> changes")
 BUILT = sa.text("SELECT count(*) FROM trends_rollup_block_state WHERE built = changes")
+
+
+@pytest.fixture(autouse=True)
+def info_logs() -> None:
+    """The builder's rounds log at info, as a server's default LOG_LEVEL shows them; an app an
+    earlier test built may have left the level at its settings' WARNING."""
+    configure_logging("INFO")
 
 
 @pytest.fixture
