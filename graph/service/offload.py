@@ -24,11 +24,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-__all__ = ["MIN_ROWS", "THREAD_NAME", "maths"]
+__all__ = ["MIN_ROWS", "THREAD_NAME", "WINDOWS_AT_ONCE", "maths"]
 
 # Rows of input from which the maths goes to its thread: a window of about 30,000 records
 # (some 20 ms of flows maths; the hand-over costs about 0.1 ms).
 MIN_ROWS = 20_000
+# Windows a worker computes at once: one on the maths thread and one read from the database
+# meanwhile. More would only wait for the thread, each holding its columns (a 10M-record
+# window's are some hundreds of MB), however many distinct windows clients ask for at once.
+WINDOWS_AT_ONCE = 2
 THREAD_NAME = "trendmap-maths"
 
 _P = ParamSpec("_P")

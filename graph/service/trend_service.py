@@ -6,6 +6,7 @@ every door answers the same. Storage outages become :class:`DependencyUnavailabl
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -30,7 +31,7 @@ from graph.core.windows import Span, TimeWindow
 from graph.observability.tracing import span
 from graph.service.answer import Answer
 from graph.service.cursor import decode_cursor
-from graph.service.offload import maths
+from graph.service.offload import WINDOWS_AT_ONCE, maths
 from graph.service.queries import FlowQuery, HotspotQuery, TrendQuery
 from graph.service.snapshots import Snapshots
 from graph.service.storage import storage
@@ -86,6 +87,9 @@ class TrendService:
         self._computed: BoundedLRU[_ComputedKey, _Computed] = BoundedLRU(
             max_entries=_COMPUTED_ENTRIES, max_bytes=_COMPUTED_FLOWS * max_flows
         )
+        # Windows computed at once (graph.service.offload.WINDOWS_AT_ONCE): with the maths off
+        # the loop, windows read meanwhile would otherwise wait for it with their columns held.
+        self._windows = asyncio.Semaphore(WINDOWS_AT_ONCE)
         self._listeners: list[Callable[[], None]] = []
         # Countries whose feed is failing (graph.feeds.poller's SourceBoard), for "partial data".
         self._unavailable = unavailable
@@ -130,8 +134,9 @@ class TrendService:
 
     async def hotspots(self, query: HotspotQuery, *, min_generation: int | None = None) -> Answer:
         async def compute(token: str) -> Entry:
-            span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
-            items = await maths(len(aggregates), compute_hotspots, aggregates)
+            async with self._windows:
+                span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
+                items = await maths(len(aggregates), compute_hotspots, aggregates)
             if query.countries is not None:
                 wanted = set(query.countries)
                 items = [h for h in items if h.country in wanted]
@@ -152,8 +157,9 @@ class TrendService:
             return filtered
 
         async def compute(token: str) -> Entry:
-            span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
-            computed = await self._flows_of(query, token, span, aggregates)
+            async with self._windows:
+                span, aggregates = await self.snapshots.window(query.window, query.as_of, token)
+                computed = await self._flows_of(query, token, span, aggregates)
             return self._flows_entry(query, token, span.as_of, computed)
 
         field = f"{_as_of_field(query.as_of)}|{query.threshold!r}|{query.limit}"

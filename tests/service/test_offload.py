@@ -118,6 +118,51 @@ def test_the_loop_answers_while_a_windows_maths_runs(
     asyncio.run(main())
 
 
+def test_no_more_windows_are_read_than_the_maths_thread_can_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Distinct cold windows asked for at once: while the maths thread is busy, one window
+    waits for it and one more is read; the others wait before reading theirs (each would
+    otherwise hold its columns in memory). Released, every one is answered."""
+    monkeypatch.setattr(offload, "MIN_ROWS", 0)
+    records = random_records(11)
+
+    async def main() -> None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'trendmap.db'}")
+        try:
+            await migrate.upgrade(engine)
+            repository = TrendRepository(engine)
+            await repository.upsert(validate_batch(records))
+            service = TrendService(
+                repository,
+                cache=ResponseCache(MemoryStore(), refresh_seconds=30),
+                halflife_hours=6.0,
+                max_flows=1_000,
+                max_batch_records=10_000,
+            )
+            release = threading.Event()
+            held = asyncio.create_task(maths(1, release.wait, 30))
+            instants = [T0 + timedelta(hours=30 + k) for k in range(5)]
+            asked = [
+                asyncio.create_task(service.flows(FlowQuery(TimeWindow.H24, None, 0.1, at, None)))
+                for at in instants
+            ]
+            try:
+                await asyncio.wait(asked, timeout=0.2)  # time enough to read all five
+                assert sum(service.flow_passes.values()) == offload.WINDOWS_AT_ONCE
+            finally:
+                release.set()
+            assert await held
+            answers = await asyncio.gather(*asked)
+        finally:
+            await engine.dispose()
+        assert sum(service.flow_passes.values()) == len(instants)
+        assert [a.span.as_of for a in answers] == instants
+        assert all(a.count for a in answers), "the data should give flows"
+
+    asyncio.run(main())
+
+
 def test_a_history_waits_for_the_maths_thread_while_the_app_answers(
     app_with: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
