@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -18,42 +19,77 @@ from graph.cache.response_cache import ResponseCache
 from graph.core.aggregates import AggregateRow, AggregateTable, Columns, with_columns
 from graph.core.errors import DependencyUnavailable
 from graph.core.windows import Span, TimeWindow
+from graph.service.offload import maths
 
-__all__ = ["Snapshots", "decode_rows", "encode_rows"]
+__all__ = ["Snapshots", "by_country", "decode_rows", "encode_rows"]
 
-
-def encode_rows(rows: Sequence[AggregateRow]) -> bytes:
-    """One country's aggregates as a cache payload (the country is in the key)."""
-    return orjson.dumps(
-        [
-            [
-                r.topic_key,
-                r.label,
-                r.count,
-                r.weighted_confidence,
-                r.first_seen,
-                r.window_first_seen,
-                r.previous_volume,
-            ]
-            for r in rows
-        ]
-    )
+# Historical windows a worker keeps the aggregates of (each as large as its window).
+_RECENT_WINDOWS = 2
 
 
-def decode_rows(country: str, payload: bytes) -> list[AggregateRow]:
-    return [
-        AggregateRow(
-            country,
-            key,
-            label,
-            n,
-            w,
-            datetime.fromisoformat(first),
-            datetime.fromisoformat(window_first),
-            previous,
-        )
-        for key, label, n, w, first, window_first, previous in orjson.loads(payload)
-    ]
+# A country's aggregates in its ``trends:`` entry: its rows column by column (the country is in
+# the key), first sightings in microseconds since the epoch. Made and read without an object
+# per row: a window of a million records is some 260,000 rows.
+_FORMAT = 2
+_COLUMNS = (
+    "topic_keys",
+    "labels",
+    "counts",
+    "weighted_confidences",
+    "first_seen_us",
+    "window_first_seen_us",
+    "previous_volumes",
+)
+
+
+def by_country(table: AggregateTable) -> dict[str, list[int] | slice]:
+    """Where each country's rows are in ``table``: one slice each when its rows are together
+    (the database's order), else their indices."""
+    runs: dict[str, list[int] | slice] = {}
+    countries = table.countries
+    start = 0
+    for end in range(1, len(countries) + 1):
+        if end < len(countries) and countries[end] == countries[start]:
+            continue
+        if countries[start] in runs:  # a country in two places: by index, then
+            indices: dict[str, list[int]] = {}
+            for i, country in enumerate(countries):
+                indices.setdefault(country, []).append(i)
+            return dict(indices)
+        runs[countries[start]] = slice(start, end)
+        start = end
+    return runs
+
+
+def encode_rows(table: AggregateTable, rows: list[int] | slice) -> bytes:
+    """The rows ``rows`` of ``table`` (one country's) as a cache payload."""
+    picked: dict[str, Any] = {"format": _FORMAT}
+    for name in _COLUMNS:
+        column = getattr(table, name)
+        picked[name] = column[rows] if isinstance(rows, slice) else [column[i] for i in rows]
+    return orjson.dumps(picked)
+
+
+def _payloads(table: AggregateTable) -> list[tuple[str, bytes]]:
+    """Each country's payload, in the order countries first appear in ``table``."""
+    return [(country, encode_rows(table, rows)) for country, rows in by_country(table).items()]
+
+
+def decode_rows(entries: Sequence[tuple[str, bytes]]) -> AggregateTable | None:
+    """The table of every country's payload, in order; None when one is not in this format
+    (an entry an older version wrote): the window is then read from the database."""
+    table = AggregateTable()
+    for country, payload in entries:
+        decoded = orjson.loads(payload)
+        if not isinstance(decoded, dict) or decoded.get("format") != _FORMAT:
+            return None
+        n = len(decoded["topic_keys"])
+        if any(len(decoded[name]) != n for name in _COLUMNS):
+            return None
+        table.countries.extend([country] * n)
+        for name in _COLUMNS:
+            getattr(table, name).extend(decoded[name])
+    return table
 
 
 @dataclass(slots=True)
@@ -76,6 +112,9 @@ class Snapshots:
         self.cache = cache
         self.clock = clock
         self._sliding: dict[TimeWindow, _Snapshot] = {}
+        # The historical windows read last, by (window, as_of, token), oldest first: the map
+        # asks for a window's flows and its hotspots one after the other.
+        self._recent: dict[tuple[TimeWindow, datetime, str], AggregateTable] = {}
 
     async def from_database(self, span: Span) -> AggregateTable:
         try:
@@ -103,29 +142,37 @@ class Snapshots:
         return with_columns(table, derived)
 
     async def aggregates(self, span: Span, token: str | None = None) -> Sequence[AggregateRow]:
-        """The window's per-country topic sums: from the cache's ``trends:`` entries when they
-        were computed under the current token, else from the database (and stored, when the
-        cache keeps answers for ``span.as_of``: graph.cache.bounds)."""
+        """The window's per-country topic sums: those this worker read last under the current
+        token, or the cache's ``trends:`` entries when they were computed under it, else from
+        the database (and stored, when the cache keeps answers for ``span.as_of``:
+        graph.cache.bounds)."""
         if token is None or not self.cache.enabled or not self.cache.bounds.keeps(span.as_of):
             return await self.from_database(span)
-        cached = await self._cached(span, token)
-        if cached is not None:
-            return cached
-        aggregates = await self.from_database(span)
-        by_country: dict[str, list[AggregateRow]] = {}
-        for a in aggregates:
-            by_country.setdefault(a.country, []).append(a)
+        key = (span.window, span.as_of, token)
+        table = self._recent.pop(key, None)  # put back last: the most recently used
+        if table is None:
+            table = await self._cached(span, token)
+        if table is None:
+            table = await self.from_database(span)
+            await self._store(span, token, table)
+        self._recent[key] = table
+        while len(self._recent) > _RECENT_WINDOWS:
+            del self._recent[next(iter(self._recent))]
+        return table
+
+    async def _store(self, span: Span, token: str, table: AggregateTable) -> None:
+        """The window's ``trends:`` entries and their roster."""
+        payloads = await maths(len(table), _payloads, table)
         now, window = self.clock(), span.window.value
         writes = [
-            (trends_key(c, span.as_of), window, Entry(token, span.as_of, now, encode_rows(rows)))
-            for c, rows in by_country.items()
+            (trends_key(c, span.as_of), window, Entry(token, span.as_of, now, payload))
+            for c, payload in payloads
         ]
-        roster = Entry(token, span.as_of, now, orjson.dumps(sorted(by_country)))
+        roster = Entry(token, span.as_of, now, orjson.dumps([c for c, _ in payloads]))
         writes.append((trends_roster_key(span.as_of), window, roster))
         await self.cache.write_many([(k, f, e.encode()) for k, f, e in writes])
-        return aggregates
 
-    async def _cached(self, span: Span, token: str) -> list[AggregateRow] | None:
+    async def _cached(self, span: Span, token: str) -> AggregateTable | None:
         """Every country's entry when the roster and all of them carry ``token``."""
         window = span.window.value
         found = await self.cache.read_many([(trends_roster_key(span.as_of), window)])
@@ -143,11 +190,10 @@ class Snapshots:
         entries = [Entry.decode(v) for v in values if v is not None]
         if any(e.generation != token for e in entries):
             return None
-        return [
-            row
-            for country, e in zip(countries, entries, strict=True)
-            for row in decode_rows(country, e.payload)
-        ]
+        payloads = [(c, e.payload) for c, e in zip(countries, entries, strict=True)]
+        # About 60 bytes a row: the maths thread's measure is rows.
+        rows = sum(len(p) for _, p in payloads) // 60
+        return await maths(rows, decode_rows, payloads)
 
     def fresh(self, window: TimeWindow, token: str) -> datetime | None:
         """The instant of the sliding window's current snapshot, when there is one computed

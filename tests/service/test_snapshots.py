@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import orjson
 
 from db import migrate
 from db.engine import make_engine
@@ -15,19 +18,43 @@ from graph.cache.response_cache import ResponseCache
 from graph.core.aggregates import AggregateRow, AggregateTable, Columns, columns
 from graph.core.records import Record
 from graph.core.windows import Span, TimeWindow
-from graph.service.snapshots import Snapshots, decode_rows, encode_rows
+from graph.service.snapshots import Snapshots, by_country, decode_rows, encode_rows
 from graph.stores.memory import MemoryStore
 from tests.support.servers import empty_archive
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
 
-def test_a_countrys_aggregates_round_trip() -> None:
+def test_a_windows_aggregates_round_trip_country_by_country() -> None:
     rows = [
         AggregateRow("US", "storm", "Storm", 3, 2.7, T0 - timedelta(hours=20), T0, 41),
+        AggregateRow("BR", "gol", "Gol", 9, 8.1, T0, T0, 9),
         AggregateRow("US", "a\x01b", "A\x01B", 1, 0.5, T0, T0 + timedelta(microseconds=7), 41),
     ]
-    assert decode_rows("US", encode_rows(rows)) == rows
+    for table in (
+        AggregateTable.from_rows(rows),  # a country in two places
+        AggregateTable.from_rows(sorted(rows, key=lambda r: r.country)),  # as the database
+    ):
+        places = by_country(table)
+        assert sorted(places) == ["BR", "US"]
+        entries = [(c, encode_rows(table, at)) for c, at in places.items()]
+        decoded = decode_rows(entries)
+        assert decoded is not None
+        assert sorted(decoded, key=astuple) == sorted(rows, key=astuple)
+
+
+def test_an_entry_in_another_format_is_a_miss() -> None:
+    """One an older version wrote (a list of rows): the window is read from the database."""
+    table = AggregateTable.from_rows(
+        [AggregateRow("US", "storm", "Storm", 3, 2.7, T0 - timedelta(hours=20), T0, 41)]
+    )
+    fine = ("US", encode_rows(table, slice(0, 1)))
+    assert decode_rows([fine]) is not None
+    older = ("BR", orjson.dumps([["gol", "Gol", 9, 8.1, T0.isoformat(), T0.isoformat(), 9]]))
+    assert decode_rows([fine, older]) is None
+    short = ("BR", encode_rows(table, slice(0, 1)).replace(b'"counts":[3]', b'"counts":[]'))
+    assert short[1] != fine[1]
+    assert decode_rows([fine, short]) is None
 
 
 def test_the_rollups_arrays_are_what_the_maths_would_derive(postgres_url: str) -> None:
@@ -71,3 +98,41 @@ def test_the_rollups_arrays_are_what_the_maths_would_derive(postgres_url: str) -
     for name in Columns.__slots__:
         a, b = getattr(given, name), getattr(derived, name)
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b, name
+
+
+def test_a_historical_window_is_read_once_per_worker_and_shared_through_the_cache(
+    tmp_path: Path,
+) -> None:
+    """The map asks for a window's flows, then its hotspots: the second read is the first's
+    table. Another worker (its own Snapshots, the same store) reads the cache's entries, not
+    its database (here an empty one), and gets the same sums."""
+    records = [
+        Record(T0 - timedelta(minutes=40 * i), c, k, k.casefold(), i + 1, 0.5, None)
+        for i, (c, k) in enumerate([("US", "Storm"), ("BR", "Gol"), ("US", "Gol"), ("DE", "Zug")])
+    ]
+    span, token = Span(TimeWindow.H24, T0), "7"
+
+    async def main() -> None:
+        full, empty = (make_engine(f"sqlite:///{tmp_path / name}") for name in ("a.db", "b.db"))
+        try:
+            for engine in (full, empty):
+                await migrate.upgrade(engine)
+            await TrendRepository(full).upsert(records)
+            store = MemoryStore()
+
+            def worker(engine: Any) -> Snapshots:
+                cache = ResponseCache(store, refresh_seconds=30)
+                return Snapshots(TrendRepository(engine), cache, lambda: T0)
+
+            first = worker(full)
+            read = await first.aggregates(span, token)
+            assert await first.aggregates(span, token) is read
+            other = await worker(empty).aggregates(span, token)
+            assert sorted(other, key=astuple) == sorted(read, key=astuple) and len(read) == 4
+            # Another generation: the empty database's answer, not the entries of "7".
+            assert len(await worker(empty).aggregates(span, "8")) == 0
+        finally:
+            await full.dispose()
+            await empty.dispose()
+
+    asyncio.run(main())
