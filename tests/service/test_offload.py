@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -32,6 +33,29 @@ from tests.support.factories import AS_OF
 from tests.support.reference import assert_flows_match, naive_flows, naive_window
 
 _request = contextvars.ContextVar("request", default="none")
+
+
+@contextlib.asynccontextmanager
+async def service_over(
+    path: Path, records: list[dict[str, Any]], clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[TrendService]:
+    """A service over a SQLite archive of ``records``, with an empty in-process cache."""
+    engine = make_engine(f"sqlite:///{path / 'trendmap.db'}")
+    try:
+        await migrate.upgrade(engine)
+        repository = TrendRepository(engine)
+        await repository.upsert(validate_batch(records))
+        clocks = {} if clock is None else {"clock": clock}
+        yield TrendService(
+            repository,
+            cache=ResponseCache(MemoryStore(), refresh_seconds=30, **clocks),
+            halflife_hours=6.0,
+            max_flows=1_000,
+            max_batch_records=10_000,
+            **clocks,
+        )
+    finally:
+        await engine.dispose()
 
 
 def test_small_inputs_run_here_and_large_ones_on_the_maths_thread() -> None:
@@ -78,19 +102,7 @@ def test_the_loop_answers_while_a_windows_maths_runs(
     as_of = T0 + timedelta(hours=36)
 
     async def main() -> None:
-        engine = make_engine(f"sqlite:///{tmp_path / 'trendmap.db'}")
-        try:
-            await migrate.upgrade(engine)
-            repository = TrendRepository(engine)
-            await repository.upsert(validate_batch(records))
-            service = TrendService(
-                repository,
-                cache=ResponseCache(MemoryStore(), refresh_seconds=30, clock=lambda: as_of),
-                halflife_hours=6.0,
-                max_flows=1_000,
-                max_batch_records=10_000,
-                clock=lambda: as_of,
-            )
+        async with service_over(tmp_path, records, lambda: as_of) as service:
             hotspots = HotspotQuery(TimeWindow.H24, None, None, None)
             assert not (await service.hotspots(hotspots)).cache_hit
 
@@ -109,8 +121,6 @@ def test_the_loop_answers_while_a_windows_maths_runs(
             release.set()
             assert await held
             answer = await flows
-        finally:
-            await engine.dispose()
         expected = naive_flows(naive_window(records, Span(TimeWindow.H12, as_of)), 6.0, None)
         assert expected, "the data should give flows"
         assert_flows_match(rest_flows({"flows": answer.items()}), expected, 0.0)
@@ -128,18 +138,7 @@ def test_no_more_windows_are_read_than_the_maths_thread_can_take(
     records = random_records(11)
 
     async def main() -> None:
-        engine = make_engine(f"sqlite:///{tmp_path / 'trendmap.db'}")
-        try:
-            await migrate.upgrade(engine)
-            repository = TrendRepository(engine)
-            await repository.upsert(validate_batch(records))
-            service = TrendService(
-                repository,
-                cache=ResponseCache(MemoryStore(), refresh_seconds=30),
-                halflife_hours=6.0,
-                max_flows=1_000,
-                max_batch_records=10_000,
-            )
+        async with service_over(tmp_path, records) as service:
             release = threading.Event()
             held = asyncio.create_task(maths(1, release.wait, 30))
             # Off the cache's resolution: computed, not kept (no trends: entries to make).
@@ -155,8 +154,6 @@ def test_no_more_windows_are_read_than_the_maths_thread_can_take(
                 release.set()
             assert await held
             answers = await asyncio.gather(*asked)
-        finally:
-            await engine.dispose()
         assert sum(service.flow_passes.values()) == len(instants)
         assert [a.span.as_of for a in answers] == instants
         assert all(a.count for a in answers), "the data should give flows"
