@@ -77,14 +77,18 @@ def _payloads(table: AggregateTable) -> list[tuple[str, bytes]]:
 
 def decode_rows(entries: Sequence[tuple[str, bytes]]) -> AggregateTable | None:
     """The table of every country's payload, in order; None when one is not in this format
-    (an entry an older version wrote): the window is then read from the database."""
+    (an entry an older version wrote, or junk): the window is then read from the database."""
     table = AggregateTable()
     for country, payload in entries:
-        decoded = orjson.loads(payload)
+        try:
+            decoded = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
         if not isinstance(decoded, dict) or decoded.get("format") != _FORMAT:
             return None
-        n = len(decoded["topic_keys"])
-        if any(len(decoded[name]) != n for name in _COLUMNS):
+        found = [decoded.get(name) for name in _COLUMNS]
+        n = len(decoded["topic_keys"]) if isinstance(decoded.get("topic_keys"), list) else -1
+        if any(not isinstance(column, list) or len(column) != n for column in found):
             return None
         table.countries.extend([country] * n)
         for name in _COLUMNS:

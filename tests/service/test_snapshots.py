@@ -55,6 +55,8 @@ def test_an_entry_in_another_format_is_a_miss() -> None:
     short = ("BR", encode_rows(table, slice(0, 1)).replace(b'"counts":[3]', b'"counts":[]'))
     assert short[1] != fine[1]
     assert decode_rows([fine, short]) is None
+    for junk in (b"not json", b'{"format": 2}', b'{"format": 2, "topic_keys": 3}'):
+        assert decode_rows([fine, ("BR", junk)]) is None
 
 
 def test_the_rollups_arrays_are_what_the_maths_would_derive(postgres_url: str) -> None:
