@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -22,6 +24,8 @@ from graph.core.windows import Span, TimeWindow
 from graph.service.offload import maths
 
 __all__ = ["Snapshots", "by_country", "decode_rows", "encode_rows"]
+
+_T = TypeVar("_T")
 
 # Historical windows a worker keeps the aggregates of (each as large as its window).
 _RECENT_WINDOWS = 2
@@ -119,6 +123,8 @@ class Snapshots:
         # The historical windows read last, by (window, as_of, token), oldest first: the map
         # asks for a window's flows and its hotspots one after the other.
         self._recent: dict[tuple[TimeWindow, datetime, str], AggregateTable] = {}
+        # Reads under way, by window (and instant) and token (see _once).
+        self._reading: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
     async def from_database(self, span: Span) -> AggregateTable:
         try:
@@ -155,13 +161,19 @@ class Snapshots:
         key = (span.window, span.as_of, token)
         table = self._recent.pop(key, None)  # put back last: the most recently used
         if table is None:
-            table = await self._cached(span, token)
-        if table is None:
-            table = await self.from_database(span)
-            await self._store(span, token, table)
+            table = await self._once(key, lambda: self._read_at(span, token))
         self._recent[key] = table
         while len(self._recent) > _RECENT_WINDOWS:
             del self._recent[next(iter(self._recent))]
+        return table
+
+    async def _read_at(self, span: Span, token: str) -> AggregateTable:
+        """The historical window from the cache's entries, else from the database (then
+        stored)."""
+        table = await self._cached(span, token)
+        if table is None:
+            table = await self.from_database(span)
+            await self._store(span, token, table)
         return table
 
     async def _store(self, span: Span, token: str, table: AggregateTable) -> None:
@@ -223,7 +235,31 @@ class Snapshots:
         fresh = time.monotonic() - self.cache.refresh_seconds
         if self.cache.enabled and snap is not None and snap.token == token and snap.made > fresh:
             return snap.span, snap.aggregates
+        return await self._once(("now", window, token), lambda: self._read_now(window, token))
+
+    async def _read_now(
+        self, window: TimeWindow, token: str
+    ) -> tuple[Span, Sequence[AggregateRow]]:
         span = Span(window, self.clock())
         aggregates = await self.from_database(span)
         self._sliding[window] = _Snapshot(token, span, time.monotonic(), aggregates)
         return span, aggregates
+
+    async def _once(self, key: tuple[Any, ...], read: Callable[[], Awaitable[_T]]) -> _T:
+        """``read()``, or the read of the same window already under way: the map asks for a
+        window's hotspots, flows and stats in one query, whose resolvers run at once, and
+        they share one read. The read is a task of its own: a reader that goes away cancels
+        only its wait."""
+        running = self._reading.get(key)
+        if running is None:
+            running = asyncio.ensure_future(read())
+            self._reading[key] = running
+            running.add_done_callback(functools.partial(self._read_done, key))
+        result: _T = await asyncio.shield(running)
+        return result
+
+    def _read_done(self, key: tuple[Any, ...], task: asyncio.Future[Any]) -> None:
+        if self._reading.get(key) is task:
+            del self._reading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every reader still waiting gets it raised

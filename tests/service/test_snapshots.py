@@ -105,9 +105,10 @@ def test_the_rollups_arrays_are_what_the_maths_would_derive(postgres_url: str) -
 def test_a_historical_window_is_read_once_per_worker_and_shared_through_the_cache(
     tmp_path: Path,
 ) -> None:
-    """The map asks for a window's flows, then its hotspots: the second read is the first's
-    table. Another worker (its own Snapshots, the same store) reads the cache's entries, not
-    its database (here an empty one), and gets the same sums."""
+    """The map asks for a window's hotspots, flows and stats at once, then again: one read,
+    its table shared (the window at an instant, and the window ending now). Another worker
+    (its own Snapshots, the same store) reads the cache's entries, not its database (here an
+    empty one), and gets the same sums."""
     records = [
         Record(T0 - timedelta(minutes=40 * i), c, k, k.casefold(), i + 1, 0.5, None)
         for i, (c, k) in enumerate([("US", "Storm"), ("BR", "Gol"), ("US", "Gol"), ("DE", "Zug")])
@@ -127,8 +128,16 @@ def test_a_historical_window_is_read_once_per_worker_and_shared_through_the_cach
                 return Snapshots(TrendRepository(engine), cache, lambda: T0)
 
             first = worker(full)
-            read = await first.aggregates(span, token)
+            # Asked for at once (the map's hotspots, flows and stats in one query): one read.
+            read, again = await asyncio.gather(
+                first.aggregates(span, token), first.aggregates(span, token)
+            )
+            assert again is read
             assert await first.aggregates(span, token) is read
+            now, also = await asyncio.gather(
+                first.window(TimeWindow.H24, None, token), first.window(TimeWindow.H24, None, token)
+            )
+            assert also[1] is now[1] and also[0] == now[0] and len(now[1]) == 4
             other = await worker(empty).aggregates(span, token)
             assert sorted(other, key=astuple) == sorted(read, key=astuple) and len(read) == 4
             # Another generation: the empty database's answer, not the entries of "7".
