@@ -119,4 +119,8 @@ class PollScheduler:
                 report_exception(failure, task="poller")
         finally:
             if not task.done():
+                # Shutdown, or an error: the round ends before this does. Its cancellation can
+                # take a moment (httpx and SQLAlchemy finish closing a connection first), and
+                # the feeds' client and the database close as soon as the scheduler is done.
                 task.cancel()
+                await asyncio.wait({task})

@@ -10,8 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.feeds.lease import LEASE_KEY
+from graph.feeds.google_trends import GoogleTrendsRSS
+from graph.feeds.lease import LEASE_KEY, StoreLease
+from graph.feeds.poller import Poller
+from graph.feeds.scheduler import PollScheduler
 from graph.wiring import open_state
+from tests.support.factories import make_settings
 from tests.support.feedserver import FeedServer, Reply, feed, feed_settings
 from tests.support.servers import RedisServer, running_server
 
@@ -168,5 +172,49 @@ def test_cancelling_the_scheduler_mid_round_stops_it(
             assert done, "the scheduler swallowed its cancellation"
             assert task.cancelled()
             assert not state.feeds.board.leading
+
+    asyncio.run(main())
+
+
+class SlowToLeave:
+    """A fetcher whose request hangs until cancelled, then takes a moment to close its
+    connection before the cancellation goes on (as httpcore's and SQLAlchemy's closes do)."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.closed = False
+
+    async def get(self, url: str, *, extensions: dict[str, object] | None = None) -> bytes:
+        self.asked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)
+            self.closed = True
+            raise
+        raise AssertionError("never answered")
+
+
+def test_a_cancelled_scheduler_ends_after_its_round_has(tmp_path: Any) -> None:
+    """At shutdown the feeds' client and the database close once the scheduler stops: its
+    round, still closing a connection, must not outlive it and use them as they close."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}")
+
+    async def main() -> None:
+        async with open_state(settings) as state:
+            fetcher = SlowToLeave()
+            poller = Poller(
+                state.service, [GoogleTrendsRSS("http://127.0.0.1:1/{country}")], fetcher, ["US"]
+            )
+            lease = StoreLease(state.store, ttl_seconds=5)
+            scheduler = PollScheduler(
+                poller, lease, state.feeds.board, interval_seconds=60, lease_ttl_seconds=5
+            )
+            task = asyncio.create_task(scheduler.run())
+            await asyncio.wait_for(fetcher.asked.wait(), 5)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=3)
+            assert done and task.cancelled()
+            assert fetcher.closed, "the scheduler stopped while its round was still closing"
 
     asyncio.run(main())
