@@ -27,6 +27,7 @@ from graph.cache.bounds import CacheBounds
 from graph.cache.entry import Entry
 from graph.cache.keys import GENERATION_CHANNEL, GENERATION_KEY, TTL_SECONDS
 from graph.cache.local_copy import LocalCopy
+from graph.cache.single_flight import SingleFlight
 from graph.observability.log import logger
 from graph.observability.tracing import span
 from graph.stores import Store, StoreUnavailable
@@ -61,7 +62,7 @@ class ResponseCache:
         self.clock = clock
         # Computations in progress by (key, field, token): a read under a newer token must
         # not join one from before the bump.
-        self._inflight: dict[tuple[str, str, str], asyncio.Future[Entry]] = {}
+        self._inflight: SingleFlight[tuple[str, str, str], Entry] = SingleFlight("answers")
         # Set when an ingest could not raise the generation; raised as soon as the store answers.
         self._stale_token = False
         # The highest generation this worker has seen: its own ingests, the other workers'
@@ -291,39 +292,18 @@ class ResponseCache:
     async def _single_flight(
         self, key: str, field: str, token: str, sliding: bool, compute: Compute
     ) -> Entry:
-        """Compute the entry, or join the computation of it under the same token.
-
-        The computation runs as a task of its own, not inside the request that started it: a
-        reader that goes away (its client left, its server is stopping) cancels only its own
-        wait, never the answer the others are waiting for.
-        """
-        slot = (key, field, token)
-        running = self._inflight.get(slot)
-        if running is None:
-            running = asyncio.ensure_future(self._compute_once(key, field, token, sliding, compute))
-            self._inflight[slot] = running
-            running.add_done_callback(functools.partial(self._finished, slot))
-        try:
-            return await asyncio.shield(running)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if running.cancelled() and not (current is not None and current.cancelling()):
-                # The shared computation was cancelled, not this reader: answer alone.
-                return await compute(token)
-            raise
+        """Compute the entry, or join the computation of it under the same token (a reader
+        that goes away cancels only its own wait; see :class:`SingleFlight`)."""
+        return await self._inflight.run(
+            (key, field, token),
+            lambda: self._compute_once(key, field, token, sliding, compute),
+            alone=lambda: compute(token),
+        )
 
     async def drain(self, seconds: float) -> None:
-        """Wait, at most ``seconds``, for the computations still running (their readers may
-        have gone): on shutdown, before the database they use is closed."""
-        running = list(self._inflight.values())
-        if running:
-            await asyncio.wait(running, timeout=seconds)
-
-    def _finished(self, slot: tuple[str, str, str], task: asyncio.Future[Entry]) -> None:
-        if self._inflight.get(slot) is task:
-            del self._inflight[slot]
-        if not task.cancelled():
-            task.exception()  # seen by every waiter; nobody may be waiting: mark it retrieved
+        """At shutdown, before the database they use is closed: the computations still running
+        (their readers may have gone) finish, or are cancelled after ``seconds``."""
+        await self._inflight.drain(seconds)
 
     async def _compute_once(
         self, key: str, field: str, token: str, sliding: bool, compute: Compute
