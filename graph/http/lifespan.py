@@ -49,9 +49,14 @@ def make_lifespan(settings: Settings, metrics: Metrics | None) -> Lifespan:
                     unwatch()
                 state.broadcaster.close()
                 await stop(background, settings.shutdown_timeout_seconds)
-                # Computations whose readers left still hold pooled connections: let them
-                # finish before the engine is disposed under them.
-                await state.cache.drain(settings.shutdown_timeout_seconds)
+                # Computations whose readers left still hold pooled connections: they finish,
+                # or are cancelled, before the engine is disposed under them.
+                seconds = settings.shutdown_timeout_seconds
+                await asyncio.gather(
+                    state.cache.drain(seconds),
+                    state.service.snapshots.drain(seconds),
+                    state.broadcaster.drain(seconds),
+                )
                 uninstrument_engines()
 
     return lifespan

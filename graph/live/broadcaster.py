@@ -20,9 +20,7 @@ between two ingests.)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +28,7 @@ from typing import Protocol
 
 import orjson
 
+from graph.cache.single_flight import SingleFlight
 from graph.core.crossings import Crossings
 from graph.core.flows import Flow
 from graph.core.identity import answer_prefix, flow_with_id
@@ -86,7 +85,9 @@ class Broadcaster:
         self.queue_size = queue_size
         self.groups: dict[GroupKey, Group] = {}
         # The look-up of the flows hot now, per group key, while one is under way.
-        self._looking: dict[GroupKey, asyncio.Future[tuple[datetime, list[Flow]]]] = {}
+        self._looking: SingleFlight[GroupKey, tuple[datetime, list[Flow]]] = SingleFlight(
+            "live look-ups"
+        )
         # Subscriptions in their groups that do not know yet which flows were hot when they
         # began (a flow crossing meanwhile may count among those, and never be sent): for
         # each, whether it is still in its group (a slow one may be dropped meanwhile).
@@ -244,12 +245,8 @@ class Broadcaster:
             # Every publisher computes this window from now on (a flow that crosses after the
             # look-up below is sent), before the look-up.
             await self.interest.watch(group.window)
-            looking = self._looking.get(key)
-            if looking is None:
-                looking = self._looking[key] = asyncio.ensure_future(self._current(key))
-                looking.add_done_callback(functools.partial(self._looked, key))
-            # Shielded: one joiner leaving must not cancel the others' look-up.
-            as_of, current = await asyncio.shield(looking)
+            # One joiner leaving does not cancel the others' look-up.
+            as_of, current = await self._looking.run(key, lambda: self._current(key))
         finally:
             self._starting.discard(present)
         if group.as_of is None:  # no snapshot came first: the group starts from these
@@ -263,15 +260,14 @@ class Broadcaster:
         prefix = answer_prefix(answer.span.window, answer.span.as_of)
         return answer.span.as_of, [flow_with_id(item, prefix) for item in answer.items()]
 
-    def _looked(self, key: GroupKey, done: asyncio.Future[tuple[datetime, list[Flow]]]) -> None:
-        if self._looking.get(key) is done:
-            del self._looking[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: every joiner that waited for it has it already
-
     def _forget(self, key: GroupKey, group: Group) -> None:
         if not group and self.groups.get(key) is group:
             del self.groups[key]
+
+    async def drain(self, seconds: float) -> None:
+        """At shutdown, before the database is closed: look-ups whose subscribers left finish,
+        or are cancelled after ``seconds``."""
+        await self._looking.drain(seconds)
 
     def close(self) -> None:
         """End every subscription (on shutdown): readers finish, sockets close normally."""

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from db.repository import TrendRepository
 from graph.cache.entry import Entry
 from graph.cache.keys import trends_key, trends_roster_key
 from graph.cache.response_cache import ResponseCache
+from graph.cache.single_flight import SingleFlight
 from graph.core.aggregates import AggregateRow, AggregateTable, Columns, with_columns
 from graph.core.errors import DependencyUnavailable
 from graph.core.windows import Span, TimeWindow
@@ -123,8 +122,10 @@ class Snapshots:
         # The historical windows read last, by (window, as_of, token), oldest first: the map
         # asks for a window's flows and its hotspots one after the other.
         self._recent: dict[tuple[TimeWindow, datetime, str], AggregateTable] = {}
-        # Reads under way, by window (and instant) and token (see _once).
-        self._reading: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        # Reads under way, by window (and instant) and token: the map asks for a window's
+        # hotspots, flows and stats in one query, whose resolvers run at once, and they share
+        # one read.
+        self._reading: SingleFlight[tuple[Any, ...], Any] = SingleFlight("window reads")
 
     async def from_database(self, span: Span) -> AggregateTable:
         try:
@@ -246,20 +247,11 @@ class Snapshots:
         return span, aggregates
 
     async def _once(self, key: tuple[Any, ...], read: Callable[[], Awaitable[_T]]) -> _T:
-        """``read()``, or the read of the same window already under way: the map asks for a
-        window's hotspots, flows and stats in one query, whose resolvers run at once, and
-        they share one read. The read is a task of its own: a reader that goes away cancels
-        only its wait."""
-        running = self._reading.get(key)
-        if running is None:
-            running = asyncio.ensure_future(read())
-            self._reading[key] = running
-            running.add_done_callback(functools.partial(self._read_done, key))
-        result: _T = await asyncio.shield(running)
+        """``read()``, or the read of the same window already under way."""
+        result: _T = await self._reading.run(key, read)
         return result
 
-    def _read_done(self, key: tuple[Any, ...], task: asyncio.Future[Any]) -> None:
-        if self._reading.get(key) is task:
-            del self._reading[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here: every reader still waiting gets it raised
+    async def drain(self, seconds: float) -> None:
+        """At shutdown, before the database is closed: the reads still running (their readers
+        may have gone) finish, or are cancelled after ``seconds``."""
+        await self._reading.drain(seconds)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import numpy as np
 import orjson
 
@@ -145,5 +146,48 @@ def test_a_historical_window_is_read_once_per_worker_and_shared_through_the_cach
         finally:
             await full.dispose()
             await empty.dispose()
+
+    asyncio.run(main())
+
+
+def test_at_shutdown_a_read_whose_readers_left_is_cancelled_and_its_connection_returned(
+    postgres_url: str,
+) -> None:
+    """A window read goes on when its reader leaves (others may join it). At shutdown it
+    must not outlive the engine: drain() waits for it, then cancels it, and its connection is
+    back in the pool before the engine is disposed. The read is held here by another session's
+    lock on every table."""
+
+    async def main() -> None:
+        await empty_archive(postgres_url)
+        engine = make_engine(postgres_url)
+        holder = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            await migrate.upgrade(engine)
+            clock = lambda: T0  # noqa: E731
+            cache = ResponseCache(MemoryStore(), refresh_seconds=30)
+            snapshots = Snapshots(TrendRepository(engine), cache, clock)
+            tables = await holder.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            locked = holder.transaction()
+            await locked.start()
+            await holder.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+            reader = asyncio.create_task(snapshots.window(TimeWindow.H24, None, "1"))
+            while engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            assert engine.pool.checkedout() == 1, "the read went on"  # type: ignore[attr-defined]
+            await snapshots.drain(0.2)
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            await locked.rollback()
+            # Nothing is left behind: the next reader reads afresh.
+            _, rows = await snapshots.window(TimeWindow.H24, None, "1")
+            assert len(rows) == 0
+        finally:
+            await holder.close()
+            await engine.dispose()
 
     asyncio.run(main())
