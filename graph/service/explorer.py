@@ -178,6 +178,21 @@ def parse_country(value: str | None, *, field: str = "country") -> str:
         raise InvalidParameter(field, str(exc)) from None
 
 
+def _no_spread(query: SpreadQuery, now: datetime) -> str:
+    """Why a topic's spread is a 404: the span searched, and when it was the default, how to
+    search another."""
+    since, until = query.bounds(now)
+    searched = f"from {since.isoformat()} to {until.isoformat()}"
+    if query.since is None and query.until is None:
+        searched = f"in the last {SPREAD_DEFAULT.days} days ({searched})"
+    found = f"topic: no record of {query.key!r} {searched}"
+    if query.since is None:
+        found += (
+            "; give since (and until) to search further back: GET /v1/span has the archive's span"
+        )
+    return found
+
+
 def _days_before(until: datetime, span: timedelta = SPREAD_DEFAULT) -> datetime:
     try:
         return until - span
@@ -281,7 +296,7 @@ class Explorer:
             min_generation=min_generation,
         )
         if explored.count == 0:  # cached too: asking again costs no query
-            raise NotFound(f"topic: no record of {query.key!r} in the span asked")
+            raise NotFound(_no_spread(query, self.clock()))
         return explored
 
     async def hotspot_history(

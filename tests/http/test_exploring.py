@@ -254,6 +254,25 @@ def test_an_unseen_topic_is_a_404_in_rest_and_null_in_graphql(client: TestClient
     assert body == {"data": {"topicSpread": None}}  # GraphQL: null, not an error
 
 
+def test_a_404_for_a_topic_names_the_span_and_how_to_reach_older_records(
+    client: TestClient,
+) -> None:
+    """A user of the real archive asks for a topic from a month ago without a span: the 404
+    says which span was searched, that it was the default, and where the archive's span is."""
+    now = datetime.now(UTC)
+    client.post(
+        "/v1/trends",
+        json=[record("US", "Marathon", hours_ago=30 * 24, as_of=now)],
+        headers=write_headers(),
+    )
+    detail = client.get("/v1/topics/spread", params={"topic": "marathon"}).json()["detail"]
+    assert "'marathon'" in detail and "the last 7 days" in detail and "/v1/span" in detail
+    until = (now - timedelta(days=60)).replace(microsecond=0)
+    params = {"topic": "marathon", "until": until.isoformat()}
+    detail = client.get("/v1/topics/spread", params=params).json()["detail"]
+    assert until.isoformat() in detail and "last 7 days" not in detail
+
+
 LONG = "x" * 10_000
 BAD_TOPICS = [
     ({"time_window": "2h"}, "time_window"),
