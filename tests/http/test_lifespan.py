@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
 from graph.core.windows import TimeWindow
 from graph.http.app import create_app
 from graph.service.queries import FlowQuery
 from graph.wiring import AppState
 from tests.support.factories import make_settings
+from tests.support.locks import every_table_locked
 from tests.support.servers import empty_archive
 
 
@@ -23,27 +22,19 @@ def test_a_window_read_whose_reader_left_ends_with_the_lifespan(postgres_url: st
 
     async def main() -> None:
         await empty_archive(postgres_url)
-        holder = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
-        try:
-            async with app.router.lifespan_context(app) as scope:
-                state: AppState = scope["trendmap"]
-                tables = await holder.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                )
-                names = ", ".join(f'"{t["tablename"]}"' for t in tables)
-                locked = holder.transaction()
-                await locked.start()
-                await holder.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-                query = FlowQuery(TimeWindow.H24, None, 0.5, None, None)
-                request = asyncio.create_task(state.service.flows(query))
-                pool = state.repository.engine.pool
-                while pool.checkedout() == 0:  # type: ignore[attr-defined]
-                    await asyncio.sleep(0.01)
-                request.cancel()
-                await asyncio.gather(request, return_exceptions=True)
+        # The lock is taken once the app has migrated, and held until its shutdown is over.
+        lifespan = app.router.lifespan_context(app)
+        state: AppState = (await lifespan.__aenter__())["trendmap"]
+        async with every_table_locked(postgres_url):
+            query = FlowQuery(TimeWindow.H24, None, 0.5, None, None)
+            request = asyncio.create_task(state.service.flows(query))
+            pool = state.repository.engine.pool
+            while pool.checkedout() == 0:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+            request.cancel()
+            await asyncio.gather(request, return_exceptions=True)
+            await lifespan.__aexit__(None, None, None)
             left = asyncio.all_tasks() - {asyncio.current_task()}
             assert not left, f"still running after shutdown: {left}"
-        finally:
-            await holder.close()
 
     asyncio.run(main())

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
 import orjson
 
@@ -21,6 +20,7 @@ from graph.core.records import Record
 from graph.core.windows import Span, TimeWindow
 from graph.service.snapshots import Snapshots, by_country, decode_rows, encode_rows
 from graph.stores.memory import MemoryStore
+from tests.support.locks import every_table_locked
 from tests.support.servers import empty_archive
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -161,33 +161,24 @@ def test_at_shutdown_a_read_whose_readers_left_is_cancelled_and_its_connection_r
     async def main() -> None:
         await empty_archive(postgres_url)
         engine = make_engine(postgres_url)
-        holder = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
         try:
             await migrate.upgrade(engine)
             clock = lambda: T0  # noqa: E731
             cache = ResponseCache(MemoryStore(), refresh_seconds=30)
             snapshots = Snapshots(TrendRepository(engine), cache, clock)
-            tables = await holder.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-            )
-            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
-            locked = holder.transaction()
-            await locked.start()
-            await holder.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-            reader = asyncio.create_task(snapshots.window(TimeWindow.H24, None, "1"))
-            while engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
-                await asyncio.sleep(0.01)
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            assert engine.pool.checkedout() == 1, "the read went on"  # type: ignore[attr-defined]
-            await snapshots.drain(0.2)
-            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-            await locked.rollback()
+            async with every_table_locked(postgres_url):
+                reader = asyncio.create_task(snapshots.window(TimeWindow.H24, None, "1"))
+                while engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.01)
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                assert engine.pool.checkedout() == 1, "the read went on"  # type: ignore[attr-defined]
+                await snapshots.drain(0.2)
+                assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
             # Nothing is left behind: the next reader reads afresh.
             _, rows = await snapshots.window(TimeWindow.H24, None, "1")
             assert len(rows) == 0
         finally:
-            await holder.close()
             await engine.dispose()
 
     asyncio.run(main())
