@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -23,8 +24,6 @@ from graph.core.windows import Span, TimeWindow
 from graph.service.offload import maths
 
 __all__ = ["Snapshots", "by_country", "decode_rows", "encode_rows"]
-
-_T = TypeVar("_T")
 
 # Historical windows a worker keeps the aggregates of (each as large as its window).
 _RECENT_WINDOWS = 2
@@ -125,7 +124,12 @@ class Snapshots:
         # Reads under way, by window (and instant) and token: the map asks for a window's
         # hotspots, flows and stats in one query, whose resolvers run at once, and they share
         # one read.
-        self._reading: SingleFlight[tuple[Any, ...], Any] = SingleFlight("window reads")
+        self._reading_now: SingleFlight[
+            tuple[TimeWindow, str], tuple[Span, Sequence[AggregateRow]]
+        ] = SingleFlight("window reads")
+        self._reading_at: SingleFlight[tuple[TimeWindow, datetime, str], AggregateTable] = (
+            SingleFlight("window reads")
+        )
 
     async def from_database(self, span: Span) -> AggregateTable:
         try:
@@ -162,7 +166,7 @@ class Snapshots:
         key = (span.window, span.as_of, token)
         table = self._recent.pop(key, None)  # put back last: the most recently used
         if table is None:
-            table = await self._once(key, lambda: self._read_at(span, token))
+            table = await self._reading_at.run(key, lambda: self._read_at(span, token))
         self._recent[key] = table
         while len(self._recent) > _RECENT_WINDOWS:
             del self._recent[next(iter(self._recent))]
@@ -236,7 +240,7 @@ class Snapshots:
         fresh = time.monotonic() - self.cache.refresh_seconds
         if self.cache.enabled and snap is not None and snap.token == token and snap.made > fresh:
             return snap.span, snap.aggregates
-        return await self._once(("now", window, token), lambda: self._read_now(window, token))
+        return await self._reading_now.run((window, token), lambda: self._read_now(window, token))
 
     async def _read_now(
         self, window: TimeWindow, token: str
@@ -246,12 +250,7 @@ class Snapshots:
         self._sliding[window] = _Snapshot(token, span, time.monotonic(), aggregates)
         return span, aggregates
 
-    async def _once(self, key: tuple[Any, ...], read: Callable[[], Awaitable[_T]]) -> _T:
-        """``read()``, or the read of the same window already under way."""
-        result: _T = await self._reading.run(key, read)
-        return result
-
     async def drain(self, seconds: float) -> None:
         """At shutdown, before the database is closed: the reads still running (their readers
         may have gone) finish, or are cancelled after ``seconds``."""
-        await self._reading.drain(seconds)
+        await asyncio.gather(self._reading_now.drain(seconds), self._reading_at.drain(seconds))
